@@ -1,0 +1,766 @@
+#!/usr/bin/env python3
+"""Offline validation of the SpinKube manifests in k8s/ against the app's spin.toml.
+
+Run through `scripts/validate-k8s`, which provides the dependencies (k8s/requirements.txt) and
+`kubectl` (for `kubectl kustomize`). No cluster is contacted. Usage:
+
+    validate_k8s.py [--repo ROOT]                 validate ROOT/k8s, exit 1 on any problem
+    validate_k8s.py gen-migrations --repo ROOT --out DIR
+                                                 write the migrations kustomization to DIR
+
+What is checked, for the base and every overlay in k8s/overlays/:
+  * every YAML file under k8s/ parses (duplicate keys are errors);
+  * every rendered object validates against its schema: Kubernetes built-in kinds with the
+    schemas `kubernetes-validate` ships (strict: unknown fields are errors), SpinApp,
+    SpinAppExecutor and ScaledObject with the CRD schemas kept in k8s/schemas/;
+  * the SpinApps agree with spin.toml: components exist, every triggered component is deployed,
+    a Redis-triggered component runs in exactly one SpinApp with a fixed replica count, every
+    variable spin.toml requires is bound, no binding names an undeclared variable, secret
+    variables come from Secrets only, probe paths are routed to a deployed component;
+  * every secretKeyRef / loadFromSecret names a Secret and key defined in k8s/secret.example.yaml,
+    every configMapKeyRef a ConfigMap and key in the render;
+  * the Ingress sends every public route to the SpinApp serving it on the operator's Service
+    port (80) and no /internal/ route at all; autoscalers target autoscaled SpinApps only;
+  * the migration Job runs scripts/migrate with exactly the repository's migrations/*.sql;
+  * the sweep CronJob calls a route that a SpinApp serves, with a token bound to that app.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+from urllib.parse import urlsplit
+
+import yaml
+
+# The Kubernetes version whose built-in schemas the manifests must satisfy. SpinKube's own
+# support matrix starts well below it; nothing used here is newer than autoscaling/v2 and
+# batch/v1 CronJob (both GA since 1.23 / 1.21).
+KUBERNETES_VERSION = "1.31"
+
+# spin-operator creates, per SpinApp, a Deployment and a ClusterIP Service with the SpinApp's
+# name; the Service listens on this port (internal/controller/service.go: DefaultHTTPPort).
+SPINAPP_SERVICE_PORT = 80
+
+CRD_SCHEMAS = {
+    ("core.spinkube.dev/v1alpha1", "SpinApp"): "spinapp.core.spinkube.dev.v1alpha1.yaml",
+    ("core.spinkube.dev/v1alpha1", "SpinAppExecutor"): "spinappexecutor.core.spinkube.dev.v1alpha1.yaml",
+    ("keda.sh/v1alpha1", "ScaledObject"): "scaledobject.keda.sh.v1alpha1.yaml",
+}
+
+MIGRATE_SCRIPT_CONFIGMAP = "todo-migrate-script"
+MIGRATIONS_CONFIGMAP = "todo-migrations"
+EXAMPLE_SECRETS_FILE = "secret.example.yaml"
+PLACEHOLDER = "REPLACE_ME"
+
+
+class ValidationProblem(Exception):
+    """A problem that stops one part of the validation (the rest still runs)."""
+
+
+# --------------------------------------------------------------------------------------------
+# YAML
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate mapping keys, which PyYAML silently lets win."""
+
+
+def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):
+    loader.flatten_mapping(node)
+    seen: dict[Any, yaml.Node] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping", node.start_mark,
+                f"found duplicate key {key!r}", key_node.start_mark)
+        seen[key] = key_node
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
+def load_yaml_documents(text: str) -> list[Any]:
+    """All non-empty documents of a YAML stream; raises yaml.YAMLError on any defect."""
+    return [doc for doc in yaml.load_all(text, Loader=_UniqueKeyLoader) if doc is not None]
+
+
+# --------------------------------------------------------------------------------------------
+# spin.toml
+
+
+@dataclass
+class HttpRoute:
+    route: str
+    component: str
+
+
+@dataclass
+class SpinVariable:
+    name: str
+    required: bool
+    secret: bool
+    has_default: bool
+
+    @property
+    def must_be_bound(self) -> bool:
+        """Spin refuses to start when such a variable has no value."""
+        return self.required or not self.has_default
+
+
+@dataclass
+class SpinManifest:
+    app_name: str
+    components: set[str]
+    http_routes: list[HttpRoute]
+    redis_components: set[str]
+    variables: dict[str, SpinVariable]
+
+    def routes_of(self, components: set[str]) -> list[HttpRoute]:
+        return [r for r in self.http_routes if r.component in components]
+
+    def route_for_path(self, path: str) -> HttpRoute | None:
+        """The route Spin would pick for `path` (most specific wins), or None (404)."""
+        best: tuple[int, HttpRoute] | None = None
+        for route in self.http_routes:
+            score = route_match_score(route.route, path)
+            if score is not None and (best is None or score > best[0]):
+                best = (score, route)
+        return best[1] if best else None
+
+
+def load_spin_manifest(path: Path) -> SpinManifest:
+    try:
+        doc = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise ValidationProblem(f"{path}: cannot read Spin manifest: {err}") from err
+    app_name = doc.get("application", {}).get("name")
+    if not isinstance(app_name, str) or not app_name:
+        raise ValidationProblem(f"{path}: [application] name is missing")
+    components = set(doc.get("component", {}).keys())
+    http_routes: list[HttpRoute] = []
+    triggers = doc.get("trigger", {})
+    for trigger in triggers.get("http", []):
+        route, component = trigger.get("route"), trigger.get("component")
+        if not isinstance(component, str):
+            raise ValidationProblem(f"{path}: an HTTP trigger has no component id (inline components are not supported here)")
+        if isinstance(route, str):
+            http_routes.append(HttpRoute(route, component))
+        # `route = { private = true }` is reachable only through local service chaining.
+    redis_components = set()
+    for trigger in triggers.get("redis", []):
+        component = trigger.get("component")
+        if not isinstance(component, str):
+            raise ValidationProblem(f"{path}: a Redis trigger has no component id")
+        redis_components.add(component)
+    variables = {}
+    for name, spec in doc.get("variables", {}).items():
+        spec = spec if isinstance(spec, dict) else {}
+        variables[name] = SpinVariable(
+            name=name,
+            required=bool(spec.get("required", False)),
+            secret=bool(spec.get("secret", False)),
+            has_default="default" in spec,
+        )
+    return SpinManifest(app_name, components, http_routes, redis_components, variables)
+
+
+def route_match_score(route: str, path: str) -> int | None:
+    """How specifically Spin route `route` matches request path `path` (None: no match).
+
+    Spin semantics: exact segments, `:name` matches one segment, a trailing `/...` matches the
+    prefix itself and anything below it. Exact routes beat parameterised ones, which beat
+    wildcards; longer prefixes beat shorter ones.
+    """
+    wildcard = route.endswith("/...")
+    route_segments = _segments(route[: -len("/...")] if wildcard else route)
+    path_segments = _segments(path)
+    if wildcard:
+        if len(path_segments) < len(route_segments):
+            return None
+    elif len(path_segments) != len(route_segments):
+        return None
+    params = 0
+    for want, got in zip(route_segments, path_segments):
+        if want.startswith(":"):
+            params += 1
+        elif want != got:
+            return None
+    # Exact > params > wildcard; within a class, more literal segments win.
+    klass = 0 if wildcard else (1 if params else 2)
+    return klass * 10_000 + (len(route_segments) - params) * 10 - params
+
+
+def _segments(path: str) -> list[str]:
+    return [s for s in path.split("/") if s]
+
+
+def route_sample_paths(route: str) -> list[str]:
+    """Concrete request paths a route serves, used to test reachability through an Ingress."""
+    wildcard = route.endswith("/...")
+    base = route[: -len("/...")] if wildcard else route
+    concrete = "/" + "/".join("sample" if s.startswith(":") else s for s in _segments(base))
+    if not wildcard:
+        return [concrete]
+    return [concrete, concrete.rstrip("/") + "/sample"]
+
+
+def ingress_path_matches(path: str, path_type: str, request: str) -> bool:
+    """Kubernetes Ingress matching: Exact is string equality, Prefix is element-wise."""
+    if path_type == "Exact":
+        return path == request
+    prefix = _segments(path)
+    return _segments(request)[: len(prefix)] == prefix
+
+
+# --------------------------------------------------------------------------------------------
+# Rendering
+
+
+def write_migrations_kustomization(repo: Path, out: Path) -> None:
+    """Lay out scripts/migrate and migrations/*.sql as a kustomization with two ConfigMaps.
+
+    kustomize refuses files outside a kustomization's directory (symlinks included), so the
+    files are copied next to a generated kustomization.yaml; base/ includes it as `../migrations`.
+    """
+    script = repo / "scripts" / "migrate"
+    sql_files = sorted((repo / "migrations").glob("*.sql"))
+    if not script.is_file():
+        raise ValidationProblem(f"{script} is missing: the migration Job runs it")
+    if not sql_files:
+        raise ValidationProblem(f"{repo / 'migrations'} has no *.sql: the migration Job would apply nothing")
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "files" / "migrations").mkdir(parents=True)
+    (out / "files" / "scripts").mkdir(parents=True)
+    shutil.copyfile(script, out / "files" / "scripts" / "migrate")
+    for sql in sql_files:
+        shutil.copyfile(sql, out / "files" / "migrations" / sql.name)
+    listing = "\n".join(f"      - files/migrations/{sql.name}" for sql in sql_files)
+    (out / "kustomization.yaml").write_text(
+        "# Generated by scripts/package from scripts/migrate and migrations/*.sql: do not edit,\n"
+        "# re-run `scripts/package --manifests` after adding a migration.\n"
+        "apiVersion: kustomize.config.k8s.io/v1beta1\n"
+        "kind: Kustomization\n"
+        "configMapGenerator:\n"
+        f"  - name: {MIGRATE_SCRIPT_CONFIGMAP}\n"
+        "    files:\n"
+        "      - migrate=files/scripts/migrate\n"
+        f"  - name: {MIGRATIONS_CONFIGMAP}\n"
+        "    files:\n"
+        f"{listing}\n"
+    )
+
+
+def kustomize_build(directory: Path) -> list[dict]:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        raise ValidationProblem("kubectl is not on PATH: it is needed for `kubectl kustomize` "
+                                "(Debian/Ubuntu: the kubectl or kubernetes-client package)")
+    result = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise ValidationProblem(f"kubectl kustomize {directory.name} failed: {result.stderr.strip()}")
+    try:
+        docs = load_yaml_documents(result.stdout)
+    except yaml.YAMLError as err:
+        raise ValidationProblem(f"kustomize output for {directory.name} does not parse: {err}") from err
+    return docs
+
+
+# --------------------------------------------------------------------------------------------
+# Schemas
+
+
+class SchemaValidator:
+    """Validates objects: built-in kinds via kubernetes-validate, CRDs via k8s/schemas/."""
+
+    def __init__(self, schema_dir: Path):
+        import jsonschema  # imported here so `gen-migrations` needs no third-party packages
+
+        self._jsonschema = jsonschema
+        self._crd_validators = {}
+        for key, filename in CRD_SCHEMAS.items():
+            schema = yaml.safe_load((schema_dir / filename).read_text())
+            close_structural_schema(schema)
+            self._crd_validators[key] = jsonschema.Draft7Validator(schema)
+
+    def problems(self, obj: dict) -> list[str]:
+        key = (obj.get("apiVersion"), obj.get("kind"))
+        if "status" in obj:
+            return ["sets `status`, which belongs to the controller"]
+        if key in self._crd_validators:
+            return [f"{_json_path(e.absolute_path)}: {e.message}"
+                    for e in self._crd_validators[key].iter_errors(obj)]
+        import kubernetes_validate
+
+        try:
+            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.SchemaNotFoundError:
+            return [f"no schema for {key[1]} {key[0]}: add its CRD schema to k8s/schemas/"]
+        except kubernetes_validate.ValidationError as err:
+            return [f"{_json_path(err.absolute_path)}: {err.message}"]
+        return []
+
+
+def close_structural_schema(schema: Any) -> None:
+    """Make unknown fields errors, as the API server's strict field validation does.
+
+    An object schema with `properties` and neither `additionalProperties` nor
+    `x-kubernetes-preserve-unknown-fields` prunes (and, strictly, rejects) other fields.
+    """
+    if isinstance(schema, dict):
+        if ("properties" in schema and "additionalProperties" not in schema
+                and not schema.get("x-kubernetes-preserve-unknown-fields")):
+            schema["additionalProperties"] = False
+        for value in schema.values():
+            close_structural_schema(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            close_structural_schema(value)
+
+
+def _json_path(parts) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out or "."
+
+
+# --------------------------------------------------------------------------------------------
+# Cross-reference checks
+
+
+@dataclass
+class Render:
+    """One rendered kustomization and the problems found in it."""
+
+    name: str
+    objects: list[dict]
+    problems: list[str] = field(default_factory=list)
+
+    def of_kind(self, kind: str) -> list[dict]:
+        return [o for o in self.objects if o.get("kind") == kind]
+
+    def named(self, kind: str, name: str) -> dict | None:
+        return next((o for o in self.of_kind(kind) if _name(o) == name), None)
+
+    def problem(self, obj: dict | None, message: str) -> None:
+        where = f"{obj.get('kind')}/{_name(obj)}" if obj else "-"
+        self.problems.append(f"[{self.name}] {where}: {message}")
+
+
+def _name(obj: dict | None) -> str:
+    return ((obj or {}).get("metadata") or {}).get("name", "?")
+
+
+def walk(value: Any, path: tuple = ()) -> Iterator[tuple[tuple, Any]]:
+    """Every (path, node) pair below `value`, depth first."""
+    yield path, value
+    if isinstance(value, dict):
+        for key, child in value.items():
+            yield from walk(child, path + (key,))
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            yield from walk(child, path + (index,))
+
+
+def load_example_secrets(path: Path) -> dict[str, dict[str, str]]:
+    """Secret name -> {key: value} from the example Secrets file."""
+    try:
+        docs = load_yaml_documents(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise ValidationProblem(f"{path}: {err}") from err
+    secrets = {}
+    for doc in docs:
+        if doc.get("kind") != "Secret":
+            raise ValidationProblem(f"{path}: holds a {doc.get('kind')}, only Secrets belong there")
+        data = dict(doc.get("stringData") or {})
+        data.update(doc.get("data") or {})
+        secrets[_name(doc)] = {str(k): str(v) for k, v in data.items()}
+    return secrets
+
+
+def spinapp_components(app: dict, manifest: SpinManifest) -> set[str]:
+    """The components a SpinApp runs: `spec.components`, or all of them when unset."""
+    listed = app.get("spec", {}).get("components")
+    return set(listed) if listed else set(manifest.components)
+
+
+def check_render(render: Render, manifest: SpinManifest, secrets: dict[str, dict[str, str]],
+                 repo: Path, is_base: bool) -> None:
+    check_references(render, secrets)
+    check_spinapps(render, manifest, is_base)
+    check_ingress(render, manifest)
+    check_autoscaling(render)
+    check_migration_job(render, repo, secrets)
+    check_sweep_cronjob(render, manifest)
+    if not is_base:
+        namespaces = {o.get("metadata", {}).get("namespace") for o in render.objects
+                      if o.get("kind") != "Namespace"}
+        if len(namespaces) != 1 or None in namespaces:
+            render.problem(None, f"objects are spread over namespaces {sorted(map(str, namespaces))}; "
+                                 "an overlay must put everything in one namespace")
+
+
+def check_references(render: Render, secrets: dict[str, dict[str, str]]) -> None:
+    configmaps = {_name(cm): cm.get("data") or {} for cm in render.of_kind("ConfigMap")}
+    for obj in render.objects:
+        for path, node in walk(obj):
+            if not isinstance(node, dict):
+                continue
+            if "secretKeyRef" in node and isinstance(node["secretKeyRef"], dict):
+                ref = node["secretKeyRef"]
+                name, key = ref.get("name"), ref.get("key")
+                if name not in secrets:
+                    render.problem(obj, f"{_json_path(path)}.secretKeyRef: Secret {name!r} is not in "
+                                        f"k8s/{EXAMPLE_SECRETS_FILE}")
+                elif key not in secrets[name]:
+                    render.problem(obj, f"{_json_path(path)}.secretKeyRef: Secret {name!r} has no key "
+                                        f"{key!r} in k8s/{EXAMPLE_SECRETS_FILE} (keys: {sorted(secrets[name])})")
+            if "configMapKeyRef" in node and isinstance(node["configMapKeyRef"], dict):
+                ref = node["configMapKeyRef"]
+                name, key = ref.get("name"), ref.get("key")
+                if name not in configmaps:
+                    render.problem(obj, f"{_json_path(path)}.configMapKeyRef: no ConfigMap {name!r} in the render")
+                elif key not in configmaps[name]:
+                    render.problem(obj, f"{_json_path(path)}.configMapKeyRef: ConfigMap {name!r} has no key {key!r}")
+            if "configMap" in node and isinstance(node["configMap"], dict) and "name" in node["configMap"]:
+                if node["configMap"]["name"] not in configmaps:
+                    render.problem(obj, f"{_json_path(path)}.configMap: no ConfigMap {node['configMap']['name']!r} in the render")
+    for app in render.of_kind("SpinApp"):
+        secret = app.get("spec", {}).get("runtimeConfig", {}).get("loadFromSecret")
+        if secret is not None and "runtime-config.toml" not in secrets.get(secret, {}):
+            render.problem(app, f"runtimeConfig.loadFromSecret: Secret {secret!r} with key runtime-config.toml "
+                                f"is not in k8s/{EXAMPLE_SECRETS_FILE}")
+
+
+def check_spinapps(render: Render, manifest: SpinManifest, is_base: bool) -> None:
+    apps = render.of_kind("SpinApp")
+    if not apps:
+        render.problem(None, "no SpinApp")
+        return
+    executors = {_name(e) for e in render.of_kind("SpinAppExecutor")}
+    images = {app.get("spec", {}).get("image") for app in apps}
+    if len(images) != 1:
+        render.problem(None, f"the SpinApps run different images {sorted(map(str, images))}; they are one app")
+    if is_base:
+        for image in images:
+            repository = re.sub(r"(@sha256:[0-9a-f]+|:[\w][\w.-]*)$", "", str(image))
+            if repository.rsplit("/", 1)[-1] != manifest.app_name:
+                render.problem(None, f"image {image!r} should be named after spin.toml's application "
+                                     f"{manifest.app_name!r} (…/{manifest.app_name}:TAG)")
+    runs: dict[str, list[str]] = {}
+    for app in apps:
+        spec = app.get("spec", {})
+        if spec.get("executor") not in executors:
+            render.problem(app, f"executor {spec.get('executor')!r} is not a SpinAppExecutor in the render")
+        unknown = set(spec.get("components") or []) - manifest.components
+        if unknown:
+            render.problem(app, f"components {sorted(unknown)} are not in spin.toml")
+        components = spinapp_components(app, manifest) & manifest.components
+        for component in components:
+            runs.setdefault(component, []).append(_name(app))
+        if spec.get("enableAutoscaling") and "replicas" in spec:
+            render.problem(app, "sets replicas together with enableAutoscaling (the operator rejects that)")
+        check_variables(render, app, manifest)
+        check_probes(render, app, manifest, components)
+    triggered = {r.component for r in manifest.http_routes} | manifest.redis_components
+    for component in sorted(triggered - set(runs)):
+        render.problem(None, f"component {component!r} has a trigger in spin.toml but no SpinApp runs it")
+    for component in sorted(manifest.redis_components):
+        holders = runs.get(component, [])
+        if len(holders) > 1:
+            render.problem(None, f"Redis-triggered component {component!r} runs in {holders}: each would "
+                                 "subscribe; it must run in exactly one SpinApp")
+        for holder in holders:
+            app = render.named("SpinApp", holder)
+            if app and (app["spec"].get("enableAutoscaling") or "replicas" not in app["spec"]):
+                render.problem(app, f"runs Redis-triggered {component!r}: give it a fixed `replicas` "
+                                    "and no autoscaling, so the subscriber count is deliberate")
+
+
+def check_variables(render: Render, app: dict, manifest: SpinManifest) -> None:
+    bound: dict[str, dict] = {}
+    for binding in app.get("spec", {}).get("variables") or []:
+        name = binding.get("name")
+        if name in bound:
+            render.problem(app, f"variable {name!r} is bound twice")
+        bound[name] = binding
+        declared = manifest.variables.get(name)
+        if declared is None:
+            render.problem(app, f"variable {name!r} is not declared in spin.toml's [variables]")
+            continue
+        source = binding.get("valueFrom") or {}
+        if declared.secret and "secretKeyRef" not in source:
+            render.problem(app, f"variable {name!r} is secret in spin.toml: bind it with valueFrom.secretKeyRef")
+    for variable in manifest.variables.values():
+        if variable.must_be_bound and variable.name not in bound:
+            render.problem(app, f"variable {variable.name!r} is required by spin.toml "
+                                "(required = true or no default) but not bound")
+
+
+def check_probes(render: Render, app: dict, manifest: SpinManifest, components: set[str]) -> None:
+    # Pods that take public traffic need both probes; a pod serving only /internal/ routes
+    # (e.g. a sweep endpoint beside a Redis trigger) may rely on the process being up.
+    serves_http = any(not _is_internal(r.route) for r in manifest.routes_of(components))
+    checks = app.get("spec", {}).get("checks") or {}
+    for kind in ("liveness", "readiness"):
+        probe = checks.get(kind)
+        if probe is None:
+            if serves_http:
+                render.problem(app, f"serves public HTTP routes but has no {kind} check")
+            continue
+        path = (probe.get("httpGet") or {}).get("path", "")
+        route = manifest.route_for_path(path)
+        if route is None:
+            render.problem(app, f"{kind} check path {path!r} matches no route in spin.toml")
+        elif route.component not in components:
+            render.problem(app, f"{kind} check path {path!r} is served by {route.component!r}, "
+                                "which this SpinApp does not run")
+
+
+def check_ingress(render: Render, manifest: SpinManifest) -> None:
+    apps = {_name(a): a for a in render.of_kind("SpinApp")}
+    services = {_name(s) for s in render.of_kind("Service")}
+    ingresses = render.of_kind("Ingress")
+    if not ingresses:
+        render.problem(None, "no Ingress: SpinKube Services are cluster-internal")
+        return
+    # (path, pathType, SpinApp name) for every rule that points at a SpinApp.
+    entrances: list[tuple[str, str, str]] = []
+    for ingress in ingresses:
+        for rule in ingress.get("spec", {}).get("rules", []):
+            for http_path in (rule.get("http") or {}).get("paths", []):
+                service = (http_path.get("backend") or {}).get("service") or {}
+                name, port = service.get("name"), (service.get("port") or {})
+                path, path_type = http_path.get("path", "/"), http_path.get("pathType")
+                if name in apps:
+                    if port.get("number") != SPINAPP_SERVICE_PORT:
+                        render.problem(ingress, f"path {path!r} -> {name}: the operator's Service "
+                                                f"listens on port {SPINAPP_SERVICE_PORT}, not {port}")
+                    components = spinapp_components(apps[name], manifest)
+                    served = [s for r in manifest.routes_of(components) for s in route_sample_paths(r.route)]
+                    if not any(ingress_path_matches(path, path_type, s) for s in served):
+                        render.problem(ingress, f"path {path!r} reaches no route that SpinApp {name} serves")
+                    entrances.append((path, path_type, name))
+                elif name not in services:
+                    render.problem(ingress, f"path {path!r} -> Service {name!r}, which is neither a "
+                                            "SpinApp nor a Service in the render")
+    for route in manifest.http_routes:
+        internal = _is_internal(route.route)
+        for sample in route_sample_paths(route.route):
+            owners = [app for (p, t, app) in entrances if ingress_path_matches(p, t, sample)]
+            if internal and owners:
+                render.problem(None, f"internal route {route.route!r} is reachable through the Ingress")
+            if internal:
+                continue
+            if not owners:
+                render.problem(None, f"public route {route.route!r} ({route.component}) is not reachable "
+                                     "through the Ingress")
+            for owner in owners:
+                if route.component not in spinapp_components(apps[owner], manifest):
+                    render.problem(None, f"route {route.route!r} goes to SpinApp {owner}, which does not "
+                                         f"run {route.component!r}")
+
+
+def _is_internal(route: str) -> bool:
+    """Routes under /internal/ are for callers inside the cluster only (e.g. the sweep CronJob)."""
+    return route == "/internal" or route.startswith("/internal/")
+
+
+def check_autoscaling(render: Render) -> None:
+    apps = {_name(a): a for a in render.of_kind("SpinApp")}
+    scaled: dict[str, list[str]] = {}
+    for scaler in render.of_kind("HorizontalPodAutoscaler") + render.of_kind("ScaledObject"):
+        target = scaler.get("spec", {}).get("scaleTargetRef", {})
+        name = target.get("name")
+        if target.get("kind", "Deployment") != "Deployment" or target.get("apiVersion", "apps/v1") != "apps/v1":
+            render.problem(scaler, "must target the apps/v1 Deployment spin-operator creates for a SpinApp")
+        if name not in apps:
+            render.problem(scaler, f"targets {name!r}, which is not a SpinApp's Deployment")
+            continue
+        if not apps[name]["spec"].get("enableAutoscaling"):
+            render.problem(scaler, f"targets SpinApp {name}, which does not set enableAutoscaling "
+                                   "(the operator would fight the autoscaler over replicas)")
+        scaled.setdefault(name, []).append(f"{scaler['kind']}/{_name(scaler)}")
+    for name, app in apps.items():
+        owners = scaled.get(name, [])
+        if app["spec"].get("enableAutoscaling") and len(owners) != 1:
+            render.problem(app, f"enableAutoscaling needs exactly one autoscaler, found {owners}")
+
+
+def check_migration_job(render: Render, repo: Path, secrets: dict[str, dict[str, str]]) -> None:
+    jobs = [j for j in render.of_kind("Job")
+            if any("scripts/migrate" in " ".join(c.get("command", []) + c.get("args", []))
+                   for c in _pod_spec(j).get("containers", []))]
+    if len(jobs) != 1:
+        render.problem(None, f"expected one Job running scripts/migrate, found {len(jobs)}")
+        return
+    job = jobs[0]
+    pod = _pod_spec(job)
+    container = next(c for c in pod["containers"]
+                     if "scripts/migrate" in " ".join(c.get("command", []) + c.get("args", [])))
+    volumes = {v.get("name"): (v.get("configMap") or {}).get("name") for v in pod.get("volumes", [])}
+    mounts = {m.get("mountPath"): volumes.get(m.get("name")) for m in container.get("volumeMounts", [])}
+    script_path = next(a for a in container.get("command", []) + container.get("args", []) if a.endswith("scripts/migrate"))
+    if not script_path.startswith("/"):
+        script_path = os.path.join(container.get("workingDir", "/"), script_path)
+    scripts_dir = os.path.dirname(script_path)
+    migrations_dir = os.path.join(os.path.dirname(scripts_dir), "migrations")
+    expected = {
+        scripts_dir: (MIGRATE_SCRIPT_CONFIGMAP, {"migrate": repo / "scripts" / "migrate"}),
+        migrations_dir: (MIGRATIONS_CONFIGMAP, {p.name: p for p in (repo / "migrations").glob("*.sql")}),
+    }
+    for mount_path, (generated_name, files) in expected.items():
+        configmap_name = mounts.get(mount_path)
+        configmap = render.named("ConfigMap", configmap_name) if configmap_name else None
+        if configmap is None or not str(configmap_name).startswith(generated_name):
+            render.problem(job, f"nothing from ConfigMap {generated_name} is mounted at {mount_path} "
+                                f"(the script runs as {script_path} and finds migrations/ beside scripts/)")
+            continue
+        data = configmap.get("data") or {}
+        if set(data) != set(files):
+            render.problem(job, f"ConfigMap {configmap_name} holds {sorted(data)}, the repository {sorted(files)}")
+        for key, source in files.items():
+            if key in data and data[key] != source.read_text():
+                render.problem(job, f"ConfigMap {configmap_name} key {key} differs from {source.relative_to(repo)}")
+    env = {e.get("name"): e for e in container.get("env", [])}
+    ref = ((env.get("DATABASE_URL") or {}).get("valueFrom") or {}).get("secretKeyRef")
+    if not ref:
+        render.problem(job, "DATABASE_URL must come from a secretKeyRef (the same key as db_url)")
+    else:
+        for app in render.of_kind("SpinApp"):
+            for binding in app["spec"].get("variables") or []:
+                if binding.get("name") == "db_url":
+                    app_ref = (binding.get("valueFrom") or {}).get("secretKeyRef")
+                    if app_ref != ref:
+                        render.problem(job, f"DATABASE_URL comes from {ref}, SpinApp {_name(app)}'s db_url "
+                                            f"from {app_ref}: the Job would migrate another database")
+
+
+def check_sweep_cronjob(render: Render, manifest: SpinManifest) -> None:
+    apps = {_name(a): a for a in render.of_kind("SpinApp")}
+    for cronjob in render.of_kind("CronJob"):
+        pod = _pod_spec(cronjob)
+        for container in pod.get("containers", []):
+            env = {e.get("name"): e for e in container.get("env", [])}
+            url = (env.get("SWEEP_URL") or {}).get("value")
+            if url is None:
+                continue
+            parts = urlsplit(url)
+            host = parts.hostname or ""
+            app = apps.get(host.split(".")[0])
+            if app is None:
+                render.problem(cronjob, f"SWEEP_URL host {host!r} is not a SpinApp's Service")
+                continue
+            if (parts.port or 80) != SPINAPP_SERVICE_PORT:
+                render.problem(cronjob, f"SWEEP_URL port {parts.port} is not the SpinApp Service port {SPINAPP_SERVICE_PORT}")
+            route = manifest.route_for_path(parts.path)
+            components = spinapp_components(app, manifest)
+            if route is None:
+                render.problem(cronjob, f"SWEEP_URL path {parts.path!r} matches no route in spin.toml")
+            elif route.component not in components:
+                render.problem(cronjob, f"SWEEP_URL path {parts.path!r} is served by {route.component!r}, "
+                                        f"which SpinApp {_name(app)} does not run")
+            token_ref = ((env.get("SWEEP_TOKEN") or {}).get("valueFrom") or {}).get("secretKeyRef")
+            app_refs = [(b.get("valueFrom") or {}).get("secretKeyRef") for b in app["spec"].get("variables") or []
+                        if manifest.variables.get(b.get("name"), SpinVariable("", False, False, False)).secret]
+            if token_ref is None or token_ref not in app_refs:
+                render.problem(cronjob, f"SWEEP_TOKEN ({token_ref}) is not the Secret key of any secret "
+                                        f"variable of SpinApp {_name(app)}: the app could not check it")
+
+
+def _pod_spec(obj: dict) -> dict:
+    spec = obj.get("spec", {})
+    if obj.get("kind") == "CronJob":
+        spec = spec.get("jobTemplate", {}).get("spec", {})
+    return spec.get("template", {}).get("spec", {})
+
+
+# --------------------------------------------------------------------------------------------
+# Driver
+
+
+def validate(repo: Path) -> list[str]:
+    """All problems found in repo/k8s against repo/spin.toml; empty when everything holds."""
+    k8s = repo / "k8s"
+    problems: list[str] = []
+    for path in sorted(k8s.rglob("*.yaml")):
+        if "migrations" in path.relative_to(k8s).parts[:1]:
+            continue  # generated
+        try:
+            load_yaml_documents(path.read_text())
+        except yaml.YAMLError as err:
+            problems.append(f"{path.relative_to(repo)}: does not parse: {err}")
+    try:
+        manifest = load_spin_manifest(repo / "spin.toml")
+        secrets = load_example_secrets(k8s / EXAMPLE_SECRETS_FILE)
+        schemas = SchemaValidator(k8s / "schemas")
+    except ValidationProblem as err:
+        return problems + [str(err)]
+    for name, values in secrets.items():
+        for key, value in values.items():
+            if value and PLACEHOLDER not in value:
+                problems.append(f"k8s/{EXAMPLE_SECRETS_FILE}: {name}.{key} looks like a real value; "
+                                f"use {PLACEHOLDER} (the file is an example)")
+    with tempfile.TemporaryDirectory(prefix="validate-k8s-") as tmp:
+        work = Path(tmp) / "k8s"
+        shutil.copytree(k8s, work, ignore=shutil.ignore_patterns("migrations"))
+        try:
+            write_migrations_kustomization(repo, work / "migrations")
+        except ValidationProblem as err:
+            return problems + [str(err)]
+        targets = [("base", work / "base")] + [
+            (f"overlays/{d.name}", d) for d in sorted((work / "overlays").iterdir()) if d.is_dir()]
+        for name, directory in targets:
+            try:
+                objects = kustomize_build(directory)
+            except ValidationProblem as err:
+                problems.append(f"[{name}] {err}")
+                continue
+            render = Render(name, objects)
+            for obj in objects:
+                for problem in schemas.problems(obj):
+                    render.problem(obj, f"schema: {problem}")
+            check_render(render, manifest, secrets, repo, is_base=(name == "base"))
+            problems.extend(render.problems)
+    return problems
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", nargs="?", default="validate", choices=["validate", "gen-migrations"])
+    parser.add_argument("--repo", type=Path, default=Path(__file__).resolve().parent.parent)
+    parser.add_argument("--out", type=Path, help="gen-migrations: output directory")
+    args = parser.parse_args(argv)
+    repo = args.repo.resolve()
+    if args.command == "gen-migrations":
+        try:
+            write_migrations_kustomization(repo, (args.out or repo / "k8s" / "migrations").resolve())
+        except ValidationProblem as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        return 0
+    problems = validate(repo)
+    for problem in problems:
+        print(f"k8s: {problem}", file=sys.stderr)
+    if problems:
+        print(f"k8s: {len(problems)} problem(s) found", file=sys.stderr)
+        return 1
+    print("k8s: base and overlays parse, match their schemas and agree with spin.toml")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
