@@ -1,0 +1,291 @@
+"""Tests of k8s/validate_k8s.py, run by scripts/validate-k8s.
+
+The mutation tests copy the real tree (spin.toml, scripts/migrate, migrations/, k8s/) into a
+temporary directory, break one reference there, and require the validator to name the break.
+The unmodified copy must validate cleanly first, so a mutation test cannot pass by accident.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import tomllib
+import unittest
+from pathlib import Path
+
+K8S = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(K8S))
+
+import validate_k8s as v  # noqa: E402
+
+REPO = Path(os.environ.get("VALIDATE_K8S_REPO", K8S.parent)).resolve()
+
+
+def copy_tree(dest: Path) -> Path:
+    """A copy of what the validator reads, without the generated k8s/migrations/."""
+    (dest / "scripts").mkdir(parents=True)
+    shutil.copyfile(REPO / "spin.toml", dest / "spin.toml")
+    shutil.copyfile(REPO / "scripts" / "migrate", dest / "scripts" / "migrate")
+    shutil.copytree(REPO / "migrations", dest / "migrations")
+    shutil.copytree(REPO / "k8s", dest / "k8s",
+                    ignore=shutil.ignore_patterns("migrations", "__pycache__", "tests"))
+    return dest
+
+
+class RouteMatching(unittest.TestCase):
+    def test_exact_param_and_wildcard(self):
+        self.assertIsNotNone(v.route_match_score("/health", "/health"))
+        self.assertIsNone(v.route_match_score("/health", "/health/ready"))
+        self.assertIsNotNone(v.route_match_score("/todos/:id", "/todos/42"))
+        self.assertIsNone(v.route_match_score("/todos/:id", "/todos"))
+        self.assertIsNotNone(v.route_match_score("/auth/...", "/auth"))
+        self.assertIsNotNone(v.route_match_score("/auth/...", "/auth/login/x"))
+        self.assertIsNone(v.route_match_score("/auth/...", "/authx"))
+        self.assertIsNotNone(v.route_match_score("/...", "/anything"))
+
+    def test_most_specific_route_wins(self):
+        exact = v.route_match_score("/todos/new", "/todos/new")
+        param = v.route_match_score("/todos/:id", "/todos/new")
+        wildcard = v.route_match_score("/todos/...", "/todos/new")
+        self.assertGreater(exact, param)
+        self.assertGreater(param, wildcard)
+        self.assertGreater(v.route_match_score("/a/b/...", "/a/b/c"), v.route_match_score("/a/...", "/a/b/c"))
+
+    def test_sample_paths(self):
+        self.assertEqual(v.route_sample_paths("/todos/:id"), ["/todos/sample"])
+        self.assertEqual(v.route_sample_paths("/auth/..."), ["/auth", "/auth/sample"])
+        self.assertEqual(v.route_sample_paths("/..."), ["/", "/sample"])
+
+    def test_ingress_prefix_is_element_wise(self):
+        self.assertTrue(v.ingress_path_matches("/todos", "Prefix", "/todos/1"))
+        self.assertTrue(v.ingress_path_matches("/todos", "Prefix", "/todos"))
+        self.assertFalse(v.ingress_path_matches("/todo", "Prefix", "/todos"))
+        self.assertTrue(v.ingress_path_matches("/", "Prefix", "/internal/x"))
+        self.assertFalse(v.ingress_path_matches("/health", "Exact", "/health/ready"))
+
+
+class Yaml(unittest.TestCase):
+    def test_duplicate_keys_are_errors(self):
+        with self.assertRaises(v.yaml.YAMLError):
+            v.load_yaml_documents("a: 1\na: 2\n")
+
+    def test_close_structural_schema(self):
+        schema = {"type": "object", "properties": {"a": {"type": "object", "properties": {}},
+                                                   "b": {"type": "object", "x-kubernetes-preserve-unknown-fields": True,
+                                                         "properties": {}}}}
+        v.close_structural_schema(schema)
+        self.assertIs(schema["additionalProperties"], False)
+        self.assertIs(schema["properties"]["a"]["additionalProperties"], False)
+        self.assertNotIn("additionalProperties", schema["properties"]["b"])
+
+
+class BrokenCopies(unittest.TestCase):
+    """Each test breaks one thing in a copy of the real tree and expects a named problem."""
+
+    def setUp(self):
+        self._tmp = tempfile.TemporaryDirectory(prefix="validate-k8s-test-")
+        self.repo = copy_tree(Path(self._tmp.name))
+
+    def tearDown(self):
+        self._tmp.cleanup()
+
+    def edit(self, relative: str, old: str, new: str, count: int = 1) -> None:
+        path = self.repo / relative
+        text = path.read_text()
+        self.assertIn(old, text, f"test is stale: {old!r} is not in {relative}")
+        path.write_text(text.replace(old, new, count))
+
+    def assertProblem(self, *fragments: str) -> None:
+        problems = v.validate(self.repo)
+        joined = "\n".join(problems)
+        for fragment in fragments:
+            self.assertIn(fragment, joined, f"expected a problem mentioning {fragment!r}, got:\n{joined}")
+
+    def test_unmodified_copy_is_clean(self):
+        self.assertEqual(v.validate(self.repo), [])
+
+    def test_secret_key_missing_from_example_secret(self):
+        self.edit("k8s/base/spinapp-api.yaml", "key: jwt_signing_key}", "key: jwt_signing_kee}")
+        self.assertProblem("has no key 'jwt_signing_kee'")
+
+    def test_example_secret_without_a_referenced_key(self):
+        self.edit("k8s/secret.example.yaml", "  redis_url:", "  redis_uri:")
+        self.assertProblem("has no key 'redis_url'")
+
+    def test_readiness_path_not_routed(self):
+        self.edit("k8s/base/spinapp-api.yaml", "path: /health/ready", "path: /health/readyz")
+        self.assertProblem("readiness check path '/health/readyz' matches no route")
+
+    def test_ingress_port_is_not_the_spinapp_service_port(self):
+        self.edit("k8s/base/ingress.yaml", "port: {number: 80}", "port: {number: 8080}")
+        self.assertProblem("listens on port 80")
+
+    def test_ingress_backend_is_unknown(self):
+        self.edit("k8s/base/ingress.yaml", "service: {name: todo-api,", "service: {name: todo-app,")
+        self.assertProblem("Service 'todo-app'")
+
+    def test_ingress_exposes_an_internal_route(self):
+        self.edit("k8s/base/ingress.yaml", "path: /health\n", "path: /\n")
+        problems = "\n".join(v.validate(self.repo))
+        internal = [r.route for r in v.load_spin_manifest(self.repo / "spin.toml").http_routes
+                    if v._is_internal(r.route)]
+        if not internal:
+            self.skipTest("spin.toml has no /internal/ route")
+        self.assertIn("is reachable through the Ingress", problems)
+
+    def test_public_route_not_reachable(self):
+        self.edit("k8s/base/ingress.yaml", "path: /todos\n", "path: /todoz\n")
+        self.assertProblem("reaches no route", "is not reachable through the Ingress")
+
+    def test_required_variable_added_to_spin_toml(self):
+        self.edit("spin.toml", "[variables]\n", "[variables]\nnew_required_setting = { required = true }\n")
+        self.assertProblem("'new_required_setting' is required by spin.toml")
+
+    def test_required_variable_unbound(self):
+        self.edit("k8s/base/spinapp-notifier.yaml",
+                  "    - name: db_url\n      valueFrom:\n        secretKeyRef: {name: todo-secrets, key: db_url}\n", "")
+        self.assertProblem("SpinApp/todo-notifier: variable 'db_url' is required")
+
+    def test_undeclared_variable_bound(self):
+        self.edit("k8s/base/spinapp-api.yaml", "- name: redis_host\n", "- name: redis_hots\n")
+        self.assertProblem("'redis_hots' is not declared")
+
+    def test_secret_variable_from_a_configmap(self):
+        self.edit("k8s/base/spinapp-api.yaml",
+                  "secretKeyRef: {name: todo-secrets, key: redis_url}",
+                  "configMapKeyRef: {name: todo-config, key: redis_host}")
+        self.assertProblem("variable 'redis_url' is secret in spin.toml")
+
+    def test_misspelt_spinapp_field(self):
+        self.edit("k8s/base/spinapp-api.yaml", "enableAutoscaling: true", "enableAutoScaling: true")
+        self.assertProblem("schema:", "enableAutoScaling")
+
+    def test_misspelt_builtin_field(self):
+        self.edit("k8s/base/migrate-job.yaml", "backoffLimit:", "backofLimit:")
+        self.assertProblem("Job/todo-migrate: schema:", "backofLimit")
+
+    def test_misspelt_scaledobject_field(self):
+        self.edit("k8s/components/keda/scaledobject.yaml", "minReplicaCount:", "minReplicas:")
+        self.assertProblem("ScaledObject/todo-api: schema:")
+
+    def test_duplicate_key(self):
+        self.edit("k8s/base/spinapp-notifier.yaml", "  executor: containerd-shim-spin\n",
+                  "  executor: containerd-shim-spin\n  executor: other\n")
+        self.assertProblem("duplicate key 'executor'")
+
+    def test_unknown_executor(self):
+        self.edit("k8s/base/spinapp-api.yaml", "executor: containerd-shim-spin", "executor: containerd-shim-spinn")
+        self.assertProblem("executor 'containerd-shim-spinn' is not a SpinAppExecutor")
+
+    def test_redis_component_in_two_spinapps(self):
+        manifest = v.load_spin_manifest(self.repo / "spin.toml")
+        if not manifest.redis_components:
+            self.skipTest("spin.toml has no Redis trigger")
+        redis_component = sorted(manifest.redis_components)[0]
+        self.edit("k8s/base/spinapp-api.yaml", "  components: [", f"  components: [{redis_component}, ")
+        self.assertProblem(f"Redis-triggered component '{redis_component}' runs in")
+
+    def test_component_not_in_spin_toml(self):
+        self.edit("k8s/base/spinapp-api.yaml", "  components: [", "  components: [nonexistent, ")
+        self.assertProblem("components ['nonexistent'] are not in spin.toml")
+
+    def test_triggered_component_not_deployed(self):
+        self.edit("spin.toml", "[[trigger.http]]\n",
+                  '[[trigger.http]]\nroute = "/extra"\ncomponent = "extra"\n\n[component.extra]\n'
+                  'source = "extra.wasm"\n\n[[trigger.http]]\n')
+        self.assertProblem("component 'extra' has a trigger in spin.toml but no SpinApp runs it")
+
+    def test_spinapps_run_different_images(self):
+        self.edit("k8s/base/spinapp-api.yaml", "image: ghcr.io/example/", "image: ghcr.io/other/x")
+        self.assertProblem("the SpinApps run different images")
+
+    def test_example_secret_with_a_real_value(self):
+        self.edit("k8s/secret.example.yaml", "jwt_signing_key: REPLACE_ME", "jwt_signing_key: s3cr3t")
+        self.assertProblem("todo-secrets.jwt_signing_key looks like a real value")
+
+    def test_autoscaler_targets_a_fixed_size_spinapp(self):
+        self.edit("k8s/base/hpa.yaml", "    name: todo-api\n", "    name: todo-notifier\n")
+        self.assertProblem("does not set enableAutoscaling", "enableAutoscaling needs exactly one autoscaler")
+
+    def test_migrations_mounted_elsewhere(self):
+        self.edit("k8s/base/migrate-job.yaml", "mountPath: /opt/todo/migrations", "mountPath: /opt/todo/sql")
+        self.assertProblem("nothing from ConfigMap todo-migrations is mounted at /opt/todo/migrations")
+
+    def test_new_migration_is_shipped(self):
+        # The ConfigMap is generated from migrations/, so a new file is in the render; remove
+        # scripts/migrate and the generator itself must refuse.
+        (self.repo / "scripts" / "migrate").unlink()
+        self.assertProblem("scripts/migrate is missing")
+
+    def test_migration_database_differs_from_the_app(self):
+        self.edit("k8s/base/migrate-job.yaml", "secretKeyRef: {name: todo-secrets, key: db_url}",
+                  "secretKeyRef: {name: todo-secrets, key: redis_url}")
+        self.assertProblem("the Job would migrate another database")
+
+    def test_sweep_url_not_routed(self):
+        self.edit("k8s/base/sweep-cronjob.yaml", "/internal/jobs/sweep", "/internal/jobs/swept")
+        self.assertProblem("SWEEP_URL path '/internal/jobs/swept' matches no route")
+
+    def test_kustomization_references_a_missing_file(self):
+        self.edit("k8s/base/kustomization.yaml", "  - hpa.yaml\n", "  - hpa-missing.yaml\n")
+        self.assertProblem("kubectl kustomize base failed")
+
+    def test_overlay_leaves_an_object_outside_its_namespace(self):
+        self.edit("k8s/overlays/prod-keda/kustomization.yaml", "namespace: todo\n", "")
+        self.assertProblem("[overlays/prod-keda]", "spread over namespaces")
+
+
+class GeneratedMigrations(unittest.TestCase):
+    def test_lists_every_migration_in_order(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "migrations"
+            v.write_migrations_kustomization(REPO, out)
+            text = (out / "kustomization.yaml").read_text()
+            names = sorted(p.name for p in (REPO / "migrations").glob("*.sql"))
+            positions = [text.index(f"files/migrations/{n}") for n in names]
+            self.assertEqual(positions, sorted(positions))
+            for name in names:
+                self.assertEqual((out / "files" / "migrations" / name).read_bytes(),
+                                 (REPO / "migrations" / name).read_bytes())
+
+
+if __name__ == "__main__":
+    unittest.main()
+
+
+class Package(unittest.TestCase):
+    """scripts/package --no-build on a copy, with stand-in bytes for every component source."""
+
+    def test_layout_and_digests(self):
+        import hashlib
+        import json
+        import subprocess
+
+        with tempfile.TemporaryDirectory(prefix="package-test-") as tmp:
+            repo = copy_tree(Path(tmp))
+            shutil.copyfile(REPO / "scripts" / "package", repo / "scripts" / "package")
+            manifest = tomllib.loads((repo / "spin.toml").read_text())
+            sources = {cid: c["source"] for cid, c in manifest["component"].items() if isinstance(c.get("source"), str)}
+            for cid, source in sources.items():
+                (repo / source).parent.mkdir(parents=True, exist_ok=True)
+                (repo / source).write_bytes(f"stand-in for {cid}".encode())
+            result = subprocess.run([sys.executable, str(repo / "scripts" / "package"), "--no-build"],
+                                    capture_output=True, text=True)
+            self.assertEqual(result.returncode, 0, result.stderr)
+            out = repo / "target" / "package"
+            described = json.loads((out / "package.json").read_text())
+            self.assertEqual(described["application"], manifest["application"]["name"])
+            self.assertEqual({layer["component"] for layer in described["layers"]}, set(sources))
+            for layer in described["layers"]:
+                data = (out / layer["path"]).read_bytes()
+                self.assertEqual(layer["digest"], "sha256:" + hashlib.sha256(data).hexdigest())
+            self.assertEqual((out / "spin.toml").read_bytes(), (repo / "spin.toml").read_bytes())
+            self.assertTrue((repo / "k8s" / "migrations" / "kustomization.yaml").is_file())
+            # A missing component file is an error, not an incomplete package.
+            (repo / next(iter(sources.values()))).unlink()
+            result = subprocess.run([sys.executable, str(repo / "scripts" / "package"), "--no-build"],
+                                    capture_output=True, text=True)
+            self.assertNotEqual(result.returncode, 0)
+            self.assertIn("does not exist", result.stderr)
