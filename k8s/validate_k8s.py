@@ -688,6 +688,9 @@ def validate(repo: Path) -> list[str]:
         schemas = SchemaValidator(k8s / "schemas")
     except ValidationProblem as err:
         return problems + [str(err)]
+    for doc in load_yaml_documents((k8s / EXAMPLE_SECRETS_FILE).read_text()):
+        for problem in schemas.problems(doc):
+            problems.append(f"k8s/{EXAMPLE_SECRETS_FILE}: Secret/{_name(doc)}: schema: {problem}")
     for name, values in secrets.items():
         for key, value in values.items():
             if value and PLACEHOLDER not in value:
