@@ -413,6 +413,10 @@ def check_references(render: Render, secrets: dict[str, dict[str, str]]) -> None
             if "configMap" in node and isinstance(node["configMap"], dict) and "name" in node["configMap"]:
                 if node["configMap"]["name"] not in configmaps:
                     render.problem(obj, f"{_json_path(path)}.configMap: no ConfigMap {node['configMap']['name']!r} in the render")
+            if "secret" in node and isinstance(node["secret"], dict) and "secretName" in node["secret"]:
+                if node["secret"]["secretName"] not in secrets:
+                    render.problem(obj, f"{_json_path(path)}.secret: Secret {node['secret']['secretName']!r} "
+                                        f"is not in k8s/{EXAMPLE_SECRETS_FILE}")
     for app in render.of_kind("SpinApp"):
         secret = app.get("spec", {}).get("runtimeConfig", {}).get("loadFromSecret")
         if secret is not None and "runtime-config.toml" not in secrets.get(secret, {}):
@@ -692,6 +696,11 @@ def validate(repo: Path) -> list[str]:
         for problem in schemas.problems(doc):
             problems.append(f"k8s/{EXAMPLE_SECRETS_FILE}: Secret/{_name(doc)}: schema: {problem}")
     for name, values in secrets.items():
+        if "runtime-config.toml" in values:
+            try:
+                tomllib.loads(values["runtime-config.toml"])
+            except tomllib.TOMLDecodeError as err:
+                problems.append(f"k8s/{EXAMPLE_SECRETS_FILE}: {name}: runtime-config.toml is not TOML: {err}")
         for key, value in values.items():
             if value and PLACEHOLDER not in value:
                 problems.append(f"k8s/{EXAMPLE_SECRETS_FILE}: {name}.{key} looks like a real value; "

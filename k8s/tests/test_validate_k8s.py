@@ -205,6 +205,15 @@ class BrokenCopies(unittest.TestCase):
         self.edit("k8s/secret.example.yaml", "jwt_signing_key: REPLACE_ME", "jwt_signing_key: s3cr3t")
         self.assertProblem("todo-secrets.jwt_signing_key looks like a real value")
 
+    def test_runtime_config_is_not_toml(self):
+        self.edit("k8s/secret.example.yaml", '    type = "redis"', '    type = redis')
+        self.assertProblem("runtime-config.toml is not TOML")
+
+    def test_runtime_config_secret_missing(self):
+        self.edit("k8s/base/spinapp-notifier.yaml", "loadFromSecret: todo-runtime-config",
+                  "loadFromSecret: todo-runtime-configuration")
+        self.assertProblem("Secret 'todo-runtime-configuration' with key runtime-config.toml")
+
     def test_autoscaler_targets_a_fixed_size_spinapp(self):
         self.edit("k8s/base/hpa.yaml", "    name: todo-api\n", "    name: todo-notifier\n")
         self.assertProblem("does not set enableAutoscaling", "enableAutoscaling needs exactly one autoscaler")
