@@ -380,6 +380,7 @@ def check_render(render: Render, manifest: SpinManifest, secrets: dict[str, dict
     check_autoscaling(render)
     check_migration_job(render, repo, secrets)
     check_sweep_cronjob(render, manifest)
+    check_disruption_budgets(render)
     if not is_base:
         namespaces = {o.get("metadata", {}).get("namespace") for o in render.objects
                       if o.get("kind") != "Namespace"}
@@ -551,6 +552,21 @@ def check_ingress(render: Render, manifest: SpinManifest) -> None:
                 if route.component not in spinapp_components(apps[owner], manifest):
                     render.problem(None, f"route {route.route!r} goes to SpinApp {owner}, which does not "
                                          f"run {route.component!r}")
+
+
+def check_disruption_budgets(render: Render) -> None:
+    """Every PodDisruptionBudget must select pods that something in the render creates."""
+    pod_labels = [a.get("spec", {}).get("podLabels") or {} for a in render.of_kind("SpinApp")]
+    pod_labels += [(_pod_spec_template(s).get("metadata") or {}).get("labels") or {}
+                   for s in render.of_kind("StatefulSet")]
+    for pdb in render.of_kind("PodDisruptionBudget"):
+        wanted = pdb.get("spec", {}).get("selector", {}).get("matchLabels") or {}
+        if not wanted or not any(wanted.items() <= labels.items() for labels in pod_labels):
+            render.problem(pdb, f"selector {wanted} matches no SpinApp's podLabels or StatefulSet's pods")
+
+
+def _pod_spec_template(obj: dict) -> dict:
+    return obj.get("spec", {}).get("template", {})
 
 
 def _is_internal(route: str) -> bool:

@@ -214,6 +214,10 @@ class BrokenCopies(unittest.TestCase):
                   "loadFromSecret: todo-runtime-configuration")
         self.assertProblem("Secret 'todo-runtime-configuration' with key runtime-config.toml")
 
+    def test_disruption_budget_selects_nothing(self):
+        self.edit("k8s/base/spinapp-api.yaml", "app.kubernetes.io/name: todo-api", "app.kubernetes.io/name: todo")
+        self.assertProblem("PodDisruptionBudget/todo-api: selector")
+
     def test_autoscaler_targets_a_fixed_size_spinapp(self):
         self.edit("k8s/base/hpa.yaml", "    name: todo-api\n", "    name: todo-notifier\n")
         self.assertProblem("does not set enableAutoscaling", "enableAutoscaling needs exactly one autoscaler")
