@@ -1,0 +1,160 @@
+//! `/health` (liveness) and `/health/ready` (readiness: PostgreSQL and Redis reachable).
+
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Result};
+use serde_json::{json, Value};
+
+use crate::harness::{eventually, HostOptions, PrivateRedis, TestApp};
+
+/// How long the app may take to notice that Redis went away or came back.
+const STATE_CHANGE_LIMIT: Duration = Duration::from_secs(30);
+
+async fn get_json(app: &TestApp, path: &str) -> Result<(u16, Value)> {
+    let response = app.get(path).send().await?;
+    let status = response.status().as_u16();
+    let body = response.text().await?;
+    let json = serde_json::from_str(&body).map_err(|e| {
+        anyhow::anyhow!("{path} answered {status} with non-JSON body {body:?}: {e}")
+    })?;
+    Ok((status, json))
+}
+
+/// Checks one dependency in a readiness body: `{"status":"up","latency_ms":N}`.
+fn assert_up(body: &Value, dependency: &str) {
+    let check = &body["checks"][dependency];
+    assert_eq!(check["status"], "up", "{dependency} in {body}");
+    assert!(
+        check["latency_ms"].is_number(),
+        "{dependency} latency_ms should be a number in {body}"
+    );
+}
+
+/// A readiness answer that says everything is up.
+fn ready(status: u16, body: &Value) -> Result<()> {
+    ensure!(status == 200, "status {status}, body {body}");
+    ensure!(body["status"] == "ready", "body {body}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn liveness_answers_ok_without_touching_dependencies() {
+    let app = TestApp::spawn().await;
+
+    let response = app.get("/health").send().await.expect("GET /health");
+
+    assert_eq!(response.status().as_u16(), 200);
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        content_type.starts_with("application/json"),
+        "content-type {content_type:?}"
+    );
+    let body: Value = response.json().await.expect("JSON body");
+    assert_eq!(body, json!({"status": "ok"}));
+}
+
+#[tokio::test]
+async fn readiness_reports_postgres_and_redis_up_with_latency() {
+    let app = TestApp::spawn().await;
+
+    let (status, body) = get_json(&app, "/health/ready")
+        .await
+        .expect("GET /health/ready");
+
+    assert_eq!(status, 200, "body {body}");
+    assert_eq!(body["status"], "ready", "body {body}");
+    assert_up(&body, "postgres");
+    assert_up(&body, "redis");
+}
+
+#[tokio::test]
+async fn readiness_is_503_naming_redis_while_it_is_down_and_200_after_it_restarts() {
+    let mut redis = PrivateRedis::start().await;
+    let Some(app) = TestApp::spawn_with(HostOptions::new().redis(&redis)).await else {
+        return;
+    };
+    let (status, body) = get_json(&app, "/health/ready")
+        .await
+        .expect("GET /health/ready");
+    ready(status, &body).expect("ready before Redis stops");
+
+    redis.stop().await;
+    let body = eventually(
+        STATE_CHANGE_LIMIT,
+        "readiness to report Redis down",
+        || async {
+            let (status, body) = get_json(&app, "/health/ready").await?;
+            if status != 503 {
+                bail!("status {status}, body {body}");
+            }
+            Ok(body)
+        },
+    )
+    .await;
+    assert_eq!(body["status"], "unavailable", "body {body}");
+    let redis_check = &body["checks"]["redis"];
+    assert_eq!(redis_check["status"], "down", "body {body}");
+    assert!(
+        redis_check["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "the failing check should carry an error message: {body}"
+    );
+    assert_up(&body, "postgres");
+
+    redis.restart().await;
+    eventually(
+        STATE_CHANGE_LIMIT,
+        "readiness to recover after Redis restarts",
+        || async {
+            let (status, body) = get_json(&app, "/health/ready").await?;
+            ready(status, &body)?;
+            assert_up(&body, "redis");
+            Ok(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn readiness_does_not_leak_connection_details_when_redis_is_down() {
+    let mut redis = PrivateRedis::start().await;
+    let Some(app) = TestApp::spawn_with(HostOptions::new().redis(&redis)).await else {
+        return;
+    };
+    redis.stop().await;
+
+    let body = eventually(
+        STATE_CHANGE_LIMIT,
+        "readiness to report Redis down",
+        || async {
+            let (status, body) = get_json(&app, "/health/ready").await?;
+            if status != 503 {
+                bail!("status {status}, body {body}");
+            }
+            Ok(body)
+        },
+    )
+    .await;
+
+    let text = body.to_string();
+    let password = crate::harness::service_setting("DATABASE_URL")
+        .ok()
+        .and_then(|url| password_of(&url));
+    if let Some(password) = password {
+        assert!(
+            !text.contains(&password),
+            "the database password leaked: {text}"
+        );
+    }
+}
+
+/// The password in a `postgres://user:password@host/db` URL.
+fn password_of(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let userinfo = rest.split_once('@')?.0;
+    Some(userinfo.split_once(':')?.1.to_string()).filter(|p| !p.is_empty())
+}
