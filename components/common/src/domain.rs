@@ -1,0 +1,378 @@
+//! Domain values that can only be built valid ("parse, don't validate").
+//!
+//! Handlers never see a raw `String` from a client: they get a [`Username`], an
+//! [`Email`], a [`TodoTitle`]... whose constructors are the only validation there is.
+
+use crate::error::{ApiError, FieldError};
+
+/// A username: 3–32 characters of `[A-Za-z0-9_.-]`. Compared case-insensitively by the
+/// database (unique index on `lower(username)`), stored as given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Username(String);
+
+impl Username {
+    /// Validates a username.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let len = raw.chars().count();
+        if !(3..=32).contains(&len) {
+            return Err("must be 3 to 32 characters long".into());
+        }
+        if !raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        {
+            return Err("may contain only letters, digits, '_', '.' and '-'".into());
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The username as given.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The lower-cased form used for rate-limit keys (matches the DB's uniqueness rule).
+    pub fn normalized(&self) -> String {
+        self.0.to_ascii_lowercase()
+    }
+}
+
+/// A plausible e-mail address of at most 254 characters, stored lower-cased.
+///
+/// "Plausible" on purpose: one `@`, a non-empty local part of at most 64 characters
+/// without spaces or control characters, and a domain of dot-separated DNS labels with at
+/// least one dot. Real validation is delivering mail, which the welcome e-mail does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email(String);
+
+impl Email {
+    /// Validates and lower-cases an address.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Err("must not be empty".into());
+        }
+        if trimmed.len() > 254 {
+            return Err("must be at most 254 characters".into());
+        }
+        let lower = trimmed.to_lowercase();
+        let Some((local, domain)) = lower.rsplit_once('@') else {
+            return Err("must be an e-mail address like name@example.com".into());
+        };
+        let local_ok = !local.is_empty()
+            && local.len() <= 64
+            && !local.contains('@')
+            && !local.chars().any(|c| c.is_whitespace() || c.is_control())
+            && !local.starts_with('.')
+            && !local.ends_with('.')
+            && !local.contains("..");
+        let labels: Vec<&str> = domain.split('.').collect();
+        let domain_ok = labels.len() >= 2
+            && labels.iter().all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+            });
+        if !(local_ok && domain_ok) {
+            return Err("must be an e-mail address like name@example.com".into());
+        }
+        Ok(Self(lower))
+    }
+
+    /// The lower-cased address.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A password of 8–128 characters. Its `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+impl Password {
+    /// Validates a password's length (in characters, not bytes).
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let len = raw.chars().count();
+        if !(8..=128).contains(&len) {
+            return Err("must be 8 to 128 characters long".into());
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The password bytes, for hashing only.
+    pub fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+/// A todo title: 1–255 characters after trimming surrounding whitespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TodoTitle(String);
+
+impl TodoTitle {
+    /// Trims and validates a title.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let trimmed = raw.trim();
+        let len = trimmed.chars().count();
+        if len == 0 {
+            return Err("must not be empty".into());
+        }
+        if len > 255 {
+            return Err("must be at most 255 characters".into());
+        }
+        if trimmed.chars().any(|c| c.is_control()) {
+            return Err("must not contain control characters".into());
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    /// The trimmed title.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A UUID in canonical lower-case hyphenated form, as produced by PostgreSQL.
+///
+/// Parsed before any SQL sees it, so a malformed id is a 404 and never a database error.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Uuid(String);
+
+impl Uuid {
+    /// Accepts the canonical 8-4-4-4-12 hex form (any case), stores it lower-cased.
+    pub fn parse(raw: &str) -> Option<Self> {
+        let bytes = raw.as_bytes();
+        if bytes.len() != 36 {
+            return None;
+        }
+        for (i, b) in bytes.iter().enumerate() {
+            let ok = match i {
+                8 | 13 | 18 | 23 => *b == b'-',
+                _ => b.is_ascii_hexdigit(),
+            };
+            if !ok {
+                return None;
+            }
+        }
+        Some(Self(raw.to_ascii_lowercase()))
+    }
+
+    /// The canonical text form.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Uuid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A strict reader over a JSON object body: typed field access, every problem collected
+/// with its field name, and unknown fields rejected by [`JsonObject::finish`].
+pub struct JsonObject {
+    fields: serde_json::Map<String, serde_json::Value>,
+    errors: Vec<FieldError>,
+}
+
+impl JsonObject {
+    /// Parses `body` as a JSON object. Invalid JSON is a 400; valid JSON that is not an
+    /// object is a 422.
+    pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
+        let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+            // serde_json's message names line/column only, never the payload itself.
+            ApiError::MalformedJson(e.to_string())
+        })?;
+        match value {
+            serde_json::Value::Object(fields) => Ok(Self {
+                fields,
+                errors: Vec::new(),
+            }),
+            _ => Err(ApiError::invalid_field("(body)", "must be a JSON object")),
+        }
+    }
+
+    /// A required string field; records an error and returns `None` if absent or not a string.
+    pub fn required_str(&mut self, name: &str) -> Option<String> {
+        match self.fields.remove(name) {
+            Some(serde_json::Value::String(s)) => Some(s),
+            Some(_) => {
+                self.error(name, "must be a string");
+                None
+            }
+            None => {
+                self.error(name, "is required");
+                None
+            }
+        }
+    }
+
+    /// An optional string field (absent is fine; `null` or a non-string is an error).
+    pub fn optional_str(&mut self, name: &str) -> Option<String> {
+        match self.fields.remove(name) {
+            Some(serde_json::Value::String(s)) => Some(s),
+            Some(_) => {
+                self.error(name, "must be a string");
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// An optional boolean field (absent is fine; `null` or a non-boolean is an error).
+    pub fn optional_bool(&mut self, name: &str) -> Option<bool> {
+        match self.fields.remove(name) {
+            Some(serde_json::Value::Bool(b)) => Some(b),
+            Some(_) => {
+                self.error(name, "must be a boolean");
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Parses a present field's value with a domain constructor, recording its error.
+    pub fn parse_with<T>(
+        &mut self,
+        name: &str,
+        value: Option<String>,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        let value = value?;
+        match parse(&value) {
+            Ok(v) => Some(v),
+            Err(message) => {
+                self.error(name, message);
+                None
+            }
+        }
+    }
+
+    /// Records a field error.
+    pub fn error(&mut self, field: &str, message: impl Into<String>) {
+        self.errors.push(FieldError::new(field, message));
+    }
+
+    /// Rejects unknown fields and returns all recorded errors as one 422, if any.
+    pub fn finish(mut self) -> Result<(), ApiError> {
+        let mut unknown: Vec<String> = self.fields.keys().cloned().collect();
+        unknown.sort();
+        for name in unknown {
+            self.errors
+                .push(FieldError::new(name, "is not a known field"));
+        }
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(self.errors))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames() {
+        for ok in ["abc", "a.b-c_d", "A1234567890123456789012345678901"] {
+            assert!(Username::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["ab", "", "has space", "émile", "a/b", &"x".repeat(33)] {
+            assert!(Username::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(Username::parse("MiXed").unwrap().normalized(), "mixed");
+    }
+
+    #[test]
+    fn emails() {
+        assert_eq!(
+            Email::parse(" Alice@Example.COM ").unwrap().as_str(),
+            "alice@example.com"
+        );
+        assert!(Email::parse("a.b+tag@sub.example.org").is_ok());
+        for bad in [
+            "",
+            "plain",
+            "@example.com",
+            "a@",
+            "a@localhost",
+            "a@@example.com",
+            "a b@example.com",
+            "a@exa mple.com",
+            "a@-example.com",
+            ".a@example.com",
+            "a..b@example.com",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad}");
+        }
+        let long = format!("{}@{}.com", "a".repeat(64), "b".repeat(190));
+        assert!(long.len() > 254);
+        assert!(Email::parse(&long).is_err());
+    }
+
+    #[test]
+    fn passwords_count_characters_and_hide_in_debug() {
+        assert!(Password::parse("1234567").is_err());
+        assert!(Password::parse("12345678").is_ok());
+        assert!(Password::parse(&"é".repeat(128)).is_ok());
+        assert!(Password::parse(&"x".repeat(129)).is_err());
+        let p = Password::parse("supersecret").unwrap();
+        assert!(!format!("{p:?}").contains("supersecret"));
+    }
+
+    #[test]
+    fn titles_are_trimmed() {
+        assert_eq!(TodoTitle::parse("  milk \n").unwrap().as_str(), "milk");
+        assert!(TodoTitle::parse("   ").is_err());
+        assert!(TodoTitle::parse(&"t".repeat(255)).is_ok());
+        assert!(TodoTitle::parse(&"t".repeat(256)).is_err());
+        assert!(TodoTitle::parse("a\u{0}b").is_err());
+    }
+
+    #[test]
+    fn uuids() {
+        let u = Uuid::parse("3F2504E0-4F89-11D3-9A0C-0305E82C3301").unwrap();
+        assert_eq!(u.as_str(), "3f2504e0-4f89-11d3-9a0c-0305e82c3301");
+        assert!(Uuid::parse("3f2504e0-4f89-11d3-9a0c-0305e82c330").is_none());
+        assert!(Uuid::parse("3f2504e0x4f89-11d3-9a0c-0305e82c3301").is_none());
+        assert!(Uuid::parse("' OR 1=1 --").is_none());
+    }
+
+    #[test]
+    fn json_object_collects_all_errors_and_unknown_fields() {
+        let mut obj = JsonObject::parse(br#"{"title": 5, "extra": 1, "other": true}"#).unwrap();
+        assert_eq!(obj.required_str("title"), None);
+        assert_eq!(obj.optional_bool("completed"), None);
+        let err = obj.finish().unwrap_err();
+        let ApiError::Validation(errors) = err else {
+            panic!("expected validation error")
+        };
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["title", "extra", "other"]);
+    }
+
+    #[test]
+    fn json_object_distinguishes_malformed_from_wrong_shape() {
+        assert!(matches!(
+            JsonObject::parse(b"{not json"),
+            Err(ApiError::MalformedJson(_))
+        ));
+        assert!(matches!(
+            JsonObject::parse(b"[1,2]"),
+            Err(ApiError::Validation(_))
+        ));
+        let mut obj = JsonObject::parse(br#"{"completed": null}"#).unwrap();
+        assert_eq!(obj.optional_bool("completed"), None);
+        assert!(obj.finish().is_err());
+    }
+}

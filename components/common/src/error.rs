@@ -1,0 +1,300 @@
+//! The one error type of the API and its mapping to RFC 9457 `application/problem+json`.
+//!
+//! Every handler returns `Result<_, ApiError>`; [`ApiError::to_problem`] is the only place
+//! that decides status codes and client-visible wording. Internal details (SQL, host
+//! messages) travel in [`ApiError::Internal`] / [`ApiError::Unavailable`] for the log line
+//! only and never reach the client.
+
+use serde::Serialize;
+
+use crate::rate_limit::RateLimitDecision;
+
+/// Prefix of every problem `type`. A URN: stable, and not pretending to be a page we host.
+pub const PROBLEM_TYPE_PREFIX: &str = "urn:todo-api:problem:";
+
+/// One failing field of a request, reported in the problem body's `errors` array.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// The JSON field (or query parameter) name, e.g. `username`.
+    pub field: String,
+    /// What is wrong with it, in words a client developer understands.
+    pub message: String,
+}
+
+impl FieldError {
+    /// A field error for `field` with `message`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Everything that can go wrong in a request, as the client should see it.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not syntactically valid JSON (400).
+    #[error("malformed JSON body: {0}")]
+    MalformedJson(String),
+    /// A query parameter or other non-body input is invalid (400).
+    #[error("invalid request: {0:?}")]
+    InvalidParameter(Vec<FieldError>),
+    /// The body is JSON but does not describe a valid request (422).
+    #[error("validation failed: {0:?}")]
+    Validation(Vec<FieldError>),
+    /// The request body is not `application/json` (415).
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    /// The request body exceeds the configured limit (413).
+    #[error("payload larger than {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// Wrong username or password; deliberately says nothing about which (401).
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    /// Missing, malformed, expired or otherwise unacceptable access token (401).
+    #[error("invalid access token: {0}")]
+    InvalidAccessToken(&'static str),
+    /// Unknown, expired, rotated or revoked refresh token (401).
+    #[error("invalid refresh token")]
+    InvalidRefreshToken,
+    /// The resource does not exist *for this caller* (404): also used for other users' data.
+    #[error("not found")]
+    NotFound,
+    /// The route exists but not with this method (405).
+    #[error("method not allowed")]
+    MethodNotAllowed {
+        /// Value of the `Allow` header.
+        allow: &'static str,
+    },
+    /// A unique value is already taken (409).
+    #[error("conflict on {field}")]
+    Conflict {
+        /// The field whose value is taken.
+        field: &'static str,
+        /// Client-facing explanation.
+        detail: &'static str,
+    },
+    /// Too many requests in the current window (429).
+    #[error("rate limited")]
+    RateLimited(RateLimitDecision),
+    /// The deployment lacks required configuration, e.g. the signing key (503).
+    #[error("not configured: {0}")]
+    NotConfigured(&'static str),
+    /// A dependency (PostgreSQL) is unreachable (503). The string is for the log only.
+    #[error("dependency unavailable: {0}")]
+    Unavailable(String),
+    /// A bug or unexpected host answer (500). The string is for the log only.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The serialisable problem document (RFC 9457) plus our extensions.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    /// Stable identifier of the problem kind, `urn:todo-api:problem:<slug>`.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    /// Short, human summary of the problem kind (same for every occurrence).
+    pub title: &'static str,
+    /// The HTTP status code.
+    pub status: u16,
+    /// Human explanation of this occurrence.
+    pub detail: String,
+    /// The request id, so a client can quote it when reporting a problem.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// Failing fields, for validation problems.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+impl ApiError {
+    /// Shorthand for a single-field validation error (422).
+    pub fn invalid_field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::Validation(vec![FieldError::new(field, message)])
+    }
+
+    /// The HTTP status for this error.
+    pub fn status(&self) -> u16 {
+        match self {
+            ApiError::MalformedJson(_) | ApiError::InvalidParameter(_) => 400,
+            ApiError::InvalidCredentials
+            | ApiError::InvalidAccessToken(_)
+            | ApiError::InvalidRefreshToken => 401,
+            ApiError::NotFound => 404,
+            ApiError::MethodNotAllowed { .. } => 405,
+            ApiError::Conflict { .. } => 409,
+            ApiError::PayloadTooLarge { .. } => 413,
+            ApiError::UnsupportedMediaType => 415,
+            ApiError::Validation(_) => 422,
+            ApiError::RateLimited(_) => 429,
+            ApiError::Internal(_) => 500,
+            ApiError::NotConfigured(_) | ApiError::Unavailable(_) => 503,
+        }
+    }
+
+    /// Whether this error is worth a warning in the log (the server's fault, not the client's).
+    pub fn is_server_side(&self) -> bool {
+        self.status() >= 500
+    }
+
+    /// The problem document a client receives. Never contains internal messages.
+    pub fn to_problem(&self, request_id: Option<&str>) -> Problem {
+        let (slug, title, detail, errors): (&str, &'static str, String, Vec<FieldError>) =
+            match self {
+                ApiError::MalformedJson(why) => (
+                    "malformed-json",
+                    "Malformed JSON",
+                    format!("The request body is not valid JSON: {why}."),
+                    Vec::new(),
+                ),
+                ApiError::InvalidParameter(errors) => (
+                    "invalid-parameter",
+                    "Invalid request parameter",
+                    describe_fields("Invalid request parameter", errors),
+                    errors.clone(),
+                ),
+                ApiError::Validation(errors) => (
+                    "validation",
+                    "Validation failed",
+                    describe_fields("The request body is invalid", errors),
+                    errors.clone(),
+                ),
+                ApiError::UnsupportedMediaType => (
+                    "unsupported-media-type",
+                    "Unsupported media type",
+                    "The request body must be JSON, sent with Content-Type: application/json."
+                        .to_owned(),
+                    Vec::new(),
+                ),
+                ApiError::PayloadTooLarge { limit } => (
+                    "payload-too-large",
+                    "Payload too large",
+                    format!("The request body must not exceed {limit} bytes."),
+                    Vec::new(),
+                ),
+                ApiError::InvalidCredentials => (
+                    "invalid-credentials",
+                    "Invalid credentials",
+                    "The username or password is incorrect.".to_owned(),
+                    Vec::new(),
+                ),
+                ApiError::InvalidAccessToken(why) => (
+                    "invalid-token",
+                    "Invalid access token",
+                    format!("A valid bearer access token is required: {why}."),
+                    Vec::new(),
+                ),
+                ApiError::InvalidRefreshToken => (
+                    "invalid-refresh-token",
+                    "Invalid refresh token",
+                    "The refresh token is unknown, expired or no longer valid.".to_owned(),
+                    Vec::new(),
+                ),
+                ApiError::NotFound => (
+                    "not-found",
+                    "Not found",
+                    "No such resource.".to_owned(),
+                    Vec::new(),
+                ),
+                ApiError::MethodNotAllowed { allow } => (
+                    "method-not-allowed",
+                    "Method not allowed",
+                    format!("This route accepts: {allow}."),
+                    Vec::new(),
+                ),
+                ApiError::Conflict { field, detail } => (
+                    "conflict",
+                    "Conflict",
+                    (*detail).to_owned(),
+                    vec![FieldError::new(*field, *detail)],
+                ),
+                ApiError::RateLimited(decision) => (
+                    "rate-limited",
+                    "Too many requests",
+                    format!(
+                        "Rate limit exceeded; retry in {} seconds.",
+                        decision.reset_seconds
+                    ),
+                    Vec::new(),
+                ),
+                ApiError::NotConfigured(what) => (
+                    "not-configured",
+                    "Service not configured",
+                    format!("The service is not configured: {what}."),
+                    Vec::new(),
+                ),
+                ApiError::Unavailable(_) => (
+                    "unavailable",
+                    "Service unavailable",
+                    "A backing service is unavailable; try again shortly.".to_owned(),
+                    Vec::new(),
+                ),
+                ApiError::Internal(_) => (
+                    "internal",
+                    "Internal server error",
+                    "An unexpected error occurred.".to_owned(),
+                    Vec::new(),
+                ),
+            };
+        Problem {
+            problem_type: format!("{PROBLEM_TYPE_PREFIX}{slug}"),
+            title,
+            status: self.status(),
+            detail,
+            request_id: request_id.map(str::to_owned),
+            errors,
+        }
+    }
+}
+
+fn describe_fields(prefix: &str, errors: &[FieldError]) -> String {
+    let names: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+    if names.is_empty() {
+        format!("{prefix}.")
+    } else {
+        format!("{prefix}: {}.", names.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_problem_names_the_fields() {
+        let err = ApiError::Validation(vec![
+            FieldError::new("username", "too short"),
+            FieldError::new("email", "not an address"),
+        ]);
+        let p = err.to_problem(Some("req-1"));
+        assert_eq!(p.status, 422);
+        assert_eq!(p.problem_type, "urn:todo-api:problem:validation");
+        assert!(p.detail.contains("username, email"));
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["errors"][0]["field"], "username");
+        assert_eq!(json["request_id"], "req-1");
+    }
+
+    #[test]
+    fn internal_messages_never_reach_the_client() {
+        let err = ApiError::Internal("syntax error at or near SELECT".into());
+        let body = serde_json::to_string(&err.to_problem(None)).unwrap();
+        assert!(!body.contains("SELECT"));
+        let err = ApiError::Unavailable("connection refused to 10.0.0.1".into());
+        let body = serde_json::to_string(&err.to_problem(None)).unwrap();
+        assert!(!body.contains("10.0.0.1"));
+        assert_eq!(err.status(), 503);
+    }
+
+    #[test]
+    fn credentials_problem_is_the_same_for_every_cause() {
+        let a = serde_json::to_string(&ApiError::InvalidCredentials.to_problem(None)).unwrap();
+        let b = serde_json::to_string(&ApiError::InvalidCredentials.to_problem(None)).unwrap();
+        assert_eq!(a, b);
+    }
+}

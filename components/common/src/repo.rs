@@ -1,0 +1,398 @@
+//! Data access: every SQL statement of the API, one function each.
+//!
+//! See `crate::store` for the casting conventions. Writes that touch several tables are
+//! single statements with data-modifying CTEs, so they are atomic on any host.
+
+use spin_sdk::pg4::ParameterValue;
+
+use crate::domain::{Email, TodoTitle, Username, Uuid};
+use crate::error::ApiError;
+use crate::store::{text, Db, RowReader};
+use crate::todo_list::{Cursor, ListQuery, Todo};
+
+/// `to_char` format giving `2026-11-27T12:34:56.123456Z` (what `Cursor` expects).
+macro_rules! ts {
+    ($col:expr) => {
+        concat!(
+            "to_char(",
+            $col,
+            r#" AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"#
+        )
+    };
+}
+
+/// A freshly registered user.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NewUser {
+    /// UUID.
+    pub id: String,
+    /// As registered.
+    pub username: String,
+    /// Lower-cased.
+    pub email: String,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+}
+
+/// Inserts a user. `Ok(None)` when the username or e-mail is taken (no exception path:
+/// `ON CONFLICT DO NOTHING` covers both unique indexes).
+///
+/// The insert is a CTE (`new_user`) so that further rows that must exist exactly when the
+/// user does (the welcome e-mail job) can join the same statement, and so the same atomic
+/// unit, as another `INSERT ... SELECT ... FROM new_user`.
+pub fn insert_user(
+    db: &Db,
+    username: &Username,
+    email: &Email,
+    password_hash: &str,
+) -> Result<Option<NewUser>, ApiError> {
+    let sql = concat!(
+        "WITH new_user AS (",
+        " INSERT INTO users (username, email, password_hash)",
+        " VALUES ($1::text, $2::text, $3::text)",
+        " ON CONFLICT DO NOTHING",
+        " RETURNING id, username, email, created_at",
+        ")",
+        " SELECT id::text, username, email, ",
+        ts!("created_at"),
+        " FROM new_user"
+    );
+    let rows = db.query(
+        sql,
+        &[
+            text(username.as_str()),
+            text(email.as_str()),
+            text(password_hash),
+        ],
+    )?;
+    let Some(row) = rows.rows.first() else {
+        return Ok(None);
+    };
+    let r = RowReader(row);
+    Ok(Some(NewUser {
+        id: r.text(0)?,
+        username: r.text(1)?,
+        email: r.text(2)?,
+        created_at: r.text(3)?,
+    }))
+}
+
+/// After a failed insert: which unique value is taken, as a 409.
+pub fn registration_conflict(
+    db: &Db,
+    username: &Username,
+    email: &Email,
+) -> Result<ApiError, ApiError> {
+    let rows = db.query(
+        "SELECT EXISTS (SELECT 1 FROM users WHERE lower(username) = lower($1::text)), \
+                EXISTS (SELECT 1 FROM users WHERE email = $2::text)",
+        &[text(username.as_str()), text(email.as_str())],
+    )?;
+    let row = rows
+        .rows
+        .first()
+        .ok_or_else(|| ApiError::Internal("EXISTS returned no row".into()))?;
+    let r = RowReader(row);
+    Ok(if !r.boolean(0)? && r.boolean(1)? {
+        ApiError::Conflict {
+            field: "email",
+            detail: "An account with this e-mail address already exists.",
+        }
+    } else {
+        ApiError::Conflict {
+            field: "username",
+            detail: "This username is already taken.",
+        }
+    })
+}
+
+/// The id and password hash of a user, by username (case-insensitive).
+pub fn find_credentials(db: &Db, username: &Username) -> Result<Option<(Uuid, String)>, ApiError> {
+    let rows = db.query(
+        "SELECT id::text, password_hash FROM users WHERE lower(username) = lower($1::text)",
+        &[text(username.as_str())],
+    )?;
+    let Some(row) = rows.rows.first() else {
+        return Ok(None);
+    };
+    let r = RowReader(row);
+    let id = Uuid::parse(&r.text(0)?).ok_or_else(|| ApiError::Internal("bad user id".into()))?;
+    Ok(Some((id, r.text(1)?)))
+}
+
+/// Starts a refresh-token family (a login session) with its first token.
+pub fn start_refresh_family(
+    db: &Db,
+    user: &Uuid,
+    token_hash: Vec<u8>,
+    ttl_seconds: u32,
+) -> Result<(), ApiError> {
+    let n = db.execute(
+        "WITH family AS ( \
+             INSERT INTO refresh_token_families (user_id) VALUES ($1::text::uuid) \
+             RETURNING id, user_id) \
+         INSERT INTO refresh_tokens (token_hash, family_id, user_id, expires_at) \
+         SELECT $2::bytea, id, user_id, now() + $3::int8 * interval '1 second' FROM family",
+        &[
+            text(user.as_str()),
+            ParameterValue::Binary(token_hash),
+            ParameterValue::Int64(i64::from(ttl_seconds)),
+        ],
+    )?;
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(ApiError::Internal(format!(
+            "refresh family insert affected {n} rows"
+        )))
+    }
+}
+
+/// Outcome of presenting a refresh token.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Rotation {
+    /// The token was current: it is now used, and the replacement is stored.
+    Rotated {
+        /// Whose token it was.
+        user: Uuid,
+    },
+    /// The token had already been rotated: its family is now revoked.
+    ReuseDetected,
+    /// Unknown, expired, or in a revoked family.
+    Invalid,
+}
+
+/// Consumes `old_hash` and stores `new_hash` in the same family, atomically; on failure,
+/// detects reuse and revokes the family.
+pub fn rotate_refresh_token(
+    db: &Db,
+    old_hash: Vec<u8>,
+    new_hash: Vec<u8>,
+    ttl_seconds: u32,
+) -> Result<Rotation, ApiError> {
+    // Concurrent presentations of one token serialise on its row lock; the loser sees
+    // `used_at` set and is treated as reuse, which is the safe answer.
+    let rows = db.query(
+        "WITH consumed AS ( \
+             UPDATE refresh_tokens t SET used_at = now() \
+             FROM refresh_token_families f \
+             WHERE t.token_hash = $1::bytea AND t.used_at IS NULL AND t.expires_at > now() \
+               AND f.id = t.family_id AND f.revoked_at IS NULL \
+             RETURNING t.family_id, t.user_id), \
+         replacement AS ( \
+             INSERT INTO refresh_tokens (token_hash, family_id, user_id, expires_at) \
+             SELECT $2::bytea, family_id, user_id, now() + $3::int8 * interval '1 second' \
+             FROM consumed \
+             RETURNING user_id) \
+         SELECT user_id::text FROM replacement",
+        &[
+            ParameterValue::Binary(old_hash.clone()),
+            ParameterValue::Binary(new_hash),
+            ParameterValue::Int64(i64::from(ttl_seconds)),
+        ],
+    )?;
+    if let Some(row) = rows.rows.first() {
+        let user = Uuid::parse(&RowReader(row).text(0)?)
+            .ok_or_else(|| ApiError::Internal("bad user id".into()))?;
+        return Ok(Rotation::Rotated { user });
+    }
+    let revoked = db.execute(
+        "UPDATE refresh_token_families f SET revoked_at = now(), revoked_reason = 'reuse' \
+         FROM refresh_tokens t \
+         WHERE t.token_hash = $1::bytea AND t.used_at IS NOT NULL \
+           AND f.id = t.family_id AND f.revoked_at IS NULL",
+        &[ParameterValue::Binary(old_hash)],
+    )?;
+    Ok(if revoked > 0 {
+        Rotation::ReuseDetected
+    } else {
+        Rotation::Invalid
+    })
+}
+
+/// Revokes the family of a refresh token (logout). Unknown tokens are ignored.
+pub fn revoke_refresh_family(db: &Db, token_hash: Vec<u8>) -> Result<(), ApiError> {
+    db.execute(
+        "UPDATE refresh_token_families f SET revoked_at = now(), revoked_reason = 'logout' \
+         FROM refresh_tokens t \
+         WHERE t.token_hash = $1::bytea AND f.id = t.family_id AND f.revoked_at IS NULL",
+        &[ParameterValue::Binary(token_hash)],
+    )?;
+    Ok(())
+}
+
+const TODO_COLUMNS: &str = concat!(
+    "id::text, title, completed, ",
+    ts!("created_at"),
+    ", ",
+    ts!("updated_at")
+);
+
+fn todo_from(r: &RowReader<'_>, first: usize) -> Result<Todo, ApiError> {
+    Ok(Todo {
+        id: r.text(first)?,
+        title: r.text(first + 1)?,
+        completed: r.boolean(first + 2)?,
+        created_at: r.text(first + 3)?,
+        updated_at: r.text(first + 4)?,
+    })
+}
+
+/// The current `todos_version` of a user; `None` if the user no longer exists.
+pub fn todos_version(db: &Db, user: &Uuid) -> Result<Option<i64>, ApiError> {
+    let rows = db.query(
+        "SELECT todos_version FROM users WHERE id = $1::text::uuid",
+        &[text(user.as_str())],
+    )?;
+    rows.rows
+        .first()
+        .map(|row| RowReader(row).int(0))
+        .transpose()
+}
+
+/// One page of the user's todos (one more than `limit` if there are more) and the
+/// version it was read at, in one statement (one snapshot). `None` if the user is gone.
+pub fn list_todos(
+    db: &Db,
+    user: &Uuid,
+    query: &ListQuery,
+) -> Result<Option<(i64, Vec<Todo>)>, ApiError> {
+    let mut params = vec![
+        text(user.as_str()),
+        ParameterValue::Int64(i64::from(query.limit) + 1),
+    ];
+    let mut filters = String::new();
+    if let Some(completed) = query.completed {
+        params.push(ParameterValue::Boolean(completed));
+        filters.push_str(&format!(" AND completed = ${}::bool", params.len()));
+    }
+    if let Some(Cursor { created_at, id }) = &query.cursor {
+        params.push(text(created_at));
+        params.push(text(id.as_str()));
+        filters.push_str(&format!(
+            " AND (created_at, id) < (${}::text::timestamptz, ${}::text::uuid)",
+            params.len() - 1,
+            params.len()
+        ));
+    }
+    let sql = format!(
+        "SELECT u.todos_version, t.id::text, t.title, t.completed, {}, {} \
+         FROM users u LEFT JOIN LATERAL ( \
+             SELECT id, title, completed, created_at, updated_at FROM todos \
+             WHERE user_id = u.id{filters} \
+             ORDER BY created_at DESC, id DESC LIMIT $2::int8) t ON true \
+         WHERE u.id = $1::text::uuid",
+        ts!("t.created_at"),
+        ts!("t.updated_at"),
+    );
+    let rows = db.query(&sql, &params)?;
+    let Some(first) = rows.rows.first() else {
+        return Ok(None);
+    };
+    let version = RowReader(first).int(0)?;
+    let mut todos = Vec::with_capacity(rows.rows.len());
+    for row in &rows.rows {
+        let r = RowReader(row);
+        if r.is_null(1)? {
+            continue; // the user has no (matching) todos: one row of NULLs from the join
+        }
+        todos.push(todo_from(&r, 1)?);
+    }
+    Ok(Some((version, todos)))
+}
+
+/// One todo of the user's; another user's todo is `None`, like a missing one.
+pub fn get_todo(db: &Db, user: &Uuid, id: &Uuid) -> Result<Option<Todo>, ApiError> {
+    let sql = format!(
+        "SELECT {TODO_COLUMNS} FROM todos WHERE id = $1::text::uuid AND user_id = $2::text::uuid"
+    );
+    let rows = db.query(&sql, &[text(id.as_str()), text(user.as_str())])?;
+    rows.rows
+        .first()
+        .map(|row| todo_from(&RowReader(row), 0))
+        .transpose()
+}
+
+/// Creates a todo and bumps the user's list version. `None` if the user is gone.
+pub fn create_todo(
+    db: &Db,
+    user: &Uuid,
+    title: &TodoTitle,
+    completed: bool,
+) -> Result<Option<Todo>, ApiError> {
+    let sql = format!(
+        "WITH bump AS ( \
+             UPDATE users SET todos_version = todos_version + 1 \
+             WHERE id = $1::text::uuid RETURNING id) \
+         INSERT INTO todos (user_id, title, completed) \
+         SELECT id, $2::text, $3::bool FROM bump \
+         RETURNING {TODO_COLUMNS}"
+    );
+    let rows = db.query(
+        &sql,
+        &[
+            text(user.as_str()),
+            text(title.as_str()),
+            ParameterValue::Boolean(completed),
+        ],
+    )?;
+    rows.rows
+        .first()
+        .map(|row| todo_from(&RowReader(row), 0))
+        .transpose()
+}
+
+/// Applies a partial update; bumps the version only if the todo exists and is the user's.
+pub fn update_todo(
+    db: &Db,
+    user: &Uuid,
+    id: &Uuid,
+    title: Option<&TodoTitle>,
+    completed: Option<bool>,
+) -> Result<Option<Todo>, ApiError> {
+    let mut params = vec![text(user.as_str()), text(id.as_str())];
+    let mut sets = vec!["updated_at = clock_timestamp()".to_owned()];
+    if let Some(title) = title {
+        params.push(text(title.as_str()));
+        sets.push(format!("title = ${}::text", params.len()));
+    }
+    if let Some(completed) = completed {
+        params.push(ParameterValue::Boolean(completed));
+        sets.push(format!("completed = ${}::bool", params.len()));
+    }
+    let sql = format!(
+        "WITH changed AS ( \
+             UPDATE todos SET {} \
+             WHERE id = $2::text::uuid AND user_id = $1::text::uuid \
+             RETURNING id, title, completed, created_at, updated_at), \
+         bump AS ( \
+             UPDATE users SET todos_version = todos_version + 1 \
+             WHERE id = $1::text::uuid AND EXISTS (SELECT 1 FROM changed)) \
+         SELECT {TODO_COLUMNS} FROM changed",
+        sets.join(", ")
+    );
+    let rows = db.query(&sql, &params)?;
+    rows.rows
+        .first()
+        .map(|row| todo_from(&RowReader(row), 0))
+        .transpose()
+}
+
+/// Deletes a todo of the user's; `false` if there was none. Bumps the version on success.
+pub fn delete_todo(db: &Db, user: &Uuid, id: &Uuid) -> Result<bool, ApiError> {
+    let rows = db.query(
+        "WITH gone AS ( \
+             DELETE FROM todos WHERE id = $2::text::uuid AND user_id = $1::text::uuid \
+             RETURNING id), \
+         bump AS ( \
+             UPDATE users SET todos_version = todos_version + 1 \
+             WHERE id = $1::text::uuid AND EXISTS (SELECT 1 FROM gone)) \
+         SELECT count(*) FROM gone",
+        &[text(user.as_str()), text(id.as_str())],
+    )?;
+    let row = rows
+        .rows
+        .first()
+        .ok_or_else(|| ApiError::Internal("count returned no row".into()))?;
+    Ok(RowReader(row).int(0)? > 0)
+}

@@ -1,0 +1,250 @@
+//! Thin wrappers over the host's PostgreSQL (`spin_sdk::pg4`) and Redis
+//! (`spin_sdk::redis`) interfaces, plus the rate-limit check that runs the Lua script.
+//!
+//! Conventions that keep the SQL portable across hosts (ours and real Spin):
+//! every parameter is cast in the statement (`$1::text::uuid`, `$2::int8`, `$3::bytea`) so
+//! PostgreSQL infers a type the host can bind from a plain string/integer/bytes value, and
+//! every result column is cast to `text`, `bool` or `int8`, so no host needs to map UUID or
+//! timestamp types. Atomic multi-step writes are single statements with data-modifying
+//! CTEs, which are atomic without relying on a transaction spanning several host calls.
+
+use spin_sdk::pg4::{self, DbValue, ParameterValue, QueryError, RowSet};
+use spin_sdk::redis::{self, RedisParameter, RedisResult};
+
+use crate::error::ApiError;
+use crate::http::Ctx;
+use crate::log;
+use crate::rate_limit::{self, Counter, ReplyValue};
+
+/// An open PostgreSQL connection (pooled by the host).
+pub struct Db(pg4::Connection);
+
+fn pg_error(context: &str, e: pg4::PgError) -> ApiError {
+    match e {
+        pg4::PgError::ConnectionFailed(m) => {
+            ApiError::Unavailable(format!("postgres {context}: connection failed: {m}"))
+        }
+        pg4::PgError::QueryFailed(QueryError::DbError(d)) => {
+            ApiError::Internal(format!("postgres {context}: {} {}", d.code, d.message))
+        }
+        pg4::PgError::QueryFailed(QueryError::Text(t)) => {
+            ApiError::Internal(format!("postgres {context}: {t}"))
+        }
+        other => ApiError::Internal(format!("postgres {context}: {other:?}")),
+    }
+}
+
+impl Db {
+    /// Opens a connection; failure is a 503 (the database is a hard dependency).
+    pub fn open(url: &str) -> Result<Self, ApiError> {
+        pg4::Connection::open(url)
+            .map(Db)
+            .map_err(|e| pg_error("connect", e))
+    }
+
+    /// Runs a query returning rows.
+    pub fn query(&self, sql: &str, params: &[ParameterValue]) -> Result<RowSet, ApiError> {
+        self.0.query(sql, params).map_err(|e| pg_error("query", e))
+    }
+
+    /// Runs a statement returning the affected row count.
+    pub fn execute(&self, sql: &str, params: &[ParameterValue]) -> Result<u64, ApiError> {
+        self.0
+            .execute(sql, params)
+            .map_err(|e| pg_error("execute", e))
+    }
+}
+
+/// Typed access to a result row's columns, with decoding failures as 500s.
+pub struct RowReader<'a>(pub &'a [DbValue]);
+
+impl RowReader<'_> {
+    fn get(&self, i: usize) -> Result<&DbValue, ApiError> {
+        self.0
+            .get(i)
+            .ok_or_else(|| ApiError::Internal(format!("row has no column {i}")))
+    }
+
+    /// A non-null text column.
+    pub fn text(&self, i: usize) -> Result<String, ApiError> {
+        match self.get(i)? {
+            DbValue::Str(s) => Ok(s.clone()),
+            other => Err(ApiError::Internal(format!(
+                "column {i}: expected text, got {other:?}"
+            ))),
+        }
+    }
+
+    /// A nullable text column.
+    pub fn opt_text(&self, i: usize) -> Result<Option<String>, ApiError> {
+        match self.get(i)? {
+            DbValue::DbNull => Ok(None),
+            DbValue::Str(s) => Ok(Some(s.clone())),
+            other => Err(ApiError::Internal(format!(
+                "column {i}: expected text, got {other:?}"
+            ))),
+        }
+    }
+
+    /// A non-null boolean column.
+    pub fn boolean(&self, i: usize) -> Result<bool, ApiError> {
+        match self.get(i)? {
+            DbValue::Boolean(b) => Ok(*b),
+            other => Err(ApiError::Internal(format!(
+                "column {i}: expected bool, got {other:?}"
+            ))),
+        }
+    }
+
+    /// A non-null integer column (any width).
+    pub fn int(&self, i: usize) -> Result<i64, ApiError> {
+        match self.get(i)? {
+            DbValue::Int64(n) => Ok(*n),
+            DbValue::Int32(n) => Ok(i64::from(*n)),
+            DbValue::Int16(n) => Ok(i64::from(*n)),
+            other => Err(ApiError::Internal(format!(
+                "column {i}: expected int, got {other:?}"
+            ))),
+        }
+    }
+
+    /// Whether the column is NULL.
+    pub fn is_null(&self, i: usize) -> Result<bool, ApiError> {
+        Ok(matches!(self.get(i)?, DbValue::DbNull))
+    }
+}
+
+/// A text parameter.
+pub fn text(s: &str) -> ParameterValue {
+    ParameterValue::Str(s.to_owned())
+}
+
+/// Redis, used as an optimisation only: every failure is reported to the caller, which
+/// logs it and carries on without Redis ("fail open").
+pub struct Redis {
+    conn: Result<redis::Connection, String>,
+}
+
+impl Redis {
+    /// Opens a connection; an error is kept and returned by every later call.
+    pub fn open(url: &str) -> Self {
+        Self {
+            conn: redis::Connection::open(url).map_err(|e| format!("connect: {e:?}")),
+        }
+    }
+
+    fn conn(&self) -> Result<&redis::Connection, String> {
+        self.conn.as_ref().map_err(Clone::clone)
+    }
+
+    /// `EVAL script numkeys keys... args...`, reply flattened.
+    pub fn eval(
+        &self,
+        script: &str,
+        keys: &[String],
+        args: &[String],
+    ) -> Result<Vec<ReplyValue>, String> {
+        let conn = self.conn()?;
+        let mut params = Vec::with_capacity(2 + keys.len() + args.len());
+        params.push(RedisParameter::Binary(script.as_bytes().to_vec()));
+        params.push(RedisParameter::Int64(keys.len() as i64));
+        params.extend(
+            keys.iter()
+                .map(|k| RedisParameter::Binary(k.as_bytes().to_vec())),
+        );
+        params.extend(
+            args.iter()
+                .map(|a| RedisParameter::Binary(a.as_bytes().to_vec())),
+        );
+        let reply = conn
+            .execute("EVAL", &params)
+            .map_err(|e| format!("EVAL: {e:?}"))?;
+        Ok(reply
+            .into_iter()
+            .map(|r| match r {
+                RedisResult::Int64(n) => ReplyValue::Int(n),
+                RedisResult::Binary(b) => ReplyValue::Bytes(b),
+                RedisResult::Status(s) => ReplyValue::Bytes(s.into_bytes()),
+                RedisResult::Nil => ReplyValue::Nil,
+            })
+            .collect())
+    }
+
+    /// `SET key value EX ttl`.
+    pub fn set_ex(&self, key: &str, value: &[u8], ttl_seconds: u32) -> Result<(), String> {
+        let conn = self.conn()?;
+        conn.execute(
+            "SET",
+            &[
+                RedisParameter::Binary(key.as_bytes().to_vec()),
+                RedisParameter::Binary(value.to_vec()),
+                RedisParameter::Binary(b"EX".to_vec()),
+                RedisParameter::Int64(i64::from(ttl_seconds)),
+            ],
+        )
+        .map(|_| ())
+        .map_err(|e| format!("SET: {e:?}"))
+    }
+}
+
+/// Logs a Redis failure once per request and marks the request degraded.
+pub fn redis_degraded(ctx: &mut Ctx, what: &'static str, detail: &str) {
+    if !ctx.degraded.contains(&"redis") {
+        ctx.degraded.push("redis");
+    }
+    log::event(
+        "warn",
+        "redis unavailable, continuing without it",
+        &[
+            ("component", ctx.component),
+            ("request_id", &ctx.request_id),
+            ("operation", what),
+            ("detail", &log::sanitize(detail)),
+        ],
+    );
+}
+
+/// Counts this request against `counters` and, in the same round trip, reads
+/// `cache_key`. Refused → `Err(RateLimited)`; Redis failure → allowed (fail open), logged.
+pub fn check_rate_limit(
+    ctx: &mut Ctx,
+    redis: &Redis,
+    counters: &[Counter],
+    cache_key: Option<&str>,
+) -> Result<Option<Vec<u8>>, ApiError> {
+    let (keys, args) = rate_limit::eval_arguments(counters, cache_key);
+    let reply = match redis.eval(rate_limit::SCRIPT, &keys, &args) {
+        Ok(reply) => reply,
+        Err(e) => {
+            redis_degraded(ctx, "rate-limit", &e);
+            return Ok(None);
+        }
+    };
+    match rate_limit::decode_reply(counters, &reply) {
+        Ok(outcome) => {
+            ctx.rate_limit = Some(outcome.decision);
+            if outcome.decision.allowed {
+                Ok(outcome.cached)
+            } else {
+                Err(ApiError::RateLimited(outcome.decision))
+            }
+        }
+        Err(e) => {
+            redis_degraded(ctx, "rate-limit", &e);
+            Ok(None)
+        }
+    }
+}
+
+/// Spin's variables interface as a [`crate::config::VariableSource`].
+pub struct SpinVariables;
+
+impl crate::config::VariableSource for SpinVariables {
+    fn get(&self, name: &str) -> Result<Option<String>, String> {
+        match spin_sdk::variables::get(name) {
+            Ok(v) => Ok(Some(v)),
+            Err(spin_sdk::variables::Error::Undefined(_)) => Ok(None),
+            Err(e) => Err(log::sanitize(&format!("{e:?}"))),
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! The pure parts of listing todos: query parameters, the opaque cursor, and the cache
+//! entry format.
+//!
+//! ## Why the cache can never serve a list older than the caller's last write
+//! Every write to a user's todos bumps `users.todos_version` *in the same SQL statement*
+//! as the write. A cache entry stores the version it was built from (`<version>\n<body>`),
+//! and a hit is served only if that version equals the current one in PostgreSQL (a
+//! primary-key lookup). So a write that succeeded is visible to the next read even if the
+//! write could not reach Redis, or Redis came back with old data: Redis only ever saves the
+//! list query and its serialisation, never decides freshness.
+
+use ct_codecs::{Base64UrlSafeNoPadding, Decoder, Encoder};
+use serde::Serialize;
+
+use crate::domain::Uuid;
+use crate::error::{ApiError, FieldError};
+
+/// Default page size.
+pub const DEFAULT_LIMIT: u32 = 20;
+/// Largest page size.
+pub const MAX_LIMIT: u32 = 100;
+
+/// A todo as the API returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Todo {
+    /// UUID.
+    pub id: String,
+    /// Trimmed title.
+    pub title: String,
+    /// Done or not.
+    pub completed: bool,
+    /// RFC 3339 UTC with microseconds.
+    pub created_at: String,
+    /// RFC 3339 UTC with microseconds.
+    pub updated_at: String,
+}
+
+/// One page of todos.
+#[derive(Debug, Clone, Serialize)]
+pub struct TodoPage {
+    /// Newest first.
+    pub items: Vec<Todo>,
+    /// Pass as `cursor` to get the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Position after the last item of a page: its `(created_at, id)`, the list's sort key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    /// `YYYY-MM-DDTHH:MM:SS.ffffffZ` exactly as produced by the list query.
+    pub created_at: String,
+    /// The todo's id (tie-breaker).
+    pub id: Uuid,
+}
+
+fn is_timestamp(s: &str) -> bool {
+    // 2026-11-27T12:34:56.123456Z
+    let b = s.as_bytes();
+    b.len() == 27
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b'T',
+            13 | 16 => *c == b':',
+            19 => *c == b'.',
+            26 => *c == b'Z',
+            _ => c.is_ascii_digit(),
+        })
+}
+
+impl Cursor {
+    /// The opaque form given to clients.
+    pub fn encode(&self) -> String {
+        Base64UrlSafeNoPadding::encode_to_string(format!("{}|{}", self.created_at, self.id))
+            .unwrap_or_default()
+    }
+
+    /// Parses a client's cursor; anything we did not produce is rejected before SQL.
+    pub fn decode(raw: &str) -> Option<Self> {
+        if raw.len() > 128 {
+            return None;
+        }
+        let bytes = Base64UrlSafeNoPadding::decode_to_vec(raw, None).ok()?;
+        let text = String::from_utf8(bytes).ok()?;
+        let (created_at, id) = text.split_once('|')?;
+        if !is_timestamp(created_at) {
+            return None;
+        }
+        Some(Self {
+            created_at: created_at.to_owned(),
+            id: Uuid::parse(id)?,
+        })
+    }
+}
+
+/// Validated `GET /todos` query parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    /// 1–100, default 20.
+    pub limit: u32,
+    /// Only completed / only open todos.
+    pub completed: Option<bool>,
+    /// Start after this position.
+    pub cursor: Option<Cursor>,
+    raw_cursor: Option<String>,
+}
+
+impl ListQuery {
+    /// Parses the query string; unknown or repeated parameters are errors (400).
+    pub fn parse(query: &str) -> Result<Self, ApiError> {
+        let mut errors = Vec::new();
+        let mut seen: Vec<String> = Vec::new();
+        let mut q = ListQuery {
+            limit: DEFAULT_LIMIT,
+            completed: None,
+            cursor: None,
+            raw_cursor: None,
+        };
+        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+            if seen.iter().any(|s| *s == name) {
+                errors.push(FieldError::new(name.as_ref(), "must be given at most once"));
+                continue;
+            }
+            seen.push(name.to_string());
+            match name.as_ref() {
+                "limit" => match value.parse::<u32>() {
+                    Ok(n) if (1..=MAX_LIMIT).contains(&n) => q.limit = n,
+                    _ => errors.push(FieldError::new(
+                        "limit",
+                        "must be a whole number from 1 to 100",
+                    )),
+                },
+                "completed" => match value.as_ref() {
+                    "true" => q.completed = Some(true),
+                    "false" => q.completed = Some(false),
+                    _ => errors.push(FieldError::new("completed", "must be true or false")),
+                },
+                "cursor" => match Cursor::decode(&value) {
+                    Some(c) => {
+                        q.cursor = Some(c);
+                        q.raw_cursor = Some(value.to_string());
+                    }
+                    None => errors.push(FieldError::new(
+                        "cursor",
+                        "is not a cursor returned by this API",
+                    )),
+                },
+                other => errors.push(FieldError::new(other, "is not a known parameter")),
+            }
+        }
+        if errors.is_empty() {
+            Ok(q)
+        } else {
+            Err(ApiError::InvalidParameter(errors))
+        }
+    }
+
+    /// The Redis key of this page for `user`: one entry per distinct query.
+    pub fn cache_key(&self, prefix: &str, user: &Uuid) -> String {
+        let completed = match self.completed {
+            None => "any",
+            Some(true) => "true",
+            Some(false) => "false",
+        };
+        let cursor = self.raw_cursor.as_deref().unwrap_or("first");
+        format!(
+            "{prefix}:todos:{user}:l{}:c{completed}:{cursor}",
+            self.limit
+        )
+    }
+}
+
+/// Builds a cache entry: the version the page was read at, then the response body.
+pub fn encode_cache_entry(version: i64, body: &[u8]) -> Vec<u8> {
+    let mut out = format!("{version}\n").into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// Splits a cache entry into version and body; `None` for anything malformed.
+pub fn decode_cache_entry(entry: &[u8]) -> Option<(i64, &[u8])> {
+    let newline = entry.iter().position(|b| *b == b'\n')?;
+    let version = std::str::from_utf8(&entry[..newline]).ok()?.parse().ok()?;
+    Some((version, &entry[newline + 1..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id() -> Uuid {
+        Uuid::parse("3f2504e0-4f89-11d3-9a0c-0305e82c3301").unwrap()
+    }
+
+    #[test]
+    fn cursor_round_trip_and_rejects_forgeries() {
+        let c = Cursor {
+            created_at: "2026-11-27T12:34:56.123456Z".into(),
+            id: id(),
+        };
+        assert_eq!(Cursor::decode(&c.encode()), Some(c));
+        for bad in [
+            "",
+            "!!!",
+            &Base64UrlSafeNoPadding::encode_to_string("x|y").unwrap(),
+            &Base64UrlSafeNoPadding::encode_to_string(
+                "2026-11-27 12:34:56|3f2504e0-4f89-11d3-9a0c-0305e82c3301",
+            )
+            .unwrap(),
+            &Base64UrlSafeNoPadding::encode_to_string(
+                "2026-11-27T12:34:56.123456Z|'; DROP TABLE todos; --",
+            )
+            .unwrap(),
+        ] {
+            assert!(Cursor::decode(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn list_query_defaults_and_bounds() {
+        let q = ListQuery::parse("").unwrap();
+        assert_eq!((q.limit, q.completed), (20, None));
+        let q = ListQuery::parse("limit=100&completed=false").unwrap();
+        assert_eq!((q.limit, q.completed), (100, Some(false)));
+        for bad in [
+            "limit=0",
+            "limit=101",
+            "limit=x",
+            "completed=yes",
+            "sort=asc",
+            "limit=5&limit=6",
+            "cursor=zz",
+        ] {
+            let err = ListQuery::parse(bad).unwrap_err();
+            assert_eq!(err.status(), 400, "{bad}");
+        }
+        let ApiError::InvalidParameter(fields) = ListQuery::parse("limit=0").unwrap_err() else {
+            panic!()
+        };
+        assert_eq!(fields[0].field, "limit");
+    }
+
+    #[test]
+    fn cache_keys_differ_per_query_and_user() {
+        let a = ListQuery::parse("limit=5").unwrap().cache_key("p", &id());
+        let b = ListQuery::parse("limit=6").unwrap().cache_key("p", &id());
+        let c = ListQuery::parse("limit=5&completed=true")
+            .unwrap()
+            .cache_key("p", &id());
+        let other = Uuid::parse("00000000-0000-0000-0000-000000000001").unwrap();
+        let d = ListQuery::parse("limit=5").unwrap().cache_key("p", &other);
+        let all = [&a, &b, &c, &d];
+        for (i, x) in all.iter().enumerate() {
+            for y in &all[i + 1..] {
+                assert_ne!(x, y);
+            }
+        }
+        assert!(a.starts_with("p:todos:"));
+    }
+
+    #[test]
+    fn cache_entries() {
+        let e = encode_cache_entry(42, b"{\"items\":[]}");
+        assert_eq!(decode_cache_entry(&e), Some((42, &b"{\"items\":[]}"[..])));
+        assert_eq!(decode_cache_entry(b"garbage"), None);
+        assert_eq!(decode_cache_entry(b"x\n{}"), None);
+    }
+}
