@@ -158,3 +158,37 @@ fn password_of(url: &str) -> Option<String> {
     let userinfo = rest.split_once('@')?.0;
     Some(userinfo.split_once(':')?.1.to_string()).filter(|p| !p.is_empty())
 }
+
+#[tokio::test]
+async fn readiness_is_503_naming_postgres_when_it_is_unreachable() {
+    // A loopback port nothing listens on: connecting fails at once.
+    let port = crate::harness::free_port().expect("a free port");
+    let options = HostOptions::new()
+        .variable(
+            "db_url",
+            format!("postgres://todo:unused@127.0.0.1:{port}/todo"),
+        )
+        .variable("db_host", format!("127.0.0.1:{port}"));
+    let Some(app) = TestApp::spawn_with(options).await else {
+        return;
+    };
+
+    let (status, body) = get_json(&app, "/health/ready")
+        .await
+        .expect("GET /health/ready");
+
+    assert_eq!(status, 503, "body {body}");
+    assert_eq!(body["status"], "unavailable", "body {body}");
+    assert_eq!(body["checks"]["postgres"]["status"], "down", "body {body}");
+    assert!(
+        body["checks"]["postgres"]["error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()),
+        "the failing check should carry an error message: {body}"
+    );
+    assert!(
+        !body.to_string().contains("unused"),
+        "the password must not appear: {body}"
+    );
+    assert_up(&body, "redis");
+}
