@@ -1,1 +1,228 @@
-fn main() {}
+//! `edge-host`: runs Spin applications (`spin.toml`, manifest version 2) on wasmtime.
+//!
+//! The commands and flags follow `spin up` and `spin build`, so the same manifest, the
+//! same variables and the same habits work with this host and with Spin itself.
+
+mod app;
+mod bindings;
+mod capabilities;
+mod engine;
+mod logs;
+mod manifest;
+mod runtime_config;
+mod state;
+mod triggers;
+mod variables;
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand};
+
+/// A Spin-compatible WebAssembly host with pooled Postgres and Redis.
+#[derive(Parser)]
+#[command(name = "edge-host", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the application: serve its HTTP routes and its Redis subscriptions.
+    Up(UpArgs),
+    /// Run each component's `[component.X.build] command`, like `spin build`.
+    Build(BuildArgs),
+}
+
+#[derive(clap::Args)]
+struct UpArgs {
+    /// The application manifest.
+    #[arg(short = 'f', long = "from", default_value = "spin.toml")]
+    from: PathBuf,
+    /// Address to listen on; port 0 picks a free port (printed as `Serving http://...`).
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    listen: SocketAddr,
+    /// Runtime configuration file (TOML).
+    #[arg(long)]
+    runtime_config_file: Option<PathBuf>,
+    /// Set an application variable (repeatable); overrides SPIN_VARIABLE_<NAME>.
+    #[arg(long = "variable", value_name = "NAME=VALUE")]
+    variables: Vec<String>,
+    /// Host log format.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: logs::LogFormat,
+    /// Directory for compiled components (default: $XDG_CACHE_HOME/edge-host).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Always compile; neither read nor write the compile cache.
+    #[arg(long)]
+    no_cache: bool,
+    /// Largest linear memory an instance may use, in MiB.
+    #[arg(long, default_value_t = 128)]
+    max_instance_memory_mb: usize,
+    /// Instances that may run at once; requests beyond it wait.
+    #[arg(long, default_value_t = 1000)]
+    max_instances: u32,
+    /// Longest a request or message may run, in seconds.
+    #[arg(long, default_value_t = 60)]
+    execution_timeout_secs: u64,
+}
+
+#[derive(clap::Args)]
+struct BuildArgs {
+    /// The application manifest.
+    #[arg(short = 'f', long = "from", default_value = "spin.toml")]
+    from: PathBuf,
+    /// Build only these components (repeatable).
+    #[arg(short = 'c', long = "component-id")]
+    components: Vec<String>,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Up(args) => up(args),
+        Command::Build(args) => build(&args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("Error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn up(args: UpArgs) -> anyhow::Result<()> {
+    logs::init(args.log_format);
+    let manifest = manifest::load(&args.from)?;
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let variables = variables::ResolvedVariables::resolve(&manifest.manifest, &args.variables, &env)?;
+    let runtime_config = runtime_config::RuntimeConfig::load(args.runtime_config_file.as_deref())?;
+    let cache_dir = if args.no_cache {
+        None
+    } else {
+        args.cache_dir.clone().or_else(engine::default_cache_dir)
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let options = app::AppOptions {
+            manifest,
+            variables,
+            runtime_config,
+            limits: engine::EngineLimits {
+                max_instance_memory: args.max_instance_memory_mb << 20,
+                max_instances: args.max_instances,
+            },
+            cache_dir,
+            execution_timeout: Duration::from_secs(args.execution_timeout_secs),
+        };
+        let app = Arc::new(tokio::task::block_in_place(|| app::App::load(options))?);
+        serve(app, args.listen).await
+    })
+}
+
+async fn serve(app: Arc<app::App>, listen: SocketAddr) -> anyhow::Result<()> {
+    let http = Arc::new(triggers::http::HttpTrigger::new(app.clone())?);
+    if !http.has_routes() {
+        bail!("the manifest has no [[trigger.http]] routes to serve");
+    }
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    let local = listener.local_addr()?;
+    let mut banner = format!("Serving http://{local}\nAvailable Routes:\n");
+    for (route, component) in http.describe_routes() {
+        banner.push_str(&format!("  {component}: http://{local}{route}\n"));
+    }
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(banner.as_bytes())?;
+    stdout.flush()?;
+    drop(stdout);
+
+    tokio::select! {
+        result = http.serve(listener) => result,
+        () = shutdown_signal() => {
+            tracing::info!("shutting down");
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+fn build(args: &BuildArgs) -> anyhow::Result<()> {
+    let loaded = manifest::load(&args.from)?;
+    for wanted in &args.components {
+        if !loaded.manifest.component.contains_key(wanted) {
+            bail!("no component named `{wanted}` in {}", args.from.display());
+        }
+    }
+    for (id, component) in &loaded.manifest.component {
+        if !args.components.is_empty() && !args.components.contains(id) {
+            continue;
+        }
+        let Some(build) = &component.get_ref().build else {
+            println!("Component `{id}` has no build command: skipped");
+            continue;
+        };
+        let workdir = build
+            .workdir
+            .as_deref()
+            .map_or_else(|| loaded.base_dir().to_owned(), |dir| loaded.base_dir().join(dir));
+        for line in build.command.lines() {
+            println!("Building component `{id}` with `{line}`");
+            run_build_line(line, &workdir, &build.environment)
+                .with_context(|| format!("building component `{id}`"))?;
+        }
+    }
+    println!("Finished building all components");
+    Ok(())
+}
+
+fn run_build_line(
+    line: &str,
+    workdir: &Path,
+    environment: &std::collections::BTreeMap<String, String>,
+) -> anyhow::Result<()> {
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(line)
+        .current_dir(workdir)
+        .envs(environment)
+        .status()
+        .with_context(|| format!("running `{line}` in {}", workdir.display()))?;
+    if !status.success() {
+        bail!("`{line}` failed with {status}");
+    }
+    Ok(())
+}

@@ -1,0 +1,210 @@
+//! A loaded application: the manifest, its resolved variables, and every component
+//! compiled, linked and pre-instantiated, ready to be instantiated per request.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use wasmtime::component::{InstancePre, Linker};
+use wasmtime::{Engine, Store, StoreLimitsBuilder};
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi_http::WasiHttpCtx;
+
+use crate::capabilities::outbound_hosts::AllowedHosts;
+use crate::capabilities::outbound_http::OutboundHttp;
+use crate::capabilities::{AppCapabilities, CapabilityState, ComponentCapabilities};
+use crate::engine::{ComponentCompiler, EngineLimits};
+use crate::logs::{ComponentOutput, Stream};
+use crate::manifest::{LoadedManifest, Source};
+use crate::runtime_config::RuntimeConfig;
+use crate::state::InstanceState;
+use crate::variables::{ResolvedVariables, Template};
+
+/// Everything needed to load an app.
+pub struct AppOptions {
+    pub manifest: LoadedManifest,
+    pub variables: ResolvedVariables,
+    pub runtime_config: RuntimeConfig,
+    pub limits: EngineLimits,
+    pub cache_dir: Option<std::path::PathBuf>,
+    /// Longest a single request or message may run before it is cancelled.
+    pub execution_timeout: Duration,
+}
+
+/// A loaded application.
+pub struct App {
+    pub engine: Engine,
+    pub manifest: LoadedManifest,
+    pub components: HashMap<String, Arc<AppComponent>>,
+    pub capabilities: Arc<AppCapabilities>,
+    pub variables: Arc<ResolvedVariables>,
+    pub execution_timeout: Duration,
+}
+
+/// One component, pre-instantiated.
+pub struct AppComponent {
+    pub id: String,
+    pub pre: InstancePre<InstanceState>,
+    pub capabilities: Arc<ComponentCapabilities>,
+    environment: Vec<(String, String)>,
+    stdout: ComponentOutput,
+    stderr: ComponentOutput,
+    max_memory: usize,
+}
+
+impl App {
+    /// Compiles (or loads from cache), links and pre-instantiates every component that a
+    /// trigger uses.
+    pub fn load(options: AppOptions) -> anyhow::Result<Self> {
+        let engine = crate::engine::build(&options.limits)?;
+        let linker = build_linker(&engine)?;
+        let compiler = ComponentCompiler::new(&engine, options.cache_dir.clone());
+        let variables = Arc::new(options.variables);
+        let capabilities = Arc::new(AppCapabilities::new(&options.runtime_config)?);
+        let manifest = &options.manifest.manifest;
+
+        let used: BTreeSet<&String> = manifest
+            .trigger
+            .http
+            .iter()
+            .map(|t| &t.get_ref().component)
+            .chain(manifest.trigger.redis.iter().map(|t| &t.get_ref().component))
+            .collect();
+        let base_dir = options.manifest.base_dir();
+        let loaded: Vec<anyhow::Result<AppComponent>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = used
+                .iter()
+                .map(|id| {
+                    let (compiler, linker, variables) = (&compiler, &linker, &variables);
+                    let component = manifest.component[*id].get_ref();
+                    let limits = &options.limits;
+                    scope.spawn(move || {
+                        load_component(id, component, base_dir, compiler, linker, variables, limits)
+                            .with_context(|| format!("loading component `{id}`"))
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|handle| {
+                    handle
+                        .join()
+                        .unwrap_or_else(|_| bail!("component loader thread panicked"))
+                })
+                .collect()
+        });
+        let mut components = HashMap::new();
+        for component in loaded {
+            let component = component?;
+            components.insert(component.id.clone(), Arc::new(component));
+        }
+        Ok(Self {
+            engine,
+            manifest: options.manifest,
+            components,
+            capabilities,
+            variables,
+            execution_timeout: options.execution_timeout,
+        })
+    }
+}
+
+fn build_linker(engine: &Engine) -> anyhow::Result<Linker<InstanceState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    crate::capabilities::add_to_linker(&mut linker)?;
+    Ok(linker)
+}
+
+fn load_component(
+    id: &str,
+    component: &crate::manifest::Component,
+    base_dir: &std::path::Path,
+    compiler: &ComponentCompiler,
+    linker: &Linker<InstanceState>,
+    variables: &Arc<ResolvedVariables>,
+    limits: &EngineLimits,
+) -> anyhow::Result<AppComponent> {
+    let Source::Local(source) = component.source.get_ref() else {
+        bail!("only local `source` files are supported");
+    };
+    let path = base_dir.join(source);
+    if !path.exists() {
+        bail!(
+            "source {} does not exist; build the components first (`edge-host build`)",
+            path.display()
+        );
+    }
+    let compiled = compiler.load(&path)?;
+    for (name, _) in compiled.component_type().imports(compiler.engine()) {
+        tracing::debug!(component = id, import = name, "component import");
+    }
+    let pre = linker
+        .instantiate_pre(&compiled)
+        .map_err(anyhow::Error::from)
+        .context("linking imports (does the component need an interface edge-host lacks?)")?;
+
+    let allowed: Vec<String> = component
+        .allowed_outbound_hosts
+        .iter()
+        .map(|entry| Template::parse(entry)?.render(variables).map_err(anyhow::Error::from))
+        .collect::<anyhow::Result<_>>()
+        .context("expanding allowed_outbound_hosts")?;
+    let allowed_hosts = AllowedHosts::parse(allowed.iter().map(String::as_str))?;
+    let component_variables = component
+        .variables
+        .iter()
+        .map(|(name, template)| Ok((name.clone(), Template::parse(template)?)))
+        .collect::<anyhow::Result<HashMap<_, _>>>()?;
+    let capabilities = Arc::new(ComponentCapabilities {
+        id: id.to_owned(),
+        allowed_hosts,
+        variables: component_variables,
+        app_variables: variables.clone(),
+    });
+    Ok(AppComponent {
+        id: id.to_owned(),
+        pre,
+        capabilities,
+        environment: component
+            .environment
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        stdout: ComponentOutput::new(id, Stream::Stdout),
+        stderr: ComponentOutput::new(id, Stream::Stderr),
+        max_memory: limits.max_instance_memory,
+    })
+}
+
+impl AppComponent {
+    /// A fresh store for one request or message.
+    pub fn new_store(&self, app: &App) -> Store<InstanceState> {
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(self.stdout.clone())
+            .stderr(self.stderr.clone())
+            .envs(&self.environment);
+        let state = InstanceState {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            table: wasmtime::component::ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(self.max_memory)
+                .instances(64)
+                .build(),
+            outbound_http: OutboundHttp::new(self.capabilities.clone()),
+            capabilities: CapabilityState::new(
+                app.capabilities.clone(),
+                self.capabilities.clone(),
+            ),
+        };
+        let mut store = Store::new(&app.engine, state);
+        store.limiter(|state| &mut state.limits);
+        // Yield to the executor at every epoch tick; the overall deadline is enforced
+        // by the trigger with a timeout around the whole call.
+        store.epoch_deadline_async_yield_and_update(1);
+        store
+    }
+}

@@ -1,0 +1,172 @@
+//! The wasmtime engine: configuration, the pooling allocator, the epoch ticker, and the
+//! on-disk compile cache.
+//!
+//! Compiling a component with Cranelift takes hundreds of milliseconds; loading a
+//! precompiled artifact takes a few. Artifacts are cached under the cache directory,
+//! keyed by the SHA-256 of the component's bytes and a hash of everything in the engine
+//! configuration that affects code generation, so a restart with unchanged components
+//! compiles nothing and a changed engine never loads stale code.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the epoch advances. Guests yield to the executor at every tick, so one
+/// busy component cannot starve the requests sharing its thread.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Limits that apply to every instance.
+#[derive(Debug, Clone)]
+pub struct EngineLimits {
+    /// Largest linear memory one instance may grow to.
+    pub max_instance_memory: usize,
+    /// Instances that may exist at once (requests in flight plus warm slots).
+    pub max_instances: u32,
+}
+
+impl Default for EngineLimits {
+    fn default() -> Self {
+        Self {
+            max_instance_memory: 128 << 20,
+            max_instances: 1_000,
+        }
+    }
+}
+
+/// Builds the engine and starts its epoch ticker thread.
+pub fn build(limits: &EngineLimits) -> anyhow::Result<Engine> {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(limits.max_instances);
+    pool.total_core_instances(limits.max_instances * 4);
+    pool.total_memories(limits.max_instances * 2);
+    pool.total_tables(limits.max_instances * 4);
+    pool.total_stacks(limits.max_instances);
+    pool.max_memory_size(limits.max_instance_memory);
+    pool.max_core_instances_per_component(32);
+    pool.max_memories_per_component(8);
+    pool.max_tables_per_component(16);
+    pool.max_component_instance_size(1 << 20);
+    // Keep the first pages of a reused slot resident instead of returning them to the
+    // kernel, so the next instance does not page-fault its way through them again.
+    pool.linear_memory_keep_resident(1 << 20);
+    pool.table_keep_resident(1 << 16);
+    pool.max_unused_warm_slots(100);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+
+    let engine = Engine::new(&config)
+        .map_err(anyhow::Error::from)
+        .context("configuring the wasmtime engine")?;
+    start_epoch_ticker(&engine);
+    Ok(engine)
+}
+
+fn start_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("epoch-ticker".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("spawning the epoch ticker thread");
+}
+
+/// Compiles components, or loads them from the on-disk cache.
+pub struct ComponentCompiler {
+    engine: Engine,
+    cache_dir: Option<PathBuf>,
+    engine_key: String,
+}
+
+impl ComponentCompiler {
+    /// A compiler caching into `cache_dir`; `None` disables the cache.
+    pub fn new(engine: &Engine, cache_dir: Option<PathBuf>) -> Self {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        env!("CARGO_PKG_VERSION").hash(&mut hasher);
+        Self {
+            engine: engine.clone(),
+            cache_dir,
+            engine_key: format!("{:016x}", hasher.finish()),
+        }
+    }
+
+    /// The engine components are compiled for.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Loads the component at `path`, compiling it only on a cache miss.
+    pub fn load(&self, path: &Path) -> anyhow::Result<Component> {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("reading component {}", path.display()))?;
+        let Some(cache_dir) = &self.cache_dir else {
+            return self.compile(path, &bytes);
+        };
+        let digest = hex::encode(Sha256::digest(&bytes));
+        let cached = cache_dir.join(format!("{digest}-{}.cwasm", self.engine_key));
+        if cached.exists() {
+            // SAFETY: the file was written by `Component::serialize` of an engine with
+            // the same compatibility hash (it is in the file name) into a directory this
+            // host owns; wasmtime also checks the header before using it.
+            match unsafe { Component::deserialize_file(&self.engine, &cached) } {
+                Ok(component) => {
+                    tracing::debug!(path = %path.display(), "loaded precompiled component from cache");
+                    return Ok(component);
+                }
+                Err(err) => {
+                    tracing::warn!(cache = %cached.display(), "ignoring unusable cache entry: {err:#}");
+                }
+            }
+        }
+        let component = self.compile(path, &bytes)?;
+        if let Err(err) = write_atomically(&cached, &component.serialize()?) {
+            tracing::warn!(cache = %cached.display(), "cannot write compile cache: {err:#}");
+        }
+        Ok(component)
+    }
+
+    fn compile(&self, path: &Path, bytes: &[u8]) -> anyhow::Result<Component> {
+        let started = std::time::Instant::now();
+        let component = Component::new(&self.engine, bytes)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("compiling component {}", path.display()))?;
+        tracing::info!(path = %path.display(), elapsed_ms = started.elapsed().as_millis() as u64, "compiled component");
+        Ok(component)
+    }
+}
+
+/// Writes to a temporary file and renames it, so a crash never leaves half a file.
+fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = path.parent().context("cache path has no directory")?;
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("entry"),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// The default cache directory: `$XDG_CACHE_HOME/edge-host` or `~/.cache/edge-host`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .map(|base| base.join("edge-host"))
+}

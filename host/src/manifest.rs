@@ -1,0 +1,578 @@
+//! Spin application manifest, version 2 (`spin.toml`).
+//!
+//! Parsing is strict on purpose: every table rejects unknown fields, so a typo such as
+//! `sorce = ...` fails at start-up with the file, line and field named instead of being
+//! silently ignored. Fields that Spin knows but this host does not implement yet
+//! (`files`, `key_value_stores`, ...) are accepted by the parser only so that the error
+//! can say "not supported" rather than "unknown".
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// Why a manifest could not be loaded. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("cannot read manifest {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+/// The whole `spin.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub spin_manifest_version: Spanned<u32>,
+    pub application: Application,
+    #[serde(default)]
+    pub variables: BTreeMap<String, Spanned<VariableDecl>>,
+    #[serde(default)]
+    pub trigger: Triggers,
+    #[serde(default)]
+    pub component: BTreeMap<String, Spanned<Component>>,
+}
+
+/// `[application]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Application {
+    pub name: String,
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub authors: Vec<String>,
+    #[serde(default)]
+    pub targets: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    pub trigger: ApplicationTriggers,
+}
+
+/// `[application.trigger.*]`: settings shared by all triggers of one type.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicationTriggers {
+    #[serde(default)]
+    pub http: Option<ApplicationHttp>,
+    #[serde(default)]
+    pub redis: Option<ApplicationRedis>,
+}
+
+/// `[application.trigger.http]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicationHttp {
+    #[serde(default)]
+    pub base: Option<String>,
+}
+
+/// `[application.trigger.redis]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicationRedis {
+    /// Default server address for Redis triggers; may contain `{{ variable }}` templates.
+    pub address: String,
+}
+
+/// A `[variables]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VariableDecl {
+    #[serde(default)]
+    pub default: Option<String>,
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default)]
+    pub secret: bool,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// `[[trigger.*]]` arrays.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Triggers {
+    #[serde(default)]
+    pub http: Vec<Spanned<HttpTrigger>>,
+    #[serde(default)]
+    pub redis: Vec<Spanned<RedisTrigger>>,
+}
+
+/// One `[[trigger.http]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpTrigger {
+    #[serde(default)]
+    pub id: Option<String>,
+    pub route: Route,
+    pub component: String,
+    #[serde(default)]
+    pub executor: Option<Spanned<toml::Value>>,
+}
+
+/// A route: a path pattern, or `{ private = true }` for a component reachable only
+/// through local service chaining (which this host does not route to).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Route {
+    Path(String),
+    Private { private: bool },
+}
+
+/// One `[[trigger.redis]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisTrigger {
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Server address; falls back to `[application.trigger.redis] address`.
+    #[serde(default)]
+    pub address: Option<String>,
+    pub channel: String,
+    pub component: String,
+}
+
+/// A `[component.<id>]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Component {
+    #[serde(default)]
+    pub description: Option<String>,
+    pub source: Spanned<Source>,
+    #[serde(default)]
+    pub allowed_outbound_hosts: Vec<String>,
+    /// Deprecated Spin 1 spelling of `allowed_outbound_hosts`.
+    #[serde(default)]
+    pub allowed_http_hosts: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    #[serde(default)]
+    pub build: Option<BuildConfig>,
+    #[serde(default)]
+    pub files: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    pub exclude_files: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    pub key_value_stores: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    pub sqlite_databases: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    pub ai_models: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    pub dependencies: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    pub dependencies_inherit_configuration: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    pub tool: Option<toml::Value>,
+}
+
+/// Where a component's Wasm comes from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Source {
+    /// A path relative to the manifest's directory.
+    Local(String),
+    /// `{ url = "...", digest = "sha256:..." }`.
+    Remote { url: String, digest: String },
+}
+
+/// `[component.<id>.build]`, used by `edge-host build`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildConfig {
+    pub command: Command,
+    #[serde(default)]
+    pub workdir: Option<String>,
+    #[serde(default)]
+    pub watch: Vec<String>,
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+}
+
+/// A build command: one shell line or several run in order.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Command {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Command {
+    /// The shell lines to run, in order.
+    pub fn lines(&self) -> Vec<&str> {
+        match self {
+            Command::One(line) => vec![line.as_str()],
+            Command::Many(lines) => lines.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+/// A manifest that parsed and passed the semantic checks, with the path it came from.
+#[derive(Debug)]
+pub struct LoadedManifest {
+    pub path: PathBuf,
+    pub manifest: Manifest,
+}
+
+impl LoadedManifest {
+    /// The directory relative paths in the manifest are resolved against.
+    pub fn base_dir(&self) -> &Path {
+        self.path.parent().unwrap_or_else(|| Path::new("."))
+    }
+}
+
+/// Reads, parses and checks `path`.
+pub fn load(path: &Path) -> Result<LoadedManifest, ManifestError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(path, &text)
+}
+
+/// Parses and checks manifest text; `path` is used only in messages.
+pub fn parse(path: &Path, text: &str) -> Result<LoadedManifest, ManifestError> {
+    let manifest: Manifest = toml::from_str(text).map_err(|err| ManifestError::Parse {
+        path: path.to_owned(),
+        message: err.to_string().trim_end().to_owned(),
+    })?;
+    let checker = Checker { path, text };
+    checker.check(&manifest)?;
+    Ok(LoadedManifest {
+        path: path.to_owned(),
+        manifest,
+    })
+}
+
+/// Semantic checks that serde cannot express, reported with line and column.
+struct Checker<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Checker<'_> {
+    fn error(&self, span: std::ops::Range<usize>, message: String) -> ManifestError {
+        let (line, column) = line_column(self.text, span.start);
+        ManifestError::Invalid {
+            path: self.path.to_owned(),
+            line,
+            column,
+            message,
+        }
+    }
+
+    fn check(&self, manifest: &Manifest) -> Result<(), ManifestError> {
+        let version = &manifest.spin_manifest_version;
+        if *version.get_ref() != 2 {
+            return Err(self.error(
+                version.span(),
+                format!(
+                    "field `spin_manifest_version`: version {} is not supported; edge-host reads version 2",
+                    version.get_ref()
+                ),
+            ));
+        }
+        if let Some(targets) = &manifest.application.targets {
+            return Err(self.unsupported(targets.span(), "application.targets"));
+        }
+        for (name, decl) in &manifest.variables {
+            self.check_variable(name, decl)?;
+        }
+        for (id, component) in &manifest.component {
+            self.check_component(id, component, &manifest.variables)?;
+        }
+        for trigger in &manifest.trigger.http {
+            self.check_http_trigger(trigger, manifest)?;
+        }
+        for trigger in &manifest.trigger.redis {
+            let redis = trigger.get_ref();
+            if !manifest.component.contains_key(&redis.component) {
+                return Err(self.error(
+                    trigger.span(),
+                    format!(
+                        "field `trigger.redis.component`: no component named `{}`",
+                        redis.component
+                    ),
+                ));
+            }
+            if redis.address.is_none() && manifest.application.trigger.redis.is_none() {
+                return Err(self.error(
+                    trigger.span(),
+                    "field `trigger.redis.address`: missing, and there is no `[application.trigger.redis] address` to fall back on".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn unsupported(&self, span: std::ops::Range<usize>, field: &str) -> ManifestError {
+        self.error(
+            span,
+            format!("field `{field}` is not supported by edge-host yet"),
+        )
+    }
+
+    fn check_variable(
+        &self,
+        name: &str,
+        decl: &Spanned<VariableDecl>,
+    ) -> Result<(), ManifestError> {
+        if !is_variable_name(name) {
+            return Err(self.error(
+                decl.span(),
+                format!("variable `{name}`: names are lower-case letters, digits and `_`, starting with a letter"),
+            ));
+        }
+        let body = decl.get_ref();
+        if body.required && body.default.is_some() {
+            return Err(self.error(
+                decl.span(),
+                format!("variable `{name}`: `required = true` and `default` exclude each other"),
+            ));
+        }
+        if !body.required && body.default.is_none() {
+            return Err(self.error(
+                decl.span(),
+                format!("variable `{name}`: give it a `default` or mark it `required = true`"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_component(
+        &self,
+        id: &str,
+        component: &Spanned<Component>,
+        variables: &BTreeMap<String, Spanned<VariableDecl>>,
+    ) -> Result<(), ManifestError> {
+        let span = component.span();
+        let body = component.get_ref();
+        let prefix = format!("component.{id}");
+        if let Source::Remote { .. } = body.source.get_ref() {
+            return Err(self.unsupported(body.source.span(), &format!("{prefix}.source.url")));
+        }
+        let unsupported_values = [
+            ("allowed_http_hosts", body.allowed_http_hosts.as_ref()),
+            ("files", body.files.as_ref()),
+            ("exclude_files", body.exclude_files.as_ref()),
+            ("dependencies", body.dependencies.as_ref()),
+            (
+                "dependencies_inherit_configuration",
+                body.dependencies_inherit_configuration.as_ref(),
+            ),
+        ];
+        for (field, value) in unsupported_values {
+            if let Some(value) = value {
+                return Err(self.unsupported(value.span(), &format!("{prefix}.{field}")));
+            }
+        }
+        let unsupported_lists = [
+            ("key_value_stores", body.key_value_stores.as_ref()),
+            ("sqlite_databases", body.sqlite_databases.as_ref()),
+            ("ai_models", body.ai_models.as_ref()),
+        ];
+        for (field, list) in unsupported_lists {
+            if let Some(list) = list.filter(|list| !list.get_ref().is_empty()) {
+                return Err(self.unsupported(list.span(), &format!("{prefix}.{field}")));
+            }
+        }
+        let templates = body
+            .variables
+            .iter()
+            .map(|(key, value)| (format!("{prefix}.variables.{key}"), value))
+            .chain(
+                body.allowed_outbound_hosts
+                    .iter()
+                    .map(|host| (format!("{prefix}.allowed_outbound_hosts"), host)),
+            );
+        for (field, value) in templates {
+            let template = crate::variables::Template::parse(value)
+                .map_err(|err| self.error(span.clone(), format!("field `{field}`: {err}")))?;
+            for name in template.references() {
+                if !variables.contains_key(name) {
+                    return Err(self.error(
+                        span.clone(),
+                        format!("field `{field}`: refers to undeclared variable `{name}`"),
+                    ));
+                }
+            }
+        }
+        for key in body.variables.keys() {
+            if !is_variable_name(key) {
+                return Err(self.error(
+                    span.clone(),
+                    format!("field `{prefix}.variables.{key}`: names are lower-case letters, digits and `_`, starting with a letter"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_http_trigger(
+        &self,
+        trigger: &Spanned<HttpTrigger>,
+        manifest: &Manifest,
+    ) -> Result<(), ManifestError> {
+        let http = trigger.get_ref();
+        if let Some(executor) = &http.executor {
+            let is_spin = executor
+                .get_ref()
+                .get("type")
+                .and_then(toml::Value::as_str)
+                .is_some_and(|kind| kind == "spin");
+            if !is_spin {
+                return Err(self.unsupported(executor.span(), "trigger.http.executor"));
+            }
+        }
+        if !manifest.component.contains_key(&http.component) {
+            return Err(self.error(
+                trigger.span(),
+                format!(
+                    "field `trigger.http.component`: no component named `{}`",
+                    http.component
+                ),
+            ));
+        }
+        if let Route::Path(route) = &http.route {
+            crate::triggers::router::RoutePattern::parse(route).map_err(|err| {
+                self.error(trigger.span(), format!("field `trigger.http.route`: {err}"))
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Spin variable names: `[a-z][a-z0-9_]*`.
+pub fn is_variable_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// 1-based line and column of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VALID: &str = r#"
+spin_manifest_version = 2
+
+[application]
+name = "todo"
+version = "0.1.0"
+
+[variables]
+db_url = { required = true, secret = true }
+db_host = { default = "127.0.0.1:5432" }
+
+[[trigger.http]]
+route = "/health/..."
+component = "health"
+
+[component.health]
+source = "target/health.wasm"
+allowed_outbound_hosts = ["postgres://{{ db_host }}"]
+[component.health.variables]
+db_url = "{{ db_url }}"
+[component.health.build]
+command = "cargo build"
+watch = ["src/**/*.rs"]
+"#;
+
+    fn parse_text(text: &str) -> Result<LoadedManifest, ManifestError> {
+        parse(Path::new("spin.toml"), text)
+    }
+
+    #[test]
+    fn parses_a_valid_manifest() {
+        let loaded = parse_text(VALID).expect("valid manifest");
+        let manifest = loaded.manifest;
+        assert_eq!(manifest.application.name, "todo");
+        assert_eq!(manifest.trigger.http.len(), 1);
+        let health = manifest.component["health"].get_ref();
+        assert_eq!(health.allowed_outbound_hosts, ["postgres://{{ db_host }}"]);
+        assert!(manifest.variables["db_url"].get_ref().secret);
+    }
+
+    #[test]
+    fn typo_in_a_field_name_is_reported_with_line_and_field() {
+        let text = VALID.replace("source =", "sorce =");
+        let err = parse_text(&text).unwrap_err().to_string();
+        assert!(err.contains("spin.toml"), "{err}");
+        assert!(err.contains("sorce"), "{err}");
+        assert!(err.contains("line 17") || err.contains(":17:"), "{err}");
+    }
+
+    #[test]
+    fn unsupported_fields_are_named() {
+        let text = VALID.replace(
+            "[component.health.variables]",
+            "files = [\"static/**\"]\n[component.health.variables]",
+        );
+        let err = parse_text(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("component.health.files") && err.contains("not supported"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn undeclared_template_variable_is_an_error() {
+        let text = VALID.replace("{{ db_url }}", "{{ db_uri }}");
+        let err = parse_text(&text).unwrap_err().to_string();
+        assert!(err.contains("db_uri"), "{err}");
+    }
+
+    #[test]
+    fn trigger_must_name_a_component() {
+        let text = VALID.replace("component = \"health\"", "component = \"healht\"");
+        let err = parse_text(&text).unwrap_err().to_string();
+        assert!(err.contains("healht"), "{err}");
+    }
+
+    #[test]
+    fn wrong_manifest_version_is_rejected() {
+        let text = VALID.replace("spin_manifest_version = 2", "spin_manifest_version = 1");
+        let err = parse_text(&text).unwrap_err().to_string();
+        assert!(err.contains("spin_manifest_version"), "{err}");
+    }
+
+    #[test]
+    fn required_and_default_together_are_rejected() {
+        let text = VALID.replace(
+            "{ required = true, secret = true }",
+            "{ required = true, default = \"x\" }",
+        );
+        let err = parse_text(&text).unwrap_err().to_string();
+        assert!(err.contains("db_url"), "{err}");
+    }
+
+    #[test]
+    fn malformed_toml_names_the_line() {
+        let err = parse_text("spin_manifest_version = \n").unwrap_err().to_string();
+        assert!(err.contains("line 1") || err.contains("spin.toml"), "{err}");
+    }
+}

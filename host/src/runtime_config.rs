@@ -1,0 +1,191 @@
+//! The runtime configuration file (`--runtime-config-file`).
+//!
+//! Spin's runtime configuration binds platform resources (key-value stores, SQLite
+//! databases, LLMs, variable providers) to an app. edge-host reads the same file but
+//! implements none of those bindings yet, so such a table is an error that names it;
+//! its own tuning lives under `[edge_host.*]`, which real Spin would reject, so keep it
+//! out of files shared with Spin. Unknown fields are errors with file and line.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// A runtime configuration that could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeConfigError {
+    #[error("cannot read runtime config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// The parsed file; every field has a default so no file means defaults.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    #[serde(default)]
+    pub edge_host: EdgeHostConfig,
+    #[serde(default)]
+    key_value_store: Option<toml::Value>,
+    #[serde(default)]
+    sqlite_database: Option<toml::Value>,
+    #[serde(default)]
+    llm_compute: Option<toml::Value>,
+    #[serde(default)]
+    variables_provider: Option<toml::Value>,
+    #[serde(default)]
+    config_provider: Option<toml::Value>,
+    #[serde(default)]
+    outbound_networking: Option<toml::Value>,
+    #[serde(default)]
+    client_tls: Option<toml::Value>,
+}
+
+/// `[edge_host]`: host tuning.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeHostConfig {
+    #[serde(default)]
+    pub postgres: PostgresConfig,
+    #[serde(default)]
+    pub redis: RedisConfig,
+}
+
+/// `[edge_host.postgres]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// Pool size per connection string; requests beyond it wait for a free connection.
+    #[serde(default = "PostgresConfig::default_max_connections")]
+    pub max_connections: usize,
+    /// How long a guest waits for a pooled connection before `connection-failed`.
+    #[serde(default = "PostgresConfig::default_acquire_timeout_ms")]
+    pub acquire_timeout_ms: u64,
+}
+
+impl PostgresConfig {
+    fn default_max_connections() -> usize {
+        32
+    }
+    fn default_acquire_timeout_ms() -> u64 {
+        5_000
+    }
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: Self::default_max_connections(),
+            acquire_timeout_ms: Self::default_acquire_timeout_ms(),
+        }
+    }
+}
+
+/// `[edge_host.redis]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// Timeout for connecting and for each command, so a dead server fails fast.
+    #[serde(default = "RedisConfig::default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+impl RedisConfig {
+    fn default_timeout_ms() -> u64 {
+        2_000
+    }
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            timeout_ms: Self::default_timeout_ms(),
+        }
+    }
+}
+
+impl RuntimeConfig {
+    /// Loads `path`, or returns defaults when no file was given.
+    pub fn load(path: Option<&Path>) -> Result<Self, RuntimeConfigError> {
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| RuntimeConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses text; `path` is used in messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, RuntimeConfigError> {
+        let invalid = |message: String| RuntimeConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        };
+        let config: Self =
+            toml::from_str(text).map_err(|err| invalid(err.to_string().trim_end().to_owned()))?;
+        let unsupported = [
+            ("key_value_store", config.key_value_store.is_some()),
+            ("sqlite_database", config.sqlite_database.is_some()),
+            ("llm_compute", config.llm_compute.is_some()),
+            ("variables_provider", config.variables_provider.is_some()),
+            ("config_provider", config.config_provider.is_some()),
+            ("outbound_networking", config.outbound_networking.is_some()),
+            ("client_tls", config.client_tls.is_some()),
+        ];
+        if let Some((table, _)) = unsupported.iter().find(|(_, present)| *present) {
+            return Err(invalid(format!(
+                "table `{table}` is not supported by edge-host yet"
+            )));
+        }
+        if config.edge_host.postgres.max_connections == 0 {
+            return Err(invalid(
+                "field `edge_host.postgres.max_connections` must be at least 1".into(),
+            ));
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<RuntimeConfig, RuntimeConfigError> {
+        RuntimeConfig::parse(Path::new("runtime-config.toml"), text)
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let config = parse("").unwrap();
+        assert_eq!(config.edge_host.postgres.max_connections, 32);
+    }
+
+    #[test]
+    fn tuning_is_read() {
+        let config = parse("[edge_host.postgres]\nmax_connections = 8\n").unwrap();
+        assert_eq!(config.edge_host.postgres.max_connections, 8);
+    }
+
+    #[test]
+    fn typo_names_file_line_and_field() {
+        let err = parse("[edge_host.postgres]\nmax_conections = 8\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("runtime-config.toml"), "{err}");
+        assert!(err.contains("max_conections"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn spin_tables_we_do_not_implement_are_named() {
+        let err = parse("[key_value_store.default]\ntype = \"redis\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("key_value_store") && err.contains("not supported"), "{err}");
+    }
+}

@@ -1,0 +1,265 @@
+//! The HTTP trigger: accepts connections, routes each request to a component with
+//! Spin's semantics, and runs it in a fresh instance through `wasi:http/incoming-handler`.
+//!
+//! A request gets a new `Store` and instance, as in Spin for WASI 0.2 components, so no
+//! state leaks between requests. Whatever happens inside the guest (a trap, a panic,
+//! running out of memory, overrunning the deadline) costs that request a 500 and a log
+//! line; the host keeps serving.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::WasiHttpView;
+
+use super::router::{RoutePattern, Router};
+use crate::app::{App, AppComponent};
+use crate::manifest::Route;
+use crate::state::InstanceState;
+
+/// Where a route leads.
+struct RouteTarget {
+    component: Arc<AppComponent>,
+    proxy: ProxyPre<InstanceState>,
+}
+
+/// The running HTTP trigger.
+pub struct HttpTrigger {
+    app: Arc<App>,
+    router: Router<RouteTarget>,
+}
+
+impl HttpTrigger {
+    /// Builds the routing table from the manifest's `[[trigger.http]]` entries.
+    pub fn new(app: Arc<App>) -> anyhow::Result<Self> {
+        let mut routes = Vec::new();
+        for trigger in &app.manifest.manifest.trigger.http {
+            let trigger = trigger.get_ref();
+            let Route::Path(path) = &trigger.route else {
+                // Private routes are reachable only through service chaining.
+                continue;
+            };
+            let component = app.components[&trigger.component].clone();
+            let proxy = ProxyPre::new(component.pre.clone())
+                .map_err(anyhow::Error::from)
+                .with_context(|| {
+                format!(
+                    "component `{}` does not export wasi:http/incoming-handler@0.2",
+                    component.id
+                )
+            })?;
+            routes.push((RoutePattern::parse(path)?, RouteTarget { component, proxy }));
+        }
+        Ok(Self {
+            app,
+            router: Router::new(routes)?,
+        })
+    }
+
+    /// Whether any HTTP route is configured.
+    pub fn has_routes(&self) -> bool {
+        self.router.routes().next().is_some()
+    }
+
+    /// Binds `listen` and serves until the process is stopped.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) -> anyhow::Result<()> {
+        loop {
+            let (stream, client) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors and similar: back off instead of spinning.
+                    tracing::warn!("accept failed: {err}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let trigger = self.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request| {
+                    let trigger = trigger.clone();
+                    async move {
+                        Ok::<_, std::convert::Infallible>(trigger.handle(request, client).await)
+                    }
+                });
+                let served = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+                if let Err(err) = served {
+                    tracing::debug!(%client, "connection ended with error: {err}");
+                }
+            });
+        }
+    }
+
+    /// The routes, for the start-up banner.
+    pub fn describe_routes(&self) -> Vec<(String, String)> {
+        let mut routes: Vec<_> = self
+            .router
+            .routes()
+            .map(|(pattern, target)| (pattern.raw().to_owned(), target.component.id.clone()))
+            .collect();
+        routes.sort();
+        routes
+    }
+
+    async fn handle(
+        &self,
+        request: Request<Incoming>,
+        client: SocketAddr,
+    ) -> Response<HyperOutgoingBody> {
+        let started = std::time::Instant::now();
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        let Some((pattern, target, found)) = self.router.route(&path) else {
+            return plain(StatusCode::NOT_FOUND, "Not Found\n");
+        };
+        let request = match with_spin_headers(request, pattern, &found, client) {
+            Ok(request) => request,
+            Err(err) => {
+                tracing::debug!("bad request: {err:#}");
+                return plain(StatusCode::BAD_REQUEST, "Bad Request\n");
+            }
+        };
+        let component = &target.component;
+        let response = self.run(target, request).await;
+        let response = response.unwrap_or_else(|err| {
+            tracing::error!(component = %component.id, %method, %path, "request failed: {err:#}");
+            plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n")
+        });
+        tracing::debug!(
+            component = %component.id, %method, %path,
+            status = response.status().as_u16(),
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "handled"
+        );
+        response
+    }
+
+    /// Instantiates the component and runs its handler in a task of its own, so the
+    /// guest can keep streaming the body after it has sent the response head.
+    async fn run(
+        &self,
+        target: &RouteTarget,
+        request: Request<Incoming>,
+    ) -> anyhow::Result<Response<HyperOutgoingBody>> {
+        let mut store = target.component.new_store(&self.app);
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let incoming = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, request)?;
+        let outparam = store.data_mut().http().new_response_outparam(sender)?;
+        let proxy = target.proxy.clone();
+        let timeout = self.app.execution_timeout;
+        let component_id = target.component.id.clone();
+        let task = tokio::spawn(async move {
+            let run = async {
+                let instance = proxy.instantiate_async(&mut store).await?;
+                instance
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, incoming, outparam)
+                    .await
+            };
+            match tokio::time::timeout(timeout, run).await {
+                Ok(result) => result.map_err(anyhow::Error::from),
+                Err(_) => Err(anyhow::anyhow!(
+                    "component `{component_id}` exceeded the execution timeout of {timeout:?}"
+                )),
+            }
+        });
+        match receiver.await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(code)) => Err(anyhow::anyhow!("guest answered with error code {code:?}")),
+            Err(_) => match task.await {
+                Ok(Ok(())) => Err(anyhow::anyhow!("guest returned without sending a response")),
+                Ok(Err(err)) => Err(err),
+                Err(join) => Err(anyhow::anyhow!("guest task failed: {join}")),
+            },
+        }
+    }
+}
+
+/// Headers a client may not set, because the host sets them for the component.
+const SPIN_HEADER_PREFIX: &str = "spin-";
+
+/// Adds the `spin-*` headers Spin gives a component and drops any the client sent.
+fn with_spin_headers(
+    mut request: Request<Incoming>,
+    pattern: &RoutePattern,
+    found: &super::router::RouteMatch,
+    client: SocketAddr,
+) -> anyhow::Result<Request<Incoming>> {
+    let host = request
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| request.uri().authority().map(|a| a.to_string()))
+        .unwrap_or_else(|| "localhost".to_owned());
+    let path_and_query = request
+        .uri()
+        .path_and_query()
+        .map(|pq| pq.as_str().to_owned())
+        .unwrap_or_else(|| "/".to_owned());
+    let full_url = format!("http://{host}{path_and_query}");
+    let headers = request.headers_mut();
+    let spoofed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with(SPIN_HEADER_PREFIX))
+        .cloned()
+        .collect();
+    for name in spoofed {
+        headers.remove(name);
+    }
+    let mut set = |name: &str, value: &str| -> anyhow::Result<()> {
+        headers.insert(
+            HeaderName::from_bytes(name.as_bytes())?,
+            HeaderValue::from_str(value)?,
+        );
+        Ok(())
+    };
+    set("spin-full-url", &full_url)?;
+    set("spin-path-info", &found.path_info)?;
+    set("spin-matched-route", pattern.raw())?;
+    set("spin-raw-component-route", pattern.raw())?;
+    set("spin-component-route", &pattern.component_route())?;
+    set("spin-base-path", "/")?;
+    set("spin-client-addr", &client.to_string())?;
+    for (name, value) in &found.params {
+        set(&format!("spin-path-match-{}", name.to_ascii_lowercase()), value)?;
+    }
+    if request.uri().authority().is_none() {
+        // wasi-http wants an authority; give it the Host header's.
+        let uri = http::Uri::builder()
+            .scheme("http")
+            .authority(host.as_str())
+            .path_and_query(path_and_query.as_str())
+            .build()?;
+        *request.uri_mut() = uri;
+    }
+    Ok(request)
+}
+
+/// A small plain-text response made by the host itself.
+fn plain(status: StatusCode, body: &'static str) -> Response<HyperOutgoingBody> {
+    let body = Full::new(Bytes::from_static(body.as_bytes()))
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

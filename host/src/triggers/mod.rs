@@ -1,0 +1,4 @@
+//! Triggers: what makes a component run.
+
+pub mod http;
+pub mod router;
