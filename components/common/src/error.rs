@@ -84,6 +84,9 @@ pub enum ApiError {
     /// The deployment lacks required configuration, e.g. the signing key (503).
     #[error("not configured: {0}")]
     NotConfigured(&'static str),
+    /// A configuration value is invalid (503). The string names the variable, for the log.
+    #[error("misconfigured: {0}")]
+    Misconfigured(String),
     /// A dependency (PostgreSQL) is unreachable (503). The string is for the log only.
     #[error("dependency unavailable: {0}")]
     Unavailable(String),
@@ -133,7 +136,9 @@ impl ApiError {
             ApiError::Validation(_) => 422,
             ApiError::RateLimited(_) => 429,
             ApiError::Internal(_) => 500,
-            ApiError::NotConfigured(_) | ApiError::Unavailable(_) => 503,
+            ApiError::NotConfigured(_) | ApiError::Misconfigured(_) | ApiError::Unavailable(_) => {
+                503
+            }
         }
     }
 
@@ -228,6 +233,13 @@ impl ApiError {
                     format!("The service is not configured: {what}."),
                     Vec::new(),
                 ),
+                ApiError::Misconfigured(_) => (
+                    "not-configured",
+                    "Service not configured",
+                    "The service configuration is invalid; the details are in the server log."
+                        .to_owned(),
+                    Vec::new(),
+                ),
                 ApiError::Unavailable(_) => (
                     "unavailable",
                     "Service unavailable",
@@ -249,6 +261,12 @@ impl ApiError {
             request_id: request_id.map(str::to_owned),
             errors,
         }
+    }
+}
+
+impl From<crate::config::ConfigError> for ApiError {
+    fn from(e: crate::config::ConfigError) -> Self {
+        ApiError::Misconfigured(e.to_string())
     }
 }
 

@@ -170,6 +170,42 @@ impl VerifyingKey {
     }
 }
 
+/// What a deployment without `jwt_signing_key` answers (503), instead of any built-in key.
+pub const NO_SIGNING_KEY: &str = "no access-token signing key is set (variable jwt_signing_key)";
+
+/// The signing key from the settings: 503 when absent or unusable.
+pub fn signing_key(settings: &TokenSettings) -> Result<SigningKey, ApiError> {
+    let raw = settings
+        .signing_key
+        .as_deref()
+        .ok_or(ApiError::NotConfigured(NO_SIGNING_KEY))?;
+    SigningKey::parse(raw)
+        .map_err(|e| ApiError::Misconfigured(format!("variable `jwt_signing_key`: {e}")))
+}
+
+/// The verifying key from the settings: 503 when absent or unusable.
+pub fn verifying_key(settings: &TokenSettings) -> Result<VerifyingKey, ApiError> {
+    let raw = settings
+        .signing_key
+        .as_deref()
+        .ok_or(ApiError::NotConfigured(NO_SIGNING_KEY))?;
+    VerifyingKey::parse(raw)
+        .map_err(|e| ApiError::Misconfigured(format!("variable `jwt_signing_key`: {e}")))
+}
+
+/// Authenticates a request by its bearer token; records the user in `ctx` for the log.
+pub fn authenticate(
+    ctx: &mut crate::http::Ctx,
+    req: &spin_sdk::http::Request,
+    vars: &dyn crate::config::VariableSource,
+) -> Result<(Uuid, TokenSettings), ApiError> {
+    let token = bearer_token(req.header("authorization").and_then(|v| v.as_str()))?;
+    let settings = TokenSettings::load(vars)?;
+    let user = verifying_key(&settings)?.verify_access_token(token, &settings)?;
+    ctx.user_id = Some(user.to_string());
+    Ok((user, settings))
+}
+
 /// Extracts the token from an `Authorization: Bearer <token>` header value.
 pub fn bearer_token(header: Option<&str>) -> Result<&str, ApiError> {
     let value = header.ok_or(ApiError::InvalidAccessToken("missing bearer token"))?;
@@ -352,6 +388,28 @@ mod tests {
             Base64UrlSafeNoPadding::encode_to_string(bytes).unwrap()
         );
         assert!(SigningKey::parse(&mismatched).is_err());
+    }
+
+    #[test]
+    fn gen_dev_key_prints_a_key_this_module_accepts() {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/gen-dev-key");
+        let Ok(out) = std::process::Command::new(script).output() else {
+            eprintln!("skipped: cannot run {script}");
+            return;
+        };
+        if !out.status.success() {
+            eprintln!("skipped: {script} failed (openssl missing?)");
+            return;
+        }
+        let key = String::from_utf8(out.stdout).unwrap();
+        let signer = SigningKey::parse(&key).expect("gen-dev-key output parses and matches");
+        let verifier = VerifyingKey::parse(&key).unwrap();
+        let token = signer.issue_access_token(&user(), &settings()).unwrap();
+        assert_eq!(
+            verifier.verify_access_token(&token, &settings()).unwrap(),
+            user()
+        );
+        assert!(signer.kid().starts_with("dev-"));
     }
 
     #[test]

@@ -1,0 +1,221 @@
+//! The `auth` component: `POST /auth/register`, `/auth/login`, `/auth/refresh`,
+//! `/auth/logout` and `GET /.well-known/jwks.json`.
+//!
+//! Build: `cargo build --target wasm32-wasip2 --release -p auth`. The handlers are thin:
+//! validation, tokens, hashing and SQL live in the `common` crate.
+
+use common::config::{LimitSettings, StoreSettings, TokenSettings, VariableSource};
+use common::domain::{Email, Password, Username};
+use common::http::{self, Ctx};
+use common::rate_limit::Counter;
+use common::repo::{self, Rotation};
+use common::store::{check_rate_limit, Db, Redis, SpinVariables};
+use common::tokens::{self, RefreshToken};
+use common::{log, passwords, ApiError};
+use serde::Serialize;
+use spin_sdk::http::{Method, Request, Response};
+use spin_sdk::http_component;
+
+#[http_component]
+fn handle(req: Request) -> Response {
+    http::serve(req, "auth", &SpinVariables, |ctx, req| {
+        route(ctx, req, &SpinVariables)
+    })
+}
+
+/// Exact routes only: Spin routes `/auth/...` here, anything else under it is a 404.
+fn route(ctx: &mut Ctx, req: &Request, vars: &dyn VariableSource) -> Result<Response, ApiError> {
+    let post = *req.method() == Method::Post;
+    let (route, allow): (&'static str, &'static str) = match req.path() {
+        "/auth/register" => ("/auth/register", "POST"),
+        "/auth/login" => ("/auth/login", "POST"),
+        "/auth/refresh" => ("/auth/refresh", "POST"),
+        "/auth/logout" => ("/auth/logout", "POST"),
+        "/.well-known/jwks.json" => ("/.well-known/jwks.json", "GET"),
+        _ => return Err(ApiError::NotFound),
+    };
+    ctx.route = route;
+    match route {
+        "/auth/register" if post => register(ctx, req, vars),
+        "/auth/login" if post => login(ctx, req, vars),
+        "/auth/refresh" if post => refresh(ctx, req, vars),
+        "/auth/logout" if post => logout(ctx, req, vars),
+        "/.well-known/jwks.json" if *req.method() == Method::Get => jwks(vars),
+        _ => Err(ApiError::MethodNotAllowed { allow }),
+    }
+}
+
+fn missing(field: &str) -> ApiError {
+    ApiError::Internal(format!("{field} absent after successful validation"))
+}
+
+fn register(ctx: &mut Ctx, req: &Request, vars: &dyn VariableSource) -> Result<Response, ApiError> {
+    let store = StoreSettings::load(vars)?;
+    let limits = LimitSettings::load(vars)?;
+    let redis = Redis::open(&store.redis_url);
+    // Counted before any work, so failed and invalid attempts count too.
+    let counter = Counter::new(
+        &store.redis_key_prefix,
+        "register-address",
+        &ctx.client_addr,
+        limits.register_per_address,
+    );
+    check_rate_limit(ctx, &redis, &[counter], None)?;
+
+    let mut body = ctx.json_body(req)?;
+    let username = body.required_str("username");
+    let username = body.parse_with("username", username, Username::parse);
+    let email = body.required_str("email");
+    let email = body.parse_with("email", email, Email::parse);
+    let password = body.required_str("password");
+    let password = body.parse_with("password", password, Password::parse);
+    body.finish()?;
+    let username = username.ok_or_else(|| missing("username"))?;
+    let email = email.ok_or_else(|| missing("email"))?;
+    let password = password.ok_or_else(|| missing("password"))?;
+
+    let password_hash = passwords::hash(&password)?;
+    let db = Db::open(&store.db_url)?;
+    match repo::insert_user(&db, &username, &email, &password_hash)? {
+        Some(user) => {
+            ctx.user_id = Some(user.id.clone());
+            http::json(201, &user)
+        }
+        None => Err(repo::registration_conflict(&db, &username, &email)?),
+    }
+}
+
+/// The body of a successful login or refresh.
+#[derive(Serialize)]
+struct TokenPair<'a> {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: u32,
+    refresh_token: &'a str,
+}
+
+fn login(ctx: &mut Ctx, req: &Request, vars: &dyn VariableSource) -> Result<Response, ApiError> {
+    let mut body = ctx.json_body(req)?;
+    let username = body.required_str("username");
+    let username = body.parse_with("username", username, Username::parse);
+    let password = body.required_str("password");
+    let password = body.parse_with("password", password, Password::parse);
+    body.finish()?;
+    let username = username.ok_or_else(|| missing("username"))?;
+    let password = password.ok_or_else(|| missing("password"))?;
+
+    let store = StoreSettings::load(vars)?;
+    let limits = LimitSettings::load(vars)?;
+    let redis = Redis::open(&store.redis_url);
+    let counters = [
+        Counter::new(
+            &store.redis_key_prefix,
+            "login-address",
+            &ctx.client_addr,
+            limits.login_per_address,
+        ),
+        Counter::new(
+            &store.redis_key_prefix,
+            "login-username",
+            &username.normalized(),
+            limits.login_per_username,
+        ),
+    ];
+    check_rate_limit(ctx, &redis, &counters, None)?;
+
+    // Fail on a missing key before spending an argon2 pass.
+    let settings = TokenSettings::load(vars)?;
+    let key = tokens::signing_key(&settings)?;
+
+    let db = Db::open(&store.db_url)?;
+    let credentials = repo::find_credentials(&db, &username)?;
+    // Unknown user and wrong password: same work (one argon2 pass), same error.
+    let stored = credentials.as_ref().map(|(_, hash)| hash.as_str());
+    if !passwords::verify(&password, stored) {
+        return Err(ApiError::InvalidCredentials);
+    }
+    let (user, _) = credentials.ok_or(ApiError::InvalidCredentials)?;
+    ctx.user_id = Some(user.to_string());
+
+    let access_token = key.issue_access_token(&user, &settings)?;
+    let refresh_token = RefreshToken::generate()?;
+    repo::start_refresh_family(
+        &db,
+        &user,
+        refresh_token.hash(),
+        settings.refresh_token_ttl_seconds,
+    )?;
+    http::json(
+        200,
+        &TokenPair {
+            access_token,
+            token_type: "Bearer",
+            expires_in: settings.access_token_ttl_seconds,
+            refresh_token: refresh_token.as_str(),
+        },
+    )
+}
+
+/// Reads `{"refresh_token": "..."}`; a malformed token is simply an invalid one (401).
+fn refresh_token_body(ctx: &Ctx, req: &Request) -> Result<RefreshToken, ApiError> {
+    let mut body = ctx.json_body(req)?;
+    let token = body.required_str("refresh_token");
+    body.finish()?;
+    RefreshToken::parse(&token.ok_or_else(|| missing("refresh_token"))?)
+}
+
+fn refresh(ctx: &mut Ctx, req: &Request, vars: &dyn VariableSource) -> Result<Response, ApiError> {
+    let presented = refresh_token_body(ctx, req)?;
+    let settings = TokenSettings::load(vars)?;
+    let key = tokens::signing_key(&settings)?;
+    let store = StoreSettings::load(vars)?;
+    let db = Db::open(&store.db_url)?;
+    let replacement = RefreshToken::generate()?;
+    match repo::rotate_refresh_token(
+        &db,
+        presented.hash(),
+        replacement.hash(),
+        settings.refresh_token_ttl_seconds,
+    )? {
+        Rotation::Rotated { user } => {
+            ctx.user_id = Some(user.to_string());
+            http::json(
+                200,
+                &TokenPair {
+                    access_token: key.issue_access_token(&user, &settings)?,
+                    token_type: "Bearer",
+                    expires_in: settings.access_token_ttl_seconds,
+                    refresh_token: replacement.as_str(),
+                },
+            )
+        }
+        Rotation::ReuseDetected => {
+            log::event(
+                "warn",
+                "refresh token reused: its family is revoked",
+                &[("component", "auth"), ("request_id", &ctx.request_id)],
+            );
+            Err(ApiError::InvalidRefreshToken)
+        }
+        Rotation::Invalid => Err(ApiError::InvalidRefreshToken),
+    }
+}
+
+fn logout(ctx: &mut Ctx, req: &Request, vars: &dyn VariableSource) -> Result<Response, ApiError> {
+    let presented = refresh_token_body(ctx, req)?;
+    let store = StoreSettings::load(vars)?;
+    let db = Db::open(&store.db_url)?;
+    // 204 whether or not the token was known: logout is idempotent and not an oracle.
+    repo::revoke_refresh_family(&db, presented.hash())?;
+    Ok(http::no_content())
+}
+
+fn jwks(vars: &dyn VariableSource) -> Result<Response, ApiError> {
+    let settings = TokenSettings::load(vars)?;
+    let key = tokens::verifying_key(&settings)?;
+    let mut resp = http::json_bytes(200, key.jwks_json().into_bytes());
+    resp.set_header("content-type", "application/jwk-set+json");
+    // Public and stable: verifiers may cache it (a rotated key keeps its old kid published).
+    resp.set_header("cache-control", "public, max-age=300");
+    Ok(resp)
+}
