@@ -9,3 +9,7 @@
 mod harness;
 
 mod health;
+mod api;
+mod auth;
+mod openapi;
+mod todos;

@@ -1,0 +1,88 @@
+//! `openapi.yaml` and `spin.toml` agree: every route the manifest declares is described in
+//! the spec, and every path in the spec is routed by the manifest (with Spin's matching:
+//! exact routes, `:name` segments, trailing `/...` wildcards). No server needed.
+
+use std::fs;
+
+use crate::harness::repo_root;
+
+/// The HTTP routes of `spin.toml`.
+fn manifest_routes() -> Vec<String> {
+    let text = fs::read_to_string(repo_root().join("spin.toml")).expect("spin.toml");
+    let manifest: toml::Table = text.parse().expect("spin.toml is TOML");
+    manifest["trigger"]["http"]
+        .as_array()
+        .expect("[[trigger.http]] entries")
+        .iter()
+        .filter_map(|t| t.get("route").and_then(|r| r.as_str()).map(str::to_string))
+        .collect()
+}
+
+/// The path keys of `openapi.yaml`.
+fn spec_paths() -> Vec<String> {
+    let text = fs::read_to_string(repo_root().join("openapi.yaml")).expect("openapi.yaml");
+    let docs = yaml_rust2::YamlLoader::load_from_str(&text).expect("openapi.yaml is YAML");
+    let doc = &docs[0];
+    assert_eq!(
+        doc["openapi"].as_str(),
+        Some("3.1.0"),
+        "an OpenAPI 3.1 document"
+    );
+    doc["paths"]
+        .as_hash()
+        .expect("a paths object")
+        .keys()
+        .filter_map(|k| k.as_str().map(str::to_string))
+        .collect()
+}
+
+/// Whether a Spin route matches a spec path (`{param}` stands for any one segment).
+fn route_matches(route: &str, path: &str) -> bool {
+    if let Some(prefix) = route.strip_suffix("/...") {
+        return path == prefix || path.starts_with(&format!("{prefix}/"));
+    }
+    let route_segments: Vec<&str> = route.split('/').collect();
+    let path_segments: Vec<&str> = path.split('/').collect();
+    route_segments.len() == path_segments.len()
+        && route_segments.iter().zip(&path_segments).all(|(r, p)| {
+            let r_param = r.starts_with(':');
+            let p_param = p.starts_with('{') && p.ends_with('}');
+            r == p || (r_param && p_param)
+        })
+}
+
+#[test]
+fn every_route_is_documented_and_every_documented_path_is_routed() {
+    let routes = manifest_routes();
+    let paths = spec_paths();
+    assert!(!routes.is_empty() && !paths.is_empty());
+
+    let undocumented: Vec<&String> = routes
+        .iter()
+        .filter(|r| !paths.iter().any(|p| route_matches(r, p)))
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "routes missing from openapi.yaml: {undocumented:?}"
+    );
+
+    let unrouted: Vec<&String> = paths
+        .iter()
+        .filter(|p| !routes.iter().any(|r| route_matches(r, p)))
+        .collect();
+    assert!(
+        unrouted.is_empty(),
+        "openapi.yaml paths spin.toml does not route: {unrouted:?}"
+    );
+}
+
+#[test]
+fn route_matching_follows_spin() {
+    assert!(route_matches("/todos", "/todos"));
+    assert!(!route_matches("/todos", "/todos/{id}"));
+    assert!(route_matches("/todos/:id", "/todos/{id}"));
+    assert!(!route_matches("/todos/:id", "/todos/literal"));
+    assert!(route_matches("/api/...", "/api/x/{y}"));
+    assert!(route_matches("/api/...", "/api"));
+    assert!(!route_matches("/api/...", "/apix"));
+}
