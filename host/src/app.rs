@@ -69,7 +69,13 @@ impl App {
             .http
             .iter()
             .map(|t| &t.get_ref().component)
-            .chain(manifest.trigger.redis.iter().map(|t| &t.get_ref().component))
+            .chain(
+                manifest
+                    .trigger
+                    .redis
+                    .iter()
+                    .map(|t| &t.get_ref().component),
+            )
             .collect();
         let base_dir = options.manifest.base_dir();
         let loaded: Vec<anyhow::Result<AppComponent>> = std::thread::scope(|scope| {
@@ -149,7 +155,11 @@ fn load_component(
     let allowed: Vec<String> = component
         .allowed_outbound_hosts
         .iter()
-        .map(|entry| Template::parse(entry)?.render(variables).map_err(anyhow::Error::from))
+        .map(|entry| {
+            Template::parse(entry)?
+                .render(variables)
+                .map_err(anyhow::Error::from)
+        })
         .collect::<anyhow::Result<_>>()
         .context("expanding allowed_outbound_hosts")?;
     let allowed_hosts = AllowedHosts::parse(allowed.iter().map(String::as_str))?;
@@ -195,10 +205,7 @@ impl AppComponent {
                 .instances(64)
                 .build(),
             outbound_http: OutboundHttp::new(self.capabilities.clone()),
-            capabilities: CapabilityState::new(
-                app.capabilities.clone(),
-                self.capabilities.clone(),
-            ),
+            capabilities: CapabilityState::new(app.capabilities.clone(), self.capabilities.clone()),
         };
         let mut store = Store::new(&app.engine, state);
         store.limiter(|state| &mut state.limits);

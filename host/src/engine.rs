@@ -111,8 +111,8 @@ impl ComponentCompiler {
 
     /// Loads the component at `path`, compiling it only on a cache miss.
     pub fn load(&self, path: &Path) -> anyhow::Result<Component> {
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("reading component {}", path.display()))?;
+        let bytes =
+            std::fs::read(path).with_context(|| format!("reading component {}", path.display()))?;
         let Some(cache_dir) = &self.cache_dir else {
             return self.compile(path, &bytes);
         };

@@ -103,7 +103,8 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
     logs::init(args.log_format);
     let manifest = manifest::load(&args.from)?;
     let env: HashMap<String, String> = std::env::vars().collect();
-    let variables = variables::ResolvedVariables::resolve(&manifest.manifest, &args.variables, &env)?;
+    let variables =
+        variables::ResolvedVariables::resolve(&manifest.manifest, &args.variables, &env)?;
     let runtime_config = runtime_config::RuntimeConfig::load(args.runtime_config_file.as_deref())?;
     let cache_dir = if args.no_cache {
         None
@@ -162,13 +163,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},
@@ -195,10 +197,10 @@ fn build(args: &BuildArgs) -> anyhow::Result<()> {
             println!("Component `{id}` has no build command: skipped");
             continue;
         };
-        let workdir = build
-            .workdir
-            .as_deref()
-            .map_or_else(|| loaded.base_dir().to_owned(), |dir| loaded.base_dir().join(dir));
+        let workdir = build.workdir.as_deref().map_or_else(
+            || loaded.base_dir().to_owned(),
+            |dir| loaded.base_dir().join(dir),
+        );
         for line in build.command.lines() {
             println!("Building component `{id}` with `{line}`");
             run_build_line(line, &workdir, &build.environment)

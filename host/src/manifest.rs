@@ -572,7 +572,9 @@ watch = ["src/**/*.rs"]
 
     #[test]
     fn malformed_toml_names_the_line() {
-        let err = parse_text("spin_manifest_version = \n").unwrap_err().to_string();
+        let err = parse_text("spin_manifest_version = \n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 1") || err.contains("spin.toml"), "{err}");
     }
 }

@@ -186,6 +186,9 @@ mod tests {
         let err = parse("[key_value_store.default]\ntype = \"redis\"\n")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("key_value_store") && err.contains("not supported"), "{err}");
+        assert!(
+            err.contains("key_value_store") && err.contains("not supported"),
+            "{err}"
+        );
     }
 }

@@ -81,7 +81,9 @@ impl Template {
 pub enum VariableError {
     #[error("variable `{0}` is not declared in the manifest's [variables]")]
     Undeclared(String),
-    #[error("required variable `{name}` has no value: pass `--variable {name}=VALUE` or set {env}")]
+    #[error(
+        "required variable `{name}` has no value: pass `--variable {name}=VALUE` or set {env}"
+    )]
     Missing { name: String, env: String },
     #[error("`--variable {0}`: expected NAME=VALUE")]
     BadFlag(String),

@@ -52,11 +52,11 @@ impl HttpTrigger {
             let proxy = ProxyPre::new(component.pre.clone())
                 .map_err(anyhow::Error::from)
                 .with_context(|| {
-                format!(
-                    "component `{}` does not export wasi:http/incoming-handler@0.2",
-                    component.id
-                )
-            })?;
+                    format!(
+                        "component `{}` does not export wasi:http/incoming-handler@0.2",
+                        component.id
+                    )
+                })?;
             routes.push((RoutePattern::parse(path)?, RouteTarget { component, proxy }));
         }
         Ok(Self {
@@ -236,7 +236,10 @@ fn with_spin_headers(
     set("spin-base-path", "/")?;
     set("spin-client-addr", &client.to_string())?;
     for (name, value) in &found.params {
-        set(&format!("spin-path-match-{}", name.to_ascii_lowercase()), value)?;
+        set(
+            &format!("spin-path-match-{}", name.to_ascii_lowercase()),
+            value,
+        )?;
     }
     if request.uri().authority().is_none() {
         // wasi-http wants an authority; give it the Host header's.

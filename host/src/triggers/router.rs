@@ -229,7 +229,12 @@ mod tests {
             ("/todos/", "/todos", &[], ""),
             ("/todos/42", "/todos/:id", &[("id", "42")], ""),
             ("/todos/archived", "/todos/archived", &[], ""),
-            ("/todos/42/tags/x", "/todos/:id/...", &[("id", "42")], "/tags/x"),
+            (
+                "/todos/42/tags/x",
+                "/todos/:id/...",
+                &[("id", "42")],
+                "/tags/x",
+            ),
             (
                 "/users/ann/todos/7",
                 "/users/:user/todos/:id",
@@ -269,7 +274,9 @@ mod tests {
     fn component_route_strips_the_wildcard() {
         assert_eq!(RoutePattern::parse("/...").unwrap().component_route(), "");
         assert_eq!(
-            RoutePattern::parse("/todos/:id/...").unwrap().component_route(),
+            RoutePattern::parse("/todos/:id/...")
+                .unwrap()
+                .component_route(),
             "/todos/:id"
         );
     }

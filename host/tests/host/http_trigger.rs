@@ -1,0 +1,130 @@
+//! The HTTP trigger against the probe component: Spin headers, routing, fault isolation,
+//! limits, variables, environment and logs.
+
+use std::time::{Duration, Instant};
+
+use crate::harness::Host;
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|err| panic!("not JSON ({err}): {body}"))
+}
+
+#[test]
+fn spin_headers_describe_the_match() {
+    let host = Host::start(&[], &[]);
+    let (status, body) = host.request(
+        "/items/42/headers?q=1",
+        &[("spin-client-addr", "6.6.6.6:1")],
+    );
+    assert_eq!(status, 200, "{body}");
+    let headers = json(&body);
+    let addr = host.base_url.trim_start_matches("http://");
+    assert_eq!(
+        headers["spin-full-url"],
+        format!("http://{addr}/items/42/headers?q=1")
+    );
+    assert_eq!(headers["spin-path-info"], "/headers");
+    assert_eq!(headers["spin-matched-route"], "/items/:id/...");
+    assert_eq!(headers["spin-raw-component-route"], "/items/:id/...");
+    assert_eq!(headers["spin-component-route"], "/items/:id");
+    assert_eq!(headers["spin-base-path"], "/");
+    assert_eq!(headers["spin-path-match-id"], "42");
+    let client = headers["spin-client-addr"].as_str().unwrap();
+    assert!(
+        client.starts_with("127.0.0.1:"),
+        "client header not replaced: {client}"
+    );
+}
+
+#[test]
+fn unrouted_path_is_404() {
+    let host = Host::start(&[], &[]);
+    assert_eq!(host.get("/nothing/here").0, 404);
+}
+
+#[test]
+fn a_trap_is_a_500_for_that_request_only() {
+    let host = Host::start(&[], &[]);
+    let (status, body) = host.get("/probe/trap");
+    assert_eq!(status, 500);
+    assert!(
+        !body.contains("probe asked to trap"),
+        "guest panic text leaked: {body}"
+    );
+    let (status, _) = host.get("/probe/headers");
+    assert_eq!(status, 200, "host must keep serving after a trap");
+}
+
+#[test]
+fn running_out_of_memory_is_a_500_and_the_host_survives() {
+    let host = Host::start(&["--max-instance-memory-mb", "64"], &[]);
+    assert_eq!(host.get("/probe/oom").0, 500);
+    assert_eq!(host.get("/probe/headers").0, 200);
+}
+
+#[test]
+fn a_busy_loop_is_cut_off_at_the_execution_timeout() {
+    let host = Host::start(&["--execution-timeout-secs", "1"], &[]);
+    let started = Instant::now();
+    assert_eq!(host.get("/probe/busy").0, 500);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "timeout not enforced"
+    );
+    assert_eq!(host.get("/probe/headers").0, 200);
+}
+
+#[test]
+fn component_variables_expand_app_variables() {
+    let host = Host::start(&["--variable", "greeting=hi"], &[]);
+    let (status, body) = host.get("/probe/variable?name=greeting");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["value"], "hi, world");
+    let (status, _) = host.get("/probe/variable?name=not_declared");
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn environment_reaches_the_component() {
+    let host = Host::start(&[], &[]);
+    let (_, body) = host.get("/probe/env");
+    assert_eq!(json(&body)["PROBE_ENV"], "set");
+}
+
+#[test]
+fn unimplemented_interfaces_answer_with_their_own_error() {
+    let host = Host::start(&[], &[]);
+    let (status, body) = host.get("/probe/kv");
+    assert_eq!(
+        status, 503,
+        "key-value must answer with a WIT error, not trap: {body}"
+    );
+    assert_eq!(host.get("/probe/headers").0, 200);
+}
+
+#[test]
+fn component_output_is_prefixed_with_its_id() {
+    let host = Host::start(&[], &[]);
+    assert_eq!(host.get("/probe/log").0, 200);
+    let timeout = Duration::from_secs(10);
+    assert!(host.wait_for_output(timeout, |line| line == "[probe] first line"));
+    assert!(host.wait_for_output(timeout, |line| line == "[probe] to stderr"));
+    assert!(host.wait_for_output(timeout, |line| line == "[probe] partial"));
+}
+
+#[test]
+fn a_restart_loads_compiled_components_from_the_cache() {
+    let cache = tempfile::tempdir().unwrap();
+    let cache_arg = cache.path().to_str().unwrap().to_owned();
+    {
+        let first = Host::start(&["--cache-dir", &cache_arg], &[]);
+        assert!(first.wait_for_output(Duration::from_secs(5), |l| l.contains("compiled component")));
+    }
+    let second = Host::start(&["--cache-dir", &cache_arg, "--log-format", "json"], &[]);
+    assert_eq!(second.get("/probe/headers").0, 200);
+    assert!(
+        !second.wait_for_output(Duration::from_millis(200), |l| l
+            .contains("compiled component")),
+        "second start compiled again instead of using the cache"
+    );
+}

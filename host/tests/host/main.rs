@@ -1,0 +1,6 @@
+//! edge-host's own integration tests: the real binary serving the probe fixture
+//! component. One test binary with a module per topic, so it links once.
+
+mod harness;
+mod http_trigger;
+mod manifest_errors;
