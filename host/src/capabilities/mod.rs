@@ -1,0 +1,234 @@
+//! Host capabilities: the Spin interfaces a component can import, one module each.
+//!
+//! Every capability has the same shape and lifecycle:
+//! - **app state** (`AppCapabilities`): built once when the app loads and shared by all
+//!   requests; expensive things live here (connection pools, multiplexed connections);
+//! - **component state** (`ComponentCapabilities`): built once per component from the
+//!   manifest (allowed outbound hosts, component variables);
+//! - **instance state** (`CapabilityState`): built per instance (one per request), cheap,
+//!   holding the guest's resource handles;
+//! - **linking**: `add_to_linker` adds the capability's WIT imports to the linker.
+//!
+//! Each capability module (`postgres`, `redis`, `variables`, `unsupported`) has the same
+//! parts: its app state (if any), a `thiserror` boundary error, the WIT `Host` trait
+//! implementations on [`CapabilityView`], and its own `add_to_linker`.
+//!
+//! The guest only ever sees WIT errors (for example `error::connection-failed` or
+//! `access-denied`); host-side problems are logged with the component id.
+
+pub mod outbound_hosts;
+pub mod outbound_http;
+pub mod postgres;
+pub mod redis;
+pub mod unsupported;
+pub mod variables;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+
+use crate::state::InstanceState;
+use crate::variables::{ResolvedVariables, Template};
+use outbound_hosts::AllowedHosts;
+
+/// Per-application state shared by every request of every component.
+pub struct AppCapabilities {
+    /// PostgreSQL connection pools, one per connection string.
+    pub postgres: postgres::PostgresPools,
+    /// Redis multiplexed connections, one per address.
+    pub redis: redis::RedisConnections,
+    /// `(component id, interface)` pairs already warned about, so an unsupported
+    /// interface is logged once per component instead of once per call.
+    warned_unsupported: Mutex<HashSet<(String, &'static str)>>,
+}
+
+impl AppCapabilities {
+    /// Builds the shared state; connections are opened lazily, on first use.
+    pub fn new(config: &crate::runtime_config::RuntimeConfig) -> anyhow::Result<Self> {
+        Ok(Self {
+            postgres: postgres::PostgresPools::new(&config.edge_host.postgres),
+            redis: redis::RedisConnections::new(&config.edge_host.redis),
+            warned_unsupported: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Logs, once per component, that it called an interface edge-host does not serve.
+    pub(crate) fn warn_unsupported(&self, component: &str, interface: &'static str) {
+        let first = self
+            .warned_unsupported
+            .lock()
+            .map(|mut warned| warned.insert((component.to_owned(), interface)))
+            .unwrap_or(true);
+        if first {
+            tracing::warn!(
+                component,
+                interface,
+                "component called an interface edge-host does not implement; it gets the interface's error (logged once per component)"
+            );
+        }
+    }
+}
+
+/// Per-component configuration taken from the manifest.
+pub struct ComponentCapabilities {
+    /// The component id, for logs.
+    pub id: String,
+    /// `allowed_outbound_hosts`, templates resolved.
+    pub allowed_hosts: AllowedHosts,
+    /// `[component.X.variables]` templates, expanded on each `get`.
+    pub variables: std::collections::HashMap<String, Template>,
+    /// The application's variables, for template expansion.
+    pub app_variables: Arc<ResolvedVariables>,
+}
+
+/// Per-instance state: what one request's guest holds. Resource handles (connections)
+/// live in the store's `ResourceTable`, so dropping the store releases them.
+pub struct CapabilityState {
+    pub app: Arc<AppCapabilities>,
+    pub component: Arc<ComponentCapabilities>,
+}
+
+impl CapabilityState {
+    /// Fresh state for a new instance.
+    pub fn new(app: Arc<AppCapabilities>, component: Arc<ComponentCapabilities>) -> Self {
+        Self { app, component }
+    }
+}
+
+/// What the generated `Host` traits are implemented on: the instance's capability state
+/// together with its resource table, borrowed from the store for one call.
+pub struct CapabilityView<'a> {
+    pub state: &'a mut CapabilityState,
+    pub table: &'a mut ResourceTable,
+}
+
+impl CapabilityView<'_> {
+    /// The component id, for logs.
+    pub(crate) fn component_id(&self) -> &str {
+        &self.state.component.id
+    }
+
+    /// Logs once per component that `interface` is not served here.
+    pub(crate) fn unsupported(&self, interface: &'static str) {
+        self.state
+            .app
+            .warn_unsupported(&self.state.component.id, interface);
+    }
+
+    /// Stores a host object for the guest and returns the guest's handle to it. The
+    /// generated bindings name each WIT resource with an uninhabited marker type `W`; the
+    /// table keeps the real object `T` under the same index.
+    pub(crate) fn push_resource<T: Send + 'static, W: 'static>(
+        &mut self,
+        value: T,
+    ) -> wasmtime::Result<Resource<W>> {
+        let handle = self.table.push(value)?;
+        Ok(Resource::new_own(handle.rep()))
+    }
+
+    /// The host object behind a guest handle.
+    pub(crate) fn resource_mut<T: Send + 'static, W: 'static>(
+        &mut self,
+        handle: &Resource<W>,
+    ) -> wasmtime::Result<&mut T> {
+        Ok(self
+            .table
+            .get_mut(&Resource::<T>::new_borrow(handle.rep()))?)
+    }
+
+    /// Removes (and drops) the host object behind a guest handle the guest dropped.
+    pub(crate) fn delete_resource<T: Send + 'static, W: 'static>(
+        &mut self,
+        handle: Resource<W>,
+    ) -> wasmtime::Result<T> {
+        Ok(self.table.delete(Resource::<T>::new_own(handle.rep()))?)
+    }
+}
+
+/// The `HasData` marker that tells the generated `add_to_linker` functions to hand the
+/// host implementations a [`CapabilityView`].
+pub struct HasCapabilities;
+
+impl HasData for HasCapabilities {
+    type Data<'a> = CapabilityView<'a>;
+}
+
+/// Borrows the capability view out of the store's data.
+fn view(state: &mut InstanceState) -> CapabilityView<'_> {
+    CapabilityView {
+        state: &mut state.capabilities,
+        table: &mut state.table,
+    }
+}
+
+/// Adds every Spin platform import to the linker.
+pub fn add_to_linker(linker: &mut Linker<InstanceState>) -> anyhow::Result<()> {
+    postgres::add_to_linker(linker, view)?;
+    redis::add_to_linker(linker, view)?;
+    variables::add_to_linker(linker, view)?;
+    unsupported::add_to_linker(linker, view)?;
+    Ok(())
+}
+
+/// How each capability's `add_to_linker` gets at its view.
+pub(crate) type ViewGetter = fn(&mut InstanceState) -> CapabilityView<'_>;
+
+/// Builders shared by the capability tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// App state with default tuning.
+    pub fn app_capabilities() -> AppCapabilities {
+        AppCapabilities::new(&crate::runtime_config::RuntimeConfig::default()).unwrap()
+    }
+
+    /// A component with the given allowed hosts, component variables (templates) and
+    /// application variable values.
+    pub fn component_with(
+        allowed_hosts: &[&str],
+        variables: HashMap<String, String>,
+        app_variables: &[(&str, &str)],
+    ) -> Arc<ComponentCapabilities> {
+        Arc::new(ComponentCapabilities {
+            id: "test-component".into(),
+            allowed_hosts: AllowedHosts::parse(allowed_hosts.iter().copied()).unwrap(),
+            variables: variables
+                .into_iter()
+                .map(|(name, template)| (name, Template::parse(&template).unwrap()))
+                .collect(),
+            app_variables: Arc::new(ResolvedVariables::from_pairs(app_variables)),
+        })
+    }
+
+    /// The URL of the test PostgreSQL (`scripts/services env` exports it), or `None`
+    /// outside CI when no database is configured, so a plain `cargo test` on a machine
+    /// without services still passes; in CI (`CI=true`) a missing URL is a failure.
+    pub fn env_url(name: &str) -> Option<String> {
+        match std::env::var(name) {
+            Ok(url) if !url.is_empty() => Some(url),
+            _ if std::env::var("CI").as_deref() == Ok("true") => {
+                panic!("{name} is not set; run the tests through scripts/test")
+            }
+            _ => {
+                eprintln!("skipping: {name} is not set (run `eval \"$(scripts/services env)\"`)");
+                None
+            }
+        }
+    }
+
+    /// `scheme://host:port` of a URL, for `allowed_outbound_hosts`.
+    pub fn origin_of(url: &str) -> String {
+        let parsed = url::Url::parse(url).unwrap();
+        format!(
+            "{}://{}:{}",
+            parsed.scheme(),
+            parsed.host_str().unwrap(),
+            parsed.port().unwrap()
+        )
+    }
+}

@@ -1,0 +1,836 @@
+//! Tests against the real PostgreSQL (`DATABASE_URL`, as `scripts/services env` exports):
+//! every WIT type in and out, structured errors, `allowed_outbound_hosts`, and session
+//! hygiene of pooled connections.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use wasmtime::component::{Resource, ResourceTable};
+
+use super::*;
+use crate::bindings::fermyon::spin2_0_0::{postgres as v2, rdbms_types as v2_types};
+use crate::bindings::spin::postgres3_0_0::postgres as v3;
+use crate::capabilities::test_support::{component_with, env_url, origin_of};
+use crate::capabilities::{
+    AppCapabilities, CapabilityState, CapabilityView, ComponentCapabilities,
+};
+use v4::HostConnection as _;
+use v4::{DbDataType as T, DbValue as V, ParameterValue as P, RangeBoundKind as K};
+
+/// One app with its pools, and a component allowed to reach the test database.
+struct Fixture {
+    url: String,
+    app: Arc<AppCapabilities>,
+    component: Arc<ComponentCapabilities>,
+}
+
+/// What one request holds: its capability state and resource table.
+struct Request {
+    state: CapabilityState,
+    table: ResourceTable,
+}
+
+impl Request {
+    fn view(&mut self) -> CapabilityView<'_> {
+        CapabilityView {
+            state: &mut self.state,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl Fixture {
+    fn new(max_connections: usize) -> Option<Self> {
+        let url = env_url("DATABASE_URL")?;
+        let mut config = crate::runtime_config::RuntimeConfig::default();
+        config.edge_host.postgres.max_connections = max_connections;
+        let app = Arc::new(AppCapabilities::new(&config).unwrap());
+        let allowed = origin_of(&url).replace("postgresql://", "postgres://");
+        let component = component_with(&[allowed.as_str()], Default::default(), &[]);
+        Some(Self {
+            url,
+            app,
+            component,
+        })
+    }
+
+    fn request(&self) -> Request {
+        Request {
+            state: CapabilityState::new(self.app.clone(), self.component.clone()),
+            table: ResourceTable::new(),
+        }
+    }
+
+    fn stats(&self) -> &SessionStats {
+        self.app.postgres.stats()
+    }
+}
+
+async fn open(view: &mut CapabilityView<'_>, url: &str) -> Resource<v4::Connection> {
+    v4::HostConnection::open(view, url.to_owned())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+async fn query(
+    view: &mut CapabilityView<'_>,
+    connection: &Resource<v4::Connection>,
+    sql: &str,
+    params: Vec<P>,
+) -> Result<v4::RowSet, v4::Error> {
+    let handle = Resource::new_borrow(connection.rep());
+    view.query(handle, sql.to_owned(), params).await.unwrap()
+}
+
+async fn execute(
+    view: &mut CapabilityView<'_>,
+    connection: &Resource<v4::Connection>,
+    sql: &str,
+) -> Result<u64, v4::Error> {
+    let handle = Resource::new_borrow(connection.rep());
+    view.execute(handle, sql.to_owned(), vec![]).await.unwrap()
+}
+
+/// The single value of a one-row, one-column query, with its column type.
+async fn scalar(
+    view: &mut CapabilityView<'_>,
+    connection: &Resource<v4::Connection>,
+    sql: &str,
+    params: Vec<P>,
+) -> (T, V) {
+    let rows = query(view, connection, sql, params)
+        .await
+        .unwrap_or_else(|err| panic!("{sql}: {err:?}"));
+    assert_eq!(rows.rows.len(), 1, "{sql}");
+    assert_eq!(rows.columns.len(), 1, "{sql}");
+    (rows.columns[0].data_type.clone(), rows.rows[0][0].clone())
+}
+
+fn debug<D: std::fmt::Debug>(value: D) -> String {
+    format!("{value:?}")
+}
+
+#[tokio::test]
+async fn every_type_round_trips_through_the_real_server() {
+    let Some(fixture) = Fixture::new(4) else {
+        return;
+    };
+    let mut request = fixture.request();
+    let mut view = request.view();
+    let connection = open(&mut view, &fixture.url).await;
+
+    // (statement, parameter, expected column type, expected value)
+    let cases: Vec<(&str, Option<P>, T, V)> = vec![
+        (
+            "SELECT $1",
+            Some(P::Boolean(true)),
+            T::Boolean,
+            V::Boolean(true),
+        ),
+        ("SELECT $1", Some(P::Int8(-5)), T::Int16, V::Int16(-5)),
+        (
+            "SELECT $1",
+            Some(P::Int16(i16::MIN)),
+            T::Int16,
+            V::Int16(i16::MIN),
+        ),
+        (
+            "SELECT $1",
+            Some(P::Int32(i32::MAX)),
+            T::Int32,
+            V::Int32(i32::MAX),
+        ),
+        (
+            "SELECT $1",
+            Some(P::Int64(i64::MIN)),
+            T::Int64,
+            V::Int64(i64::MIN),
+        ),
+        (
+            "SELECT $1",
+            Some(P::Floating32(1.5)),
+            T::Floating32,
+            V::Floating32(1.5),
+        ),
+        (
+            "SELECT $1",
+            Some(P::Floating64(-2.25)),
+            T::Floating64,
+            V::Floating64(-2.25),
+        ),
+        (
+            "SELECT $1::text",
+            Some(P::Str("héllo 'x'".into())),
+            T::Str,
+            V::Str("héllo 'x'".into()),
+        ),
+        (
+            "SELECT $1::varchar(10)",
+            Some(P::Str("v".into())),
+            T::Str,
+            V::Str("v".into()),
+        ),
+        ("SELECT 'a'::\"char\"", None, T::Int8, V::Int8(97)),
+        ("SELECT 'n'::name", None, T::Str, V::Str("n".into())),
+        (
+            "SELECT $1",
+            Some(P::Binary(vec![0, 1, 255])),
+            T::Binary,
+            V::Binary(vec![0, 1, 255]),
+        ),
+        (
+            "SELECT $1",
+            Some(P::Date((2024, 2, 29))),
+            T::Date,
+            V::Date((2024, 2, 29)),
+        ),
+        (
+            "SELECT $1",
+            Some(P::Date((-44, 3, 15))),
+            T::Date,
+            V::Date((-44, 3, 15)),
+        ),
+        (
+            "SELECT $1",
+            Some(P::Time((23, 59, 58, 123_456_000))),
+            T::Time,
+            V::Time((23, 59, 58, 123_456_000)),
+        ),
+        (
+            "SELECT $1",
+            Some(P::Datetime((2024, 2, 29, 12, 30, 45, 123_456_000))),
+            T::Datetime,
+            V::Datetime((2024, 2, 29, 12, 30, 45, 123_456_000)),
+        ),
+        // A naive date-time stored in a timestamptz is the same UTC instant.
+        (
+            "SELECT $1::timestamptz",
+            Some(P::Datetime((2024, 2, 29, 12, 30, 45, 0))),
+            T::Datetime,
+            V::Datetime((2024, 2, 29, 12, 30, 45, 0)),
+        ),
+        (
+            "SELECT $1",
+            Some(P::Timestamp(1_700_000_000)),
+            T::Datetime,
+            V::Datetime((2023, 11, 14, 22, 13, 20, 0)),
+        ),
+        (
+            "SELECT $1",
+            Some(P::Uuid("A1A2A3A4-B1B2-C1C2-D1D2-D3D4D5D6D7D8".into())),
+            T::Uuid,
+            V::Uuid("a1a2a3a4-b1b2-c1c2-d1d2-d3d4d5d6d7d8".into()),
+        ),
+        // A `str` takes the type the statement needs: here a uuid.
+        (
+            "SELECT $1::uuid",
+            Some(P::Str("a1a2a3a4-b1b2-c1c2-d1d2-d3d4d5d6d7d8".into())),
+            T::Uuid,
+            V::Uuid("a1a2a3a4-b1b2-c1c2-d1d2-d3d4d5d6d7d8".into()),
+        ),
+        (
+            "SELECT $1",
+            Some(P::Jsonb(br#"{"a":[1,2],"b":null}"#.to_vec())),
+            T::Jsonb,
+            V::Jsonb(br#"{"a": [1, 2], "b": null}"#.to_vec()),
+        ),
+        (
+            "SELECT '{\"x\":1}'::json",
+            None,
+            T::Jsonb,
+            V::Jsonb(br#"{"x":1}"#.to_vec()),
+        ),
+        (
+            "SELECT $1",
+            Some(P::Decimal(
+                "-12345678901234567890.000000000000000000001".into(),
+            )),
+            T::Decimal,
+            V::Decimal("-12345678901234567890.000000000000000000001".into()),
+        ),
+        (
+            "SELECT $1",
+            Some(P::Decimal("1.50".into())),
+            T::Decimal,
+            V::Decimal("1.50".into()),
+        ),
+        (
+            "SELECT $1",
+            Some(P::Decimal("0.0001".into())),
+            T::Decimal,
+            V::Decimal("0.0001".into()),
+        ),
+        (
+            "SELECT $1",
+            Some(P::Decimal("1e3".into())),
+            T::Decimal,
+            V::Decimal("1000".into()),
+        ),
+        (
+            "SELECT $1",
+            Some(P::Decimal("NaN".into())),
+            T::Decimal,
+            V::Decimal("NaN".into()),
+        ),
+        (
+            "SELECT $1",
+            Some(P::RangeInt32((
+                Some((1, K::Inclusive)),
+                Some((5, K::Exclusive)),
+            ))),
+            T::RangeInt32,
+            V::RangeInt32((Some((1, K::Inclusive)), Some((5, K::Exclusive)))),
+        ),
+        // PostgreSQL canonicalises integer ranges to [lower, upper).
+        (
+            "SELECT $1",
+            Some(P::RangeInt64((None, Some((5, K::Inclusive))))),
+            T::RangeInt64,
+            V::RangeInt64((None, Some((6, K::Exclusive)))),
+        ),
+        // Empty comes back as (0,0), which is empty again when sent back.
+        (
+            "SELECT 'empty'::int4range",
+            None,
+            T::RangeInt32,
+            V::RangeInt32((Some((0, K::Exclusive)), Some((0, K::Exclusive)))),
+        ),
+        (
+            "SELECT $1",
+            Some(P::RangeDecimal((Some(("1.5".into(), K::Inclusive)), None))),
+            T::RangeDecimal,
+            V::RangeDecimal((Some(("1.5".into(), K::Inclusive)), None)),
+        ),
+        (
+            "SELECT $1",
+            Some(P::ArrayInt32(vec![Some(1), None, Some(3)])),
+            T::ArrayInt32,
+            V::ArrayInt32(vec![Some(1), None, Some(3)]),
+        ),
+        (
+            "SELECT $1",
+            Some(P::ArrayInt64(vec![Some(i64::MAX), None])),
+            T::ArrayInt64,
+            V::ArrayInt64(vec![Some(i64::MAX), None]),
+        ),
+        (
+            "SELECT $1",
+            Some(P::ArrayInt32(vec![])),
+            T::ArrayInt32,
+            V::ArrayInt32(vec![]),
+        ),
+        (
+            "SELECT $1",
+            Some(P::ArrayDecimal(vec![
+                Some("1.50".into()),
+                None,
+                Some("-3".into()),
+            ])),
+            T::ArrayDecimal,
+            V::ArrayDecimal(vec![Some("1.50".into()), None, Some("-3".into())]),
+        ),
+        (
+            "SELECT $1",
+            Some(P::ArrayStr(vec![
+                Some("a\"b,c".into()),
+                None,
+                Some("NULL".into()),
+            ])),
+            T::ArrayStr,
+            V::ArrayStr(vec![Some("a\"b,c".into()), None, Some("NULL".into())]),
+        ),
+        (
+            "SELECT $1",
+            Some(P::Interval(v4::Interval {
+                micros: 3_600_000_001,
+                days: -2,
+                months: 14,
+            })),
+            T::Interval,
+            V::Interval(v4::Interval {
+                micros: 3_600_000_001,
+                days: -2,
+                months: 14,
+            }),
+        ),
+        ("SELECT $1::int4", Some(P::DbNull), T::Int32, V::DbNull),
+        ("SELECT $1::text", Some(P::DbNull), T::Str, V::DbNull),
+        // Domains decode as their base type.
+        (
+            "SELECT 7::information_schema.cardinal_number",
+            None,
+            T::Int32,
+            V::Int32(7),
+        ),
+    ];
+    for (sql, param, expected_type, expected_value) in cases {
+        let label = format!("{sql} with {param:?}");
+        let (data_type, value) =
+            scalar(&mut view, &connection, sql, param.into_iter().collect()).await;
+        assert_eq!(debug(&data_type), debug(&expected_type), "{label}");
+        if let (V::Jsonb(got), V::Jsonb(want)) = (&value, &expected_value) {
+            let got: serde_json::Value = serde_json::from_slice(got).unwrap();
+            let want: serde_json::Value = serde_json::from_slice(want).unwrap();
+            assert_eq!(got, want, "{label}");
+        } else {
+            assert_eq!(debug(&value), debug(&expected_value), "{label}");
+        }
+    }
+
+    // Values with no WIT form come back as `unsupported` with PostgreSQL's bytes, and
+    // types with none as `other(name)`.
+    let (data_type, value) =
+        scalar(&mut view, &connection, "SELECT '10.1.2.3'::inet", vec![]).await;
+    assert_eq!(debug(data_type), debug(T::Other("inet".into())));
+    assert!(matches!(value, V::Unsupported(bytes) if !bytes.is_empty()));
+    let (data_type, value) = scalar(
+        &mut view,
+        &connection,
+        "SELECT 'infinity'::timestamp",
+        vec![],
+    )
+    .await;
+    assert_eq!(debug(data_type), debug(T::Datetime));
+    assert!(matches!(value, V::Unsupported(_)));
+    let (_, value) = scalar(&mut view, &connection, "SELECT ARRAY[[1,2],[3,4]]", vec![]).await;
+    assert!(matches!(value, V::Unsupported(_)));
+
+    // Several rows and columns, names kept.
+    let rows = query(
+        &mut view,
+        &connection,
+        "SELECT n AS number, n::text AS label FROM generate_series(1, 3) AS n",
+        vec![],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        rows.columns
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>(),
+        ["number", "label"]
+    );
+    assert_eq!(rows.rows.len(), 3);
+    assert_eq!(
+        debug(&rows.rows[2]),
+        debug(vec![V::Int32(3), V::Str("3".into())])
+    );
+}
+
+#[tokio::test]
+async fn older_interfaces_share_the_mapping() {
+    let Some(fixture) = Fixture::new(2) else {
+        return;
+    };
+    let mut request = fixture.request();
+    let mut view = request.view();
+
+    let connection = v3::HostConnection::open(&mut view, fixture.url.clone())
+        .await
+        .unwrap()
+        .unwrap();
+    let rows = v3::HostConnection::query(
+        &mut view,
+        Resource::new_borrow(connection.rep()),
+        "SELECT $1::int4, $2::text, $3::date, 1.5::numeric".into(),
+        vec![
+            v3::ParameterValue::Int32(7),
+            v3::ParameterValue::Str("s".into()),
+            v3::ParameterValue::Date((2020, 1, 2)),
+        ],
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        debug(rows.columns.iter().map(|c| c.data_type).collect::<Vec<_>>()),
+        debug(vec![
+            v3::DbDataType::Int32,
+            v3::DbDataType::Str,
+            v3::DbDataType::Date,
+            v3::DbDataType::Other
+        ])
+    );
+    assert_eq!(
+        debug(&rows.rows[0]),
+        debug(vec![
+            v3::DbValue::Int32(7),
+            v3::DbValue::Str("s".into()),
+            v3::DbValue::Date((2020, 1, 2)),
+            v3::DbValue::Unsupported
+        ])
+    );
+    v3::HostConnection::drop(&mut view, connection)
+        .await
+        .unwrap();
+
+    let connection = v2::HostConnection::open(&mut view, fixture.url.clone())
+        .await
+        .unwrap()
+        .unwrap();
+    let rows = v2::HostConnection::query(
+        &mut view,
+        Resource::new_borrow(connection.rep()),
+        "SELECT $1 + 1, $2".into(),
+        vec![
+            v2_types::ParameterValue::Uint32(u32::MAX),
+            v2_types::ParameterValue::Str("x".into()),
+        ],
+    )
+    .await;
+    // An untyped `str` with nothing to infer from is text.
+    let rows = rows.unwrap().unwrap();
+    assert_eq!(
+        debug(&rows.rows[0]),
+        debug(vec![
+            v2_types::DbValue::Int64(i64::from(u32::MAX) + 1),
+            v2_types::DbValue::Str("x".into())
+        ])
+    );
+    v2::HostConnection::drop(&mut view, connection)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn errors_carry_sqlstate_and_hide_passwords() {
+    let Some(fixture) = Fixture::new(2) else {
+        return;
+    };
+    let mut request = fixture.request();
+    let mut view = request.view();
+    let connection = open(&mut view, &fixture.url).await;
+
+    execute(
+        &mut view,
+        &connection,
+        "CREATE TEMP TABLE unique_things (id int PRIMARY KEY)",
+    )
+    .await
+    .unwrap();
+    let inserted = execute(
+        &mut view,
+        &connection,
+        "INSERT INTO unique_things VALUES (1), (2)",
+    )
+    .await;
+    assert_eq!(inserted.unwrap(), 2);
+    let duplicate = execute(
+        &mut view,
+        &connection,
+        "INSERT INTO unique_things VALUES (1)",
+    )
+    .await;
+    let Err(v4::Error::QueryFailed(v4::QueryError::DbError(db))) = duplicate else {
+        panic!("expected a database error, got {duplicate:?}");
+    };
+    assert_eq!(db.code, "23505");
+    assert_eq!(db.severity, "ERROR");
+    assert!(
+        db.detail.as_deref().is_some_and(|d| d.contains("(id)=(1)")),
+        "{db:?}"
+    );
+    assert!(
+        db.extras
+            .iter()
+            .any(|(k, v)| k == "constraint" && v == "unique_things_pkey"),
+        "{db:?}"
+    );
+
+    let divide = query(&mut view, &connection, "SELECT 1 / $1", vec![P::Int32(0)]).await;
+    assert!(
+        matches!(&divide, Err(v4::Error::QueryFailed(v4::QueryError::DbError(db))) if db.code == "22012")
+    );
+
+    let bad = query(
+        &mut view,
+        &connection,
+        "SELECT $1",
+        vec![P::Date((2023, 2, 29))],
+    )
+    .await;
+    assert!(
+        matches!(&bad, Err(v4::Error::BadParameter(m)) if m.contains("$1")),
+        "{bad:?}"
+    );
+
+    // A host outside allowed_outbound_hosts is refused before any connection, and the
+    // message names the destination without credentials.
+    let elsewhere = fixture.url.replace("127.0.0.1", "127.0.0.2");
+    let denied = v4::HostConnection::open(&mut view, elsewhere)
+        .await
+        .unwrap();
+    let Err(v4::Error::ConnectionFailed(message)) = denied else {
+        panic!("expected connection-failed, got {denied:?}");
+    };
+    assert!(
+        message.contains("127.0.0.2") && message.contains("allowed_outbound_hosts"),
+        "{message}"
+    );
+    let password = url::Url::parse(&fixture.url)
+        .unwrap()
+        .password()
+        .map(str::to_owned);
+    if let Some(password) = password {
+        assert!(!message.contains(&password));
+    }
+    // A wrong password is the server's answer, and it does not echo the password either.
+    let mut wrong = url::Url::parse(&fixture.url).unwrap();
+    wrong.set_password(Some("not-the-password")).unwrap();
+    let refused = v4::HostConnection::open(&mut view, wrong.to_string())
+        .await
+        .unwrap();
+    let Err(v4::Error::ConnectionFailed(message)) = refused else {
+        panic!("expected connection-failed, got {refused:?}");
+    };
+    assert!(!message.contains("not-the-password"), "{message}");
+}
+
+/// Opens a connection in a fresh request, runs `statements`, and ends the request
+/// either by dropping the handle (as the guest does) or by dropping the whole store.
+async fn dirty_request(fixture: &Fixture, statements: &[&str], drop_store_only: bool) -> i32 {
+    let mut request = fixture.request();
+    let mut view = request.view();
+    let connection = open(&mut view, &fixture.url).await;
+    let pid = backend_pid(&mut view, &connection).await;
+    for statement in statements {
+        let _ = execute(&mut view, &connection, statement).await;
+    }
+    if !drop_store_only {
+        v4::HostConnection::drop(&mut view, connection)
+            .await
+            .unwrap();
+    }
+    drop(request);
+    pid
+}
+
+async fn backend_pid(view: &mut CapabilityView<'_>, connection: &Resource<v4::Connection>) -> i32 {
+    match scalar(view, connection, "SELECT pg_backend_pid()", vec![])
+        .await
+        .1
+    {
+        V::Int32(pid) => pid,
+        other => panic!("pid: {other:?}"),
+    }
+}
+
+/// Asserts what the next user of the (single) pooled connection sees; returns its pid.
+async fn assert_clean_session(fixture: &Fixture, table: &str) -> i32 {
+    let mut request = fixture.request();
+    let mut view = request.view();
+    let connection = open(&mut view, &fixture.url).await;
+    let checks: &[(&str, V)] = &[
+        ("SELECT current_setting('application_name')", V::Str("edge-host".into())),
+        ("SELECT current_setting('TimeZone')", V::Str("UTC".into())),
+        ("SELECT coalesce(current_setting('edge.leak', true), '')", V::Str(String::new())),
+        ("SELECT to_regclass('pg_temp.leaked_temp') IS NULL", V::Boolean(true)),
+        ("SELECT count(*)::int4 FROM pg_listening_channels()", V::Int32(0)),
+        ("SELECT count(*)::int4 FROM pg_prepared_statements WHERE name = 'leaked_plan'", V::Int32(0)),
+        (
+            "SELECT count(*)::int4 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()",
+            V::Int32(0),
+        ),
+        ("SELECT current_user = session_user", V::Boolean(true)),
+    ];
+    for (sql, expected) in checks {
+        let (_, value) = scalar(&mut view, &connection, sql, vec![]).await;
+        assert_eq!(debug(&value), debug(expected), "{sql}");
+    }
+    // Not inside someone else's transaction block: SAVEPOINT needs one.
+    let probe = execute(&mut view, &connection, "SAVEPOINT probe").await;
+    assert!(
+        matches!(&probe, Err(v4::Error::QueryFailed(v4::QueryError::DbError(db))) if db.code == "25P01"),
+        "a transaction block leaked: {probe:?}"
+    );
+    let (_, uncommitted) = scalar(
+        &mut view,
+        &connection,
+        &format!("SELECT count(*)::int4 FROM {table}"),
+        vec![],
+    )
+    .await;
+    assert_eq!(
+        debug(uncommitted),
+        debug(V::Int32(0)),
+        "a row of an unfinished transaction leaked"
+    );
+    let pid = backend_pid(&mut view, &connection).await;
+    v4::HostConnection::drop(&mut view, connection)
+        .await
+        .unwrap();
+    pid
+}
+
+#[tokio::test]
+async fn pooled_connections_never_leak_session_state() {
+    // One connection in the pool, so every request gets the same one.
+    let Some(fixture) = Fixture::new(1) else {
+        return;
+    };
+    let table = format!("edge_host_hygiene_{}", std::process::id());
+    {
+        let mut request = fixture.request();
+        let mut view = request.view();
+        let connection = open(&mut view, &fixture.url).await;
+        execute(
+            &mut view,
+            &connection,
+            &format!("DROP TABLE IF EXISTS {table}"),
+        )
+        .await
+        .unwrap();
+        execute(
+            &mut view,
+            &connection,
+            &format!("CREATE TABLE {table} (id int)"),
+        )
+        .await
+        .unwrap();
+        v4::HostConnection::drop(&mut view, connection)
+            .await
+            .unwrap();
+    }
+    let first_pid = assert_clean_session(&fixture, &table).await;
+
+    // Clean work costs no reset: plain statements and finished transactions.
+    let resets_before = fixture.stats().reset.load(Ordering::Relaxed);
+    for _ in 0..3 {
+        let pid = dirty_request(
+            &fixture,
+            &[
+                "SELECT 1",
+                &format!("INSERT INTO {table} SELECT 1 WHERE false"),
+                "BEGIN",
+                "SET LOCAL statement_timeout = '5s'",
+                &format!("SELECT * FROM {table} FOR UPDATE"),
+                "COMMIT",
+                "BEGIN",
+                "ROLLBACK",
+            ],
+            false,
+        )
+        .await;
+        assert_eq!(pid, first_pid, "the pooled connection is reused");
+    }
+    assert_eq!(
+        fixture.stats().reset.load(Ordering::Relaxed),
+        resets_before,
+        "no reset for clean sessions"
+    );
+
+    // Each kind of leftover is reset before the next request, on the same connection.
+    let dirty: &[&[&str]] = &[
+        &["SET application_name = 'leaked'"],
+        &["SET TIME ZONE 'Asia/Tokyo'"],
+        &["SELECT set_config('edge.leak', 'yes', false)"],
+        &["BEGIN", &format!("INSERT INTO {table} VALUES (1)")],
+        &["BEGIN", "SELECT 1 / 0"],
+        &["CREATE TEMP TABLE leaked_temp (x int)"],
+        &["LISTEN edge_leak"],
+        &["SELECT pg_advisory_lock(4242)"],
+        &["SET ROLE NONE", "SET SESSION AUTHORIZATION DEFAULT"],
+        &["DO $$ BEGIN PERFORM set_config('edge.leak', 'yes', false); END $$"],
+    ];
+    for statements in dirty {
+        for drop_store_only in [false, true] {
+            let resets = fixture.stats().reset.load(Ordering::Relaxed);
+            let pid = dirty_request(&fixture, statements, drop_store_only).await;
+            assert_eq!(pid, first_pid);
+            let next_pid = assert_clean_session(&fixture, &table).await;
+            assert_eq!(
+                next_pid, first_pid,
+                "{statements:?}: reset, not reconnected"
+            );
+            assert_eq!(
+                fixture.stats().reset.load(Ordering::Relaxed),
+                resets + 1,
+                "{statements:?}: exactly one reset"
+            );
+        }
+    }
+
+    // A guest's own prepared statement retires the connection instead.
+    let retired = fixture.stats().retired.load(Ordering::Relaxed);
+    dirty_request(&fixture, &["PREPARE leaked_plan AS SELECT 1"], false).await;
+    let next_pid = assert_clean_session(&fixture, &table).await;
+    assert_ne!(next_pid, first_pid, "retired connection is not reused");
+    assert_eq!(fixture.stats().retired.load(Ordering::Relaxed), retired + 1);
+
+    let mut request = fixture.request();
+    let mut view = request.view();
+    let connection = open(&mut view, &fixture.url).await;
+    execute(&mut view, &connection, &format!("DROP TABLE {table}"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_request_ending_mid_statement_cancels_it() {
+    let Some(fixture) = Fixture::new(1) else {
+        return;
+    };
+    let mut request = fixture.request();
+    let mut view = request.view();
+    let connection = open(&mut view, &fixture.url).await;
+    let pid = backend_pid(&mut view, &connection).await;
+    // The request's deadline fires while the statement runs.
+    let slow = execute(&mut view, &connection, "SELECT pg_sleep(30)");
+    assert!(tokio::time::timeout(Duration::from_millis(200), slow)
+        .await
+        .is_err());
+    drop(request);
+
+    let started = std::time::Instant::now();
+    let mut request = fixture.request();
+    let mut view = request.view();
+    let connection = open(&mut view, &fixture.url).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the slow statement was cancelled"
+    );
+    assert_eq!(backend_pid(&mut view, &connection).await, pid);
+}
+
+#[test]
+fn statements_are_classified_conservatively() {
+    use StatementEffect::*;
+    let cases = [
+        ("SELECT 1", Plain),
+        ("  -- comment\n /* block */ select * from t", Plain),
+        ("WITH x AS (SELECT 1) INSERT INTO t SELECT * FROM x", Plain),
+        ("insert into t values ($1)", Plain),
+        ("UPDATE t SET a = 1", Plain),
+        ("SELECT * FROM t FOR UPDATE SKIP LOCKED", Plain),
+        ("BEGIN", Begin),
+        ("START TRANSACTION ISOLATION LEVEL SERIALIZABLE", Begin),
+        ("COMMIT", End),
+        ("end", End),
+        ("ROLLBACK", End),
+        ("ROLLBACK TO SAVEPOINT a", Plain),
+        ("COMMIT AND CHAIN", Begin),
+        ("COMMIT AND NO CHAIN", End),
+        ("COMMIT PREPARED 'x'", SessionState),
+        ("SAVEPOINT a", Plain),
+        ("SET LOCAL search_path = x", Plain),
+        ("SET search_path = x", SessionState),
+        ("SELECT set_config('a.b', 'c', false)", SessionState),
+        ("SELECT pg_advisory_lock(1)", SessionState),
+        ("SELECT pg_advisory_xact_lock(1)", Plain),
+        ("SELECT * INTO TEMP t FROM x", SessionState),
+        ("CREATE TEMPORARY TABLE t (x int)", SessionState),
+        ("LISTEN c", SessionState),
+        ("DO $$ BEGIN END $$", SessionState),
+        ("VACUUM", SessionState),
+        ("PREPARE p AS SELECT 1", Retire),
+        ("DEALLOCATE p", Retire),
+        ("DISCARD ALL", Retire),
+        ("COPY t FROM STDIN", Retire),
+        ("", Plain),
+    ];
+    for (statement, expected) in cases {
+        assert_eq!(classify(statement), expected, "{statement}");
+    }
+}

@@ -1,0 +1,436 @@
+//! The Spin platform interfaces edge-host links but does not serve yet: LLM, MQTT, MySQL,
+//! SQLite (2.0 and 3.0), Spin key-value and `wasi:keyvalue` (draft2).
+//!
+//! Components built against Spin's full platform world import all of them, so they must
+//! link; a call answers with the interface's own error (never a trap), and the first call
+//! per component and interface is logged. Opening is the only way to get a handle, and
+//! every `open` fails, so the per-handle methods below are unreachable in practice and
+//! answer with an error too.
+
+use wasmtime::component::{Linker, Resource};
+
+use super::{CapabilityView, HasCapabilities, ViewGetter};
+use crate::bindings::fermyon::spin2_0_0::{key_value, llm, mqtt, mysql, rdbms_types, sqlite};
+use crate::bindings::spin::sqlite::sqlite as sqlite3;
+use crate::bindings::wasi::keyvalue::{atomics, batch, store as wasi_kv};
+use crate::state::InstanceState;
+
+/// The message every unsupported connection-style interface answers with.
+const NOT_SUPPORTED: &str = "not supported by edge-host";
+
+type Outcome<T, E> = wasmtime::Result<Result<T, E>>;
+
+impl llm::Host for CapabilityView<'_> {
+    async fn infer(
+        &mut self,
+        _model: llm::InferencingModel,
+        _prompt: String,
+        _params: Option<llm::InferencingParams>,
+    ) -> Outcome<llm::InferencingResult, llm::Error> {
+        self.unsupported("fermyon:spin/llm");
+        Ok(Err(llm::Error::ModelNotSupported))
+    }
+
+    async fn generate_embeddings(
+        &mut self,
+        _model: llm::EmbeddingModel,
+        _text: Vec<String>,
+    ) -> Outcome<llm::EmbeddingsResult, llm::Error> {
+        self.unsupported("fermyon:spin/llm");
+        Ok(Err(llm::Error::ModelNotSupported))
+    }
+}
+
+impl mqtt::Host for CapabilityView<'_> {}
+
+impl mqtt::HostConnection for CapabilityView<'_> {
+    async fn open(
+        &mut self,
+        _address: String,
+        _username: String,
+        _password: String,
+        _keep_alive_interval_in_secs: u64,
+    ) -> Outcome<Resource<mqtt::Connection>, mqtt::Error> {
+        self.unsupported("fermyon:spin/mqtt");
+        Ok(Err(mqtt::Error::ConnectionFailed(NOT_SUPPORTED.into())))
+    }
+
+    async fn publish(
+        &mut self,
+        _connection: Resource<mqtt::Connection>,
+        _topic: String,
+        _payload: mqtt::Payload,
+        _qos: mqtt::Qos,
+    ) -> Outcome<(), mqtt::Error> {
+        Ok(Err(mqtt::Error::ConnectionFailed(NOT_SUPPORTED.into())))
+    }
+
+    async fn drop(&mut self, _connection: Resource<mqtt::Connection>) -> wasmtime::Result<()> {
+        Ok(())
+    }
+}
+
+impl mysql::Host for CapabilityView<'_> {}
+
+impl mysql::HostConnection for CapabilityView<'_> {
+    async fn open(
+        &mut self,
+        _address: String,
+    ) -> Outcome<Resource<mysql::Connection>, rdbms_types::Error> {
+        self.unsupported("fermyon:spin/mysql");
+        Ok(Err(rdbms_types::Error::ConnectionFailed(
+            NOT_SUPPORTED.into(),
+        )))
+    }
+
+    async fn query(
+        &mut self,
+        _connection: Resource<mysql::Connection>,
+        _statement: String,
+        _params: Vec<rdbms_types::ParameterValue>,
+    ) -> Outcome<rdbms_types::RowSet, rdbms_types::Error> {
+        Ok(Err(rdbms_types::Error::ConnectionFailed(
+            NOT_SUPPORTED.into(),
+        )))
+    }
+
+    async fn execute(
+        &mut self,
+        _connection: Resource<mysql::Connection>,
+        _statement: String,
+        _params: Vec<rdbms_types::ParameterValue>,
+    ) -> Outcome<(), rdbms_types::Error> {
+        Ok(Err(rdbms_types::Error::ConnectionFailed(
+            NOT_SUPPORTED.into(),
+        )))
+    }
+
+    async fn drop(&mut self, _connection: Resource<mysql::Connection>) -> wasmtime::Result<()> {
+        Ok(())
+    }
+}
+
+impl sqlite::Host for CapabilityView<'_> {}
+
+impl sqlite::HostConnection for CapabilityView<'_> {
+    async fn open(
+        &mut self,
+        _database: String,
+    ) -> Outcome<Resource<sqlite::Connection>, sqlite::Error> {
+        self.unsupported("fermyon:spin/sqlite");
+        Ok(Err(sqlite::Error::NoSuchDatabase))
+    }
+
+    async fn execute(
+        &mut self,
+        _connection: Resource<sqlite::Connection>,
+        _statement: String,
+        _parameters: Vec<sqlite::Value>,
+    ) -> Outcome<sqlite::QueryResult, sqlite::Error> {
+        Ok(Err(sqlite::Error::InvalidConnection))
+    }
+
+    async fn drop(&mut self, _connection: Resource<sqlite::Connection>) -> wasmtime::Result<()> {
+        Ok(())
+    }
+}
+
+impl sqlite3::Host for CapabilityView<'_> {}
+
+impl sqlite3::HostConnection for CapabilityView<'_> {
+    async fn open(
+        &mut self,
+        _database: String,
+    ) -> Outcome<Resource<sqlite3::Connection>, sqlite3::Error> {
+        self.unsupported("spin:sqlite/sqlite@3.0.0");
+        Ok(Err(sqlite3::Error::NoSuchDatabase))
+    }
+
+    async fn execute(
+        &mut self,
+        _connection: Resource<sqlite3::Connection>,
+        _statement: String,
+        _parameters: Vec<sqlite3::Value>,
+    ) -> Outcome<sqlite3::QueryResult, sqlite3::Error> {
+        Ok(Err(sqlite3::Error::InvalidConnection))
+    }
+
+    async fn last_insert_rowid(
+        &mut self,
+        _connection: Resource<sqlite3::Connection>,
+    ) -> wasmtime::Result<i64> {
+        Ok(0)
+    }
+
+    async fn changes(
+        &mut self,
+        _connection: Resource<sqlite3::Connection>,
+    ) -> wasmtime::Result<u64> {
+        Ok(0)
+    }
+
+    async fn drop(&mut self, _connection: Resource<sqlite3::Connection>) -> wasmtime::Result<()> {
+        Ok(())
+    }
+}
+
+impl key_value::Host for CapabilityView<'_> {}
+
+impl key_value::HostStore for CapabilityView<'_> {
+    async fn open(
+        &mut self,
+        _label: String,
+    ) -> Outcome<Resource<key_value::Store>, key_value::Error> {
+        self.unsupported("fermyon:spin/key-value");
+        Ok(Err(key_value::Error::NoSuchStore))
+    }
+
+    async fn get(
+        &mut self,
+        _store: Resource<key_value::Store>,
+        _key: String,
+    ) -> Outcome<Option<Vec<u8>>, key_value::Error> {
+        Ok(Err(key_value::Error::NoSuchStore))
+    }
+
+    async fn set(
+        &mut self,
+        _store: Resource<key_value::Store>,
+        _key: String,
+        _value: Vec<u8>,
+    ) -> Outcome<(), key_value::Error> {
+        Ok(Err(key_value::Error::NoSuchStore))
+    }
+
+    async fn delete(
+        &mut self,
+        _store: Resource<key_value::Store>,
+        _key: String,
+    ) -> Outcome<(), key_value::Error> {
+        Ok(Err(key_value::Error::NoSuchStore))
+    }
+
+    async fn exists(
+        &mut self,
+        _store: Resource<key_value::Store>,
+        _key: String,
+    ) -> Outcome<bool, key_value::Error> {
+        Ok(Err(key_value::Error::NoSuchStore))
+    }
+
+    async fn get_keys(
+        &mut self,
+        _store: Resource<key_value::Store>,
+    ) -> Outcome<Vec<String>, key_value::Error> {
+        Ok(Err(key_value::Error::NoSuchStore))
+    }
+
+    async fn drop(&mut self, _store: Resource<key_value::Store>) -> wasmtime::Result<()> {
+        Ok(())
+    }
+}
+
+impl wasi_kv::Host for CapabilityView<'_> {
+    async fn open(
+        &mut self,
+        _identifier: String,
+    ) -> Outcome<Resource<wasi_kv::Bucket>, wasi_kv::Error> {
+        self.unsupported("wasi:keyvalue/store@0.2.0-draft2");
+        Ok(Err(wasi_kv::Error::NoSuchStore))
+    }
+}
+
+impl wasi_kv::HostBucket for CapabilityView<'_> {
+    async fn get(
+        &mut self,
+        _bucket: Resource<wasi_kv::Bucket>,
+        _key: String,
+    ) -> Outcome<Option<Vec<u8>>, wasi_kv::Error> {
+        Ok(Err(wasi_kv::Error::NoSuchStore))
+    }
+
+    async fn set(
+        &mut self,
+        _bucket: Resource<wasi_kv::Bucket>,
+        _key: String,
+        _value: Vec<u8>,
+    ) -> Outcome<(), wasi_kv::Error> {
+        Ok(Err(wasi_kv::Error::NoSuchStore))
+    }
+
+    async fn delete(
+        &mut self,
+        _bucket: Resource<wasi_kv::Bucket>,
+        _key: String,
+    ) -> Outcome<(), wasi_kv::Error> {
+        Ok(Err(wasi_kv::Error::NoSuchStore))
+    }
+
+    async fn exists(
+        &mut self,
+        _bucket: Resource<wasi_kv::Bucket>,
+        _key: String,
+    ) -> Outcome<bool, wasi_kv::Error> {
+        Ok(Err(wasi_kv::Error::NoSuchStore))
+    }
+
+    async fn list_keys(
+        &mut self,
+        _bucket: Resource<wasi_kv::Bucket>,
+        _cursor: Option<String>,
+    ) -> Outcome<wasi_kv::KeyResponse, wasi_kv::Error> {
+        Ok(Err(wasi_kv::Error::NoSuchStore))
+    }
+
+    async fn drop(&mut self, _bucket: Resource<wasi_kv::Bucket>) -> wasmtime::Result<()> {
+        Ok(())
+    }
+}
+
+impl atomics::Host for CapabilityView<'_> {
+    async fn increment(
+        &mut self,
+        _bucket: Resource<wasi_kv::Bucket>,
+        _key: String,
+        _delta: i64,
+    ) -> Outcome<i64, wasi_kv::Error> {
+        Ok(Err(wasi_kv::Error::NoSuchStore))
+    }
+
+    async fn swap(
+        &mut self,
+        _cas: Resource<atomics::Cas>,
+        _value: Vec<u8>,
+    ) -> Outcome<(), atomics::CasError> {
+        Ok(Err(atomics::CasError::StoreError(
+            wasi_kv::Error::NoSuchStore,
+        )))
+    }
+}
+
+impl atomics::HostCas for CapabilityView<'_> {
+    async fn new(
+        &mut self,
+        _bucket: Resource<wasi_kv::Bucket>,
+        _key: String,
+    ) -> Outcome<Resource<atomics::Cas>, wasi_kv::Error> {
+        Ok(Err(wasi_kv::Error::NoSuchStore))
+    }
+
+    async fn current(
+        &mut self,
+        _cas: Resource<atomics::Cas>,
+    ) -> Outcome<Option<Vec<u8>>, wasi_kv::Error> {
+        Ok(Err(wasi_kv::Error::NoSuchStore))
+    }
+
+    async fn drop(&mut self, _cas: Resource<atomics::Cas>) -> wasmtime::Result<()> {
+        Ok(())
+    }
+}
+
+impl batch::Host for CapabilityView<'_> {
+    async fn get_many(
+        &mut self,
+        _bucket: Resource<wasi_kv::Bucket>,
+        _keys: Vec<String>,
+    ) -> Outcome<Vec<(String, Option<Vec<u8>>)>, wasi_kv::Error> {
+        Ok(Err(wasi_kv::Error::NoSuchStore))
+    }
+
+    async fn set_many(
+        &mut self,
+        _bucket: Resource<wasi_kv::Bucket>,
+        _key_values: Vec<(String, Vec<u8>)>,
+    ) -> Outcome<(), wasi_kv::Error> {
+        Ok(Err(wasi_kv::Error::NoSuchStore))
+    }
+
+    async fn delete_many(
+        &mut self,
+        _bucket: Resource<wasi_kv::Bucket>,
+        _keys: Vec<String>,
+    ) -> Outcome<(), wasi_kv::Error> {
+        Ok(Err(wasi_kv::Error::NoSuchStore))
+    }
+}
+
+/// Links every interface this module answers for.
+pub(crate) fn add_to_linker(
+    linker: &mut Linker<InstanceState>,
+    view: ViewGetter,
+) -> anyhow::Result<()> {
+    llm::add_to_linker::<InstanceState, HasCapabilities>(linker, view)?;
+    mqtt::add_to_linker::<InstanceState, HasCapabilities>(linker, view)?;
+    mysql::add_to_linker::<InstanceState, HasCapabilities>(linker, view)?;
+    sqlite::add_to_linker::<InstanceState, HasCapabilities>(linker, view)?;
+    sqlite3::add_to_linker::<InstanceState, HasCapabilities>(linker, view)?;
+    key_value::add_to_linker::<InstanceState, HasCapabilities>(linker, view)?;
+    wasi_kv::add_to_linker::<InstanceState, HasCapabilities>(linker, view)?;
+    atomics::add_to_linker::<InstanceState, HasCapabilities>(linker, view)?;
+    batch::add_to_linker::<InstanceState, HasCapabilities>(linker, view)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use wasmtime::component::ResourceTable;
+
+    use super::*;
+    use crate::capabilities::test_support::{app_capabilities, component_with};
+    use crate::capabilities::CapabilityState;
+
+    #[tokio::test]
+    async fn unsupported_interfaces_answer_with_their_own_errors() {
+        let component = component_with(&[], Default::default(), &[]);
+        let mut state = CapabilityState::new(Arc::new(app_capabilities()), component);
+        let mut table = ResourceTable::new();
+        let mut view = CapabilityView {
+            state: &mut state,
+            table: &mut table,
+        };
+        let llm = llm::Host::infer(&mut view, "m".into(), "p".into(), None)
+            .await
+            .unwrap();
+        assert!(matches!(llm, Err(llm::Error::ModelNotSupported)));
+        let kv = key_value::HostStore::open(&mut view, "default".into())
+            .await
+            .unwrap();
+        assert!(matches!(kv, Err(key_value::Error::NoSuchStore)));
+        let wasi = wasi_kv::Host::open(&mut view, "default".into())
+            .await
+            .unwrap();
+        assert!(matches!(wasi, Err(wasi_kv::Error::NoSuchStore)));
+        let db = sqlite3::HostConnection::open(&mut view, "default".into())
+            .await
+            .unwrap();
+        assert!(matches!(db, Err(sqlite3::Error::NoSuchDatabase)));
+        let db2 = sqlite::HostConnection::open(&mut view, "default".into())
+            .await
+            .unwrap();
+        assert!(matches!(db2, Err(sqlite::Error::NoSuchDatabase)));
+        let my = mysql::HostConnection::open(&mut view, "mysql://h".into())
+            .await
+            .unwrap();
+        assert!(matches!(my, Err(rdbms_types::Error::ConnectionFailed(m)) if m == NOT_SUPPORTED));
+        let mq = mqtt::HostConnection::open(
+            &mut view,
+            "mqtt://h".into(),
+            String::new(),
+            String::new(),
+            1,
+        )
+        .await
+        .unwrap();
+        assert!(matches!(mq, Err(mqtt::Error::ConnectionFailed(m)) if m == NOT_SUPPORTED));
+        let warned = view.state.app.warned_unsupported.lock().unwrap().len();
+        assert_eq!(warned, 7, "one warning per component and interface");
+        // A second call does not warn again.
+        let _ = llm::Host::infer(&mut view, "m".into(), "p".into(), None)
+            .await
+            .unwrap();
+        assert_eq!(view.state.app.warned_unsupported.lock().unwrap().len(), 7);
+    }
+}
