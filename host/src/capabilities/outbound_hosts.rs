@@ -55,7 +55,9 @@ impl AllowedHost {
         let host = match host {
             "*" => HostPattern::Any,
             _ if host.starts_with("*.") => HostPattern::Suffix(host[1..].to_ascii_lowercase()),
-            _ if host.contains('*') => return Err(fail("`*` is only allowed as `*` or `*.domain`")),
+            _ if host.contains('*') => {
+                return Err(fail("`*` is only allowed as `*` or `*.domain`"))
+            }
             _ => HostPattern::Exact(host.to_ascii_lowercase()),
         };
         let scheme = (scheme != "*").then(|| scheme.to_ascii_lowercase());
@@ -85,7 +87,10 @@ impl AllowedHost {
             HostPattern::Suffix(suffix) => host.ends_with(suffix.as_str()),
             HostPattern::Exact(exact) => *exact == host,
         };
-        let port_ok = self.ports.as_ref().is_none_or(|ports| ports.contains(&port));
+        let port_ok = self
+            .ports
+            .as_ref()
+            .is_none_or(|ports| ports.contains(&port));
         scheme_ok && host_ok && port_ok
     }
 }
@@ -98,9 +103,7 @@ pub struct AllowedHosts {
 
 impl AllowedHosts {
     /// Parses every entry.
-    pub fn parse<'a>(
-        entries: impl IntoIterator<Item = &'a str>,
-    ) -> Result<Self, AllowedHostError> {
+    pub fn parse<'a>(entries: impl IntoIterator<Item = &'a str>) -> Result<Self, AllowedHostError> {
         let entries = entries
             .into_iter()
             .map(AllowedHost::parse)
@@ -220,7 +223,13 @@ mod tests {
 
     #[test]
     fn bad_entries_are_named() {
-        for bad in ["127.0.0.1:5432", "postgres://", "http://h:x", "custom://h", "http://a*b"] {
+        for bad in [
+            "127.0.0.1:5432",
+            "postgres://",
+            "http://h:x",
+            "custom://h",
+            "http://a*b",
+        ] {
             let err = AllowedHost::parse(bad).unwrap_err().to_string();
             assert!(err.contains(bad), "{err}");
         }
