@@ -4,7 +4,7 @@
 //! Build: `cargo build --target wasm32-wasip2 --release -p auth`. The handlers are thin:
 //! validation, tokens, hashing and SQL live in the `common` crate.
 
-use common::config::{LimitSettings, StoreSettings, TokenSettings, VariableSource};
+use common::config::{RateLimitName, StoreSettings, TokenSettings, VariableSource};
 use common::domain::{Email, Password, Username};
 use common::http::{self, Ctx};
 use common::rate_limit::Counter;
@@ -51,14 +51,13 @@ fn missing(field: &str) -> ApiError {
 
 fn register(ctx: &mut Ctx, req: &Request, vars: &dyn VariableSource) -> Result<Response, ApiError> {
     let store = StoreSettings::load(vars)?;
-    let limits = LimitSettings::load(vars)?;
     let redis = Redis::open(&store.redis_url);
     // Counted before any work, so failed and invalid attempts count too.
     let counter = Counter::new(
         &store.redis_key_prefix,
         "register-address",
         &ctx.client_addr,
-        limits.register_per_address,
+        RateLimitName::RegisterAddress.load(vars)?,
     );
     check_rate_limit(ctx, &redis, &[counter], None)?;
 
@@ -105,20 +104,19 @@ fn login(ctx: &mut Ctx, req: &Request, vars: &dyn VariableSource) -> Result<Resp
     let password = password.ok_or_else(|| missing("password"))?;
 
     let store = StoreSettings::load(vars)?;
-    let limits = LimitSettings::load(vars)?;
     let redis = Redis::open(&store.redis_url);
     let counters = [
         Counter::new(
             &store.redis_key_prefix,
             "login-address",
             &ctx.client_addr,
-            limits.login_per_address,
+            RateLimitName::LoginAddress.load(vars)?,
         ),
         Counter::new(
             &store.redis_key_prefix,
             "login-username",
             &username.normalized(),
-            limits.login_per_username,
+            RateLimitName::LoginUsername.load(vars)?,
         ),
     ];
     check_rate_limit(ctx, &redis, &counters, None)?;

@@ -193,12 +193,9 @@ impl std::fmt::Debug for TokenSettings {
 }
 
 impl TokenSettings {
-    /// Reads the token settings.
+    /// Reads everything issuing tokens needs (the auth component).
     pub fn load(src: &dyn VariableSource) -> Result<Self, ConfigError> {
         Ok(Self {
-            signing_key: optional(src, "jwt_signing_key")?,
-            issuer: optional(src, "jwt_issuer")?.unwrap_or_else(|| "todo-api".to_owned()),
-            audience: optional(src, "jwt_audience")?.unwrap_or_else(|| "todo-api".to_owned()),
             access_token_ttl_seconds: number(src, "access_token_ttl_seconds", 900, 30..=86_400)?,
             refresh_token_ttl_seconds: number(
                 src,
@@ -206,60 +203,72 @@ impl TokenSettings {
                 2_592_000,
                 60..=31_536_000,
             )?,
+            ..Self::load_for_verifying(src)?
+        })
+    }
+
+    /// Reads only what verifying an access token needs (key, `iss`, `aud`), leaving the
+    /// lifetimes at their defaults: the hot path of every authenticated request.
+    pub fn load_for_verifying(src: &dyn VariableSource) -> Result<Self, ConfigError> {
+        Ok(Self {
+            signing_key: optional(src, "jwt_signing_key")?,
+            issuer: optional(src, "jwt_issuer")?.unwrap_or_else(|| "todo-api".to_owned()),
+            audience: optional(src, "jwt_audience")?.unwrap_or_else(|| "todo-api".to_owned()),
+            access_token_ttl_seconds: 900,
+            refresh_token_ttl_seconds: 2_592_000,
         })
     }
 }
 
-/// Rate limits, each `<requests>/<window seconds>`.
+/// The rate limits, each `<requests>/<window seconds>` in its own variable. Read one at a
+/// time, so a component reads (and declares in `spin.toml`) only the limits it applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LimitSettings {
+pub enum RateLimitName {
     /// Per user on authenticated routes (`rate_limit_api`, default `600/60`).
-    pub api_per_user: Limit,
+    Api,
     /// Per client address on login (`rate_limit_login_address`, default `30/60`).
-    pub login_per_address: Limit,
+    LoginAddress,
     /// Per username on login (`rate_limit_login_username`, default `10/300`): slows
     /// password guessing against one account from many addresses.
-    pub login_per_username: Limit,
+    LoginUsername,
     /// Per client address on register (`rate_limit_register_address`, default `20/3600`).
-    pub register_per_address: Limit,
+    RegisterAddress,
 }
 
-fn limit(
-    src: &dyn VariableSource,
-    name: &'static str,
-    default: Limit,
-) -> Result<Limit, ConfigError> {
-    let Some(raw) = optional(src, name)? else {
-        return Ok(default);
-    };
-    let invalid = || ConfigError::Invalid {
-        name,
-        reason: format!("`{raw}` is not `<requests>/<window seconds>`, e.g. 600/60"),
-    };
-    let (n, w) = raw.split_once('/').ok_or_else(invalid)?;
-    let max_requests: u32 = n.trim().parse().map_err(|_| invalid())?;
-    let window_seconds: u32 = w.trim().parse().map_err(|_| invalid())?;
-    if max_requests == 0 || window_seconds == 0 || window_seconds > 86_400 {
-        return Err(invalid());
-    }
-    Ok(Limit {
-        max_requests,
-        window_seconds,
-    })
-}
-
-impl LimitSettings {
-    /// Reads the rate limits.
-    pub fn load(src: &dyn VariableSource) -> Result<Self, ConfigError> {
+impl RateLimitName {
+    /// The variable and its default.
+    pub fn variable(self) -> (&'static str, Limit) {
         let l = |max_requests, window_seconds| Limit {
             max_requests,
             window_seconds,
         };
-        Ok(Self {
-            api_per_user: limit(src, "rate_limit_api", l(600, 60))?,
-            login_per_address: limit(src, "rate_limit_login_address", l(30, 60))?,
-            login_per_username: limit(src, "rate_limit_login_username", l(10, 300))?,
-            register_per_address: limit(src, "rate_limit_register_address", l(20, 3600))?,
+        match self {
+            RateLimitName::Api => ("rate_limit_api", l(600, 60)),
+            RateLimitName::LoginAddress => ("rate_limit_login_address", l(30, 60)),
+            RateLimitName::LoginUsername => ("rate_limit_login_username", l(10, 300)),
+            RateLimitName::RegisterAddress => ("rate_limit_register_address", l(20, 3600)),
+        }
+    }
+
+    /// Reads and validates the limit.
+    pub fn load(self, src: &dyn VariableSource) -> Result<Limit, ConfigError> {
+        let (name, default) = self.variable();
+        let Some(raw) = optional(src, name)? else {
+            return Ok(default);
+        };
+        let invalid = || ConfigError::Invalid {
+            name,
+            reason: format!("`{raw}` is not `<requests>/<window seconds>`, e.g. 600/60"),
+        };
+        let (n, w) = raw.split_once('/').ok_or_else(invalid)?;
+        let max_requests: u32 = n.trim().parse().map_err(|_| invalid())?;
+        let window_seconds: u32 = w.trim().parse().map_err(|_| invalid())?;
+        if max_requests == 0 || window_seconds == 0 || window_seconds > 86_400 {
+            return Err(invalid());
+        }
+        Ok(Limit {
+            max_requests,
+            window_seconds,
         })
     }
 }
@@ -289,8 +298,8 @@ mod tests {
         assert!(tokens.signing_key.is_none());
         assert_eq!(tokens.access_token_ttl_seconds, 900);
         assert_eq!(tokens.refresh_token_ttl_seconds, 30 * 24 * 3600);
-        let limits = LimitSettings::load(&vars).unwrap();
-        assert_eq!(limits.api_per_user.max_requests, 600);
+        let api = RateLimitName::Api.load(&vars).unwrap();
+        assert_eq!(api.max_requests, 600);
     }
 
     #[test]
@@ -301,13 +310,13 @@ mod tests {
         ]);
         let err = HttpSettings::load(&vars).unwrap_err();
         assert!(err.to_string().contains("max_body_bytes"));
-        let err = LimitSettings::load(&vars).unwrap_err();
+        let err = RateLimitName::Api.load(&vars).unwrap_err();
         assert!(err.to_string().contains("rate_limit_api"));
         let vars = HashMap::from([("rate_limit_api", "0/60")]);
-        assert!(LimitSettings::load(&vars).is_err());
+        assert!(RateLimitName::Api.load(&vars).is_err());
         let vars = HashMap::from([("rate_limit_api", " 5 / 10 ")]);
         assert_eq!(
-            LimitSettings::load(&vars).unwrap().api_per_user,
+            RateLimitName::Api.load(&vars).unwrap(),
             Limit {
                 max_requests: 5,
                 window_seconds: 10

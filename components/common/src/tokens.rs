@@ -200,7 +200,7 @@ pub fn authenticate(
     vars: &dyn crate::config::VariableSource,
 ) -> Result<(Uuid, TokenSettings), ApiError> {
     let token = bearer_token(req.header("authorization").and_then(|v| v.as_str()))?;
-    let settings = TokenSettings::load(vars)?;
+    let settings = TokenSettings::load_for_verifying(vars)?;
     let user = verifying_key(&settings)?.verify_access_token(token, &settings)?;
     ctx.user_id = Some(user.to_string());
     Ok((user, settings))

@@ -7,7 +7,7 @@
 //! one PostgreSQL primary-key lookup (the user's list version; see
 //! `common::todo_list` for why freshness is decided by PostgreSQL, not Redis).
 
-use common::config::{self, LimitSettings, StoreSettings, VariableSource};
+use common::config::{self, RateLimitName, StoreSettings, VariableSource};
 use common::domain::{TodoTitle, Uuid};
 use common::http::{self, Ctx};
 use common::rate_limit::Counter;
@@ -60,13 +60,12 @@ struct Session {
 fn begin(ctx: &mut Ctx, req: &Request, vars: &dyn VariableSource) -> Result<Session, ApiError> {
     let (user, _) = authenticate(ctx, req, vars)?;
     let store = StoreSettings::load(vars)?;
-    let limits = LimitSettings::load(vars)?;
     let redis = Redis::open(&store.redis_url);
     let counter = Counter::new(
         &store.redis_key_prefix,
         "user",
         user.as_str(),
-        limits.api_per_user,
+        RateLimitName::Api.load(vars)?,
     );
     check_rate_limit(ctx, &redis, &[counter], None)?;
     Ok(Session { user, store })
@@ -83,14 +82,13 @@ fn list(ctx: &mut Ctx, req: &Request, vars: &dyn VariableSource) -> Result<Respo
     let query = ListQuery::parse(req.query())?;
     let ttl = config::todos_cache_ttl_seconds(vars)?;
     let store = StoreSettings::load(vars)?;
-    let limits = LimitSettings::load(vars)?;
     let redis = Redis::open(&store.redis_url);
     let cache_key = (ttl > 0).then(|| query.cache_key(&store.redis_key_prefix, &user));
     let counter = Counter::new(
         &store.redis_key_prefix,
         "user",
         user.as_str(),
-        limits.api_per_user,
+        RateLimitName::Api.load(vars)?,
     );
     let cached = check_rate_limit(ctx, &redis, &[counter], cache_key.as_deref())?;
     let db = Db::open(&store.db_url)?;
