@@ -3,16 +3,7 @@
 //! The commands and flags follow `spin up` and `spin build`, so the same manifest, the
 //! same variables and the same habits work with this host and with Spin itself.
 
-mod app;
-mod bindings;
-mod capabilities;
-mod engine;
-mod logs;
-mod manifest;
-mod runtime_config;
-mod state;
-mod triggers;
-mod variables;
+use edge_host::{app, engine, logs, manifest, runtime_config, triggers, variables};
 
 use std::collections::HashMap;
 use std::io::Write as _;

@@ -206,6 +206,9 @@ mod tests {
         .unwrap()
     }
 
+    /// Request path, route expected to win, its parameters, and the path info.
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str);
+
     #[test]
     fn table_of_cases() {
         let table = router(&[
@@ -218,8 +221,7 @@ mod tests {
             "/todos/archived",
             "/users/:user/todos/:id",
         ]);
-        let cases: &[(&str, &str, &[(&str, &str)], &str)] = &[
-            // path, route chosen, params, path info
+        let cases: &[Case] = &[
             ("/", "/...", &[], ""),
             ("/anything/else", "/...", &[], "/anything/else"),
             ("/health", "/health", &[], ""),

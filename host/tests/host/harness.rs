@@ -116,7 +116,7 @@ impl Host {
     pub fn request(&self, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
         let mut request = ureq_like_get(&format!("{}{}", self.base_url, path));
         for (name, value) in headers {
-            request = request.header(*name, *value);
+            request = request.header(name, value);
         }
         let response = request.send().expect("request to edge-host");
         (response.0, response.1)
