@@ -409,7 +409,7 @@ def check_references(render: Render, secrets: dict[str, dict[str, str]]) -> None
                 name, key = ref.get("name"), ref.get("key")
                 if name not in configmaps:
                     render.problem(obj, f"{_json_path(path)}.configMapKeyRef: no ConfigMap {name!r} in the render")
-                elif key not in configmaps[name]:
+                elif key not in configmaps[name] and not ref.get("optional"):
                     render.problem(obj, f"{_json_path(path)}.configMapKeyRef: ConfigMap {name!r} has no key {key!r}")
             if "configMap" in node and isinstance(node["configMap"], dict) and "name" in node["configMap"]:
                 if node["configMap"]["name"] not in configmaps:

@@ -23,6 +23,11 @@ import validate_k8s as v  # noqa: E402
 REPO = Path(os.environ.get("VALIDATE_K8S_REPO", K8S.parent)).resolve()
 
 
+def jobs_deployed() -> bool:
+    """Whether an overlay deploys components/jobs (the notifier and the sweep CronJob)."""
+    return any("components/jobs" in k.read_text() for k in (REPO / "k8s" / "overlays").glob("*/kustomization.yaml"))
+
+
 def copy_tree(dest: Path) -> Path:
     """A copy of what the validator reads, without the generated k8s/migrations/."""
     (dest / "scripts").mkdir(parents=True)
@@ -144,9 +149,9 @@ class BrokenCopies(unittest.TestCase):
         self.assertProblem("'new_required_setting' is required by spin.toml")
 
     def test_required_variable_unbound(self):
-        self.edit("k8s/base/spinapp-notifier.yaml",
+        self.edit("k8s/base/spinapp-api.yaml",
                   "    - name: db_url\n      valueFrom:\n        secretKeyRef: {name: todo-secrets, key: db_url}\n", "")
-        self.assertProblem("SpinApp/todo-notifier: variable 'db_url' is required")
+        self.assertProblem("SpinApp/todo-api: variable 'db_url' is required")
 
     def test_undeclared_variable_bound(self):
         self.edit("k8s/base/spinapp-api.yaml", "- name: redis_host\n", "- name: redis_hots\n")
@@ -171,7 +176,7 @@ class BrokenCopies(unittest.TestCase):
         self.assertProblem("ScaledObject/todo-api: schema:")
 
     def test_duplicate_key(self):
-        self.edit("k8s/base/spinapp-notifier.yaml", "  executor: containerd-shim-spin\n",
+        self.edit("k8s/base/spinapp-api.yaml", "  executor: containerd-shim-spin\n",
                   "  executor: containerd-shim-spin\n  executor: other\n")
         self.assertProblem("duplicate key 'executor'")
 
@@ -197,8 +202,13 @@ class BrokenCopies(unittest.TestCase):
                   'source = "extra.wasm"\n\n[[trigger.http]]\n')
         self.assertProblem("component 'extra' has a trigger in spin.toml but no SpinApp runs it")
 
+    def test_image_not_named_after_the_application(self):
+        self.edit("k8s/base/spinapp-api.yaml", "image: ghcr.io/example/", "image: ghcr.io/example/x")
+        self.assertProblem("should be named after spin.toml's application")
+
+    @unittest.skipUnless(jobs_deployed(), "no overlay deploys components/jobs")
     def test_spinapps_run_different_images(self):
-        self.edit("k8s/base/spinapp-api.yaml", "image: ghcr.io/example/", "image: ghcr.io/other/x")
+        self.edit("k8s/components/jobs/spinapp-notifier.yaml", "image: ghcr.io/example/", "image: ghcr.io/other/x")
         self.assertProblem("the SpinApps run different images")
 
     def test_example_secret_with_a_real_value(self):
@@ -210,7 +220,7 @@ class BrokenCopies(unittest.TestCase):
         self.assertProblem("runtime-config.toml is not TOML")
 
     def test_runtime_config_secret_missing(self):
-        self.edit("k8s/base/spinapp-notifier.yaml", "loadFromSecret: todo-runtime-config",
+        self.edit("k8s/base/spinapp-api.yaml", "loadFromSecret: todo-runtime-config",
                   "loadFromSecret: todo-runtime-configuration")
         self.assertProblem("Secret 'todo-runtime-configuration' with key runtime-config.toml")
 
@@ -219,8 +229,21 @@ class BrokenCopies(unittest.TestCase):
         self.assertProblem("PodDisruptionBudget/todo-api: selector")
 
     def test_autoscaler_targets_a_fixed_size_spinapp(self):
-        self.edit("k8s/base/hpa.yaml", "    name: todo-api\n", "    name: todo-notifier\n")
-        self.assertProblem("does not set enableAutoscaling", "enableAutoscaling needs exactly one autoscaler")
+        self.edit("k8s/base/spinapp-api.yaml", "enableAutoscaling: true", "enableAutoscaling: false\n  replicas: 2")
+        self.assertProblem("does not set enableAutoscaling")
+
+    def test_autoscaled_spinapp_without_autoscaler(self):
+        self.edit("k8s/base/hpa.yaml", "    name: todo-api\n", "    name: todo-apiv2\n")
+        self.assertProblem("targets 'todo-apiv2', which is not a SpinApp", "enableAutoscaling needs exactly one autoscaler")
+
+    def test_optional_tuning_binding_may_lack_its_key_but_a_required_one_may_not(self):
+        self.edit("k8s/base/kustomization.yaml", "      - redis_host=todo-redis:6379\n", "")
+        self.edit("k8s/overlays/dev/kustomization.yaml", "      - redis_host=todo-redis:6379\n", "")
+        problems = "\n".join(v.validate(self.repo))
+        self.assertIn("[base] SpinApp/todo-api: .spec.variables", problems)
+        self.assertIn("ConfigMap 'todo-config", problems)
+        self.assertIn("has no key 'redis_host'", problems)
+        self.assertNotIn("has no key 'cors_allowed_origins'", problems)
 
     def test_migrations_mounted_elsewhere(self):
         self.edit("k8s/base/migrate-job.yaml", "mountPath: /opt/todo/migrations", "mountPath: /opt/todo/sql")
@@ -237,8 +260,9 @@ class BrokenCopies(unittest.TestCase):
                   "secretKeyRef: {name: todo-secrets, key: redis_url}")
         self.assertProblem("the Job would migrate another database")
 
+    @unittest.skipUnless(jobs_deployed(), "no overlay deploys components/jobs")
     def test_sweep_url_not_routed(self):
-        self.edit("k8s/base/sweep-cronjob.yaml", "/internal/jobs/sweep", "/internal/jobs/swept")
+        self.edit("k8s/components/jobs/sweep-cronjob.yaml", "/internal/jobs/sweep", "/internal/jobs/swept")
         self.assertProblem("SWEEP_URL path '/internal/jobs/swept' matches no route")
 
     def test_kustomization_references_a_missing_file(self):
