@@ -382,6 +382,7 @@ def check_render(render: Render, manifest: SpinManifest, secrets: dict[str, dict
     check_sweep_cronjob(render, manifest)
     check_disruption_budgets(render)
     if not is_base:
+        check_in_cluster_hosts(render)
         namespaces = {o.get("metadata", {}).get("namespace") for o in render.objects
                       if o.get("kind") != "Namespace"}
         if len(namespaces) != 1 or None in namespaces:
@@ -552,6 +553,26 @@ def check_ingress(render: Render, manifest: SpinManifest) -> None:
                 if route.component not in spinapp_components(apps[owner], manifest):
                     render.problem(None, f"route {route.route!r} goes to SpinApp {owner}, which does not "
                                          f"run {route.component!r}")
+
+
+def check_in_cluster_hosts(render: Render) -> None:
+    """A `*_host` value in a ConfigMap that names a bare in-namespace host (no dot) must be a
+    Service of the render listening on that port: the dev overlay's PostgreSQL and Redis."""
+    services = {_name(s): {p.get("port") for p in s.get("spec", {}).get("ports", [])}
+                for s in render.of_kind("Service")}
+    for configmap in render.of_kind("ConfigMap"):
+        for key, value in (configmap.get("data") or {}).items():
+            if not key.endswith("_host") or ":" not in value:
+                continue
+            host, _, port = value.rpartition(":")
+            if "." in host or host in ("localhost",):
+                continue  # a managed service outside the cluster, or a FQDN: not checkable here
+            if not port.isdigit():
+                render.problem(configmap, f"{key}={value!r}: the port is not a number")
+            elif host not in services:
+                render.problem(configmap, f"{key}={value!r}: no Service {host!r} in the render")
+            elif int(port) not in services[host]:
+                render.problem(configmap, f"{key}={value!r}: Service {host} does not listen on {port}")
 
 
 def check_disruption_budgets(render: Render) -> None:

@@ -228,6 +228,11 @@ class BrokenCopies(unittest.TestCase):
         self.edit("k8s/base/spinapp-api.yaml", "app.kubernetes.io/name: todo-api", "app.kubernetes.io/name: todo")
         self.assertProblem("PodDisruptionBudget/todo-api: selector")
 
+    def test_dev_db_host_is_not_the_postgres_service(self):
+        self.edit("k8s/overlays/dev/kustomization.yaml", "      - db_host=todo-postgres:5432\n",
+                  "      - db_host=todo-postgres:5433\n")
+        self.assertProblem("[overlays/dev] ConfigMap/todo-config", "Service todo-postgres does not listen on 5433")
+
     def test_autoscaler_targets_a_fixed_size_spinapp(self):
         self.edit("k8s/base/spinapp-api.yaml", "enableAutoscaling: true", "enableAutoscaling: false\n  replicas: 2")
         self.assertProblem("does not set enableAutoscaling")
