@@ -44,7 +44,10 @@ pub enum ConfigError {
     },
 }
 
-fn optional(src: &dyn VariableSource, name: &'static str) -> Result<Option<String>, ConfigError> {
+pub(crate) fn optional(
+    src: &dyn VariableSource,
+    name: &'static str,
+) -> Result<Option<String>, ConfigError> {
     match src.get(name) {
         Ok(Some(v)) if !v.trim().is_empty() => Ok(Some(v.trim().to_owned())),
         Ok(_) => Ok(None),
@@ -52,11 +55,14 @@ fn optional(src: &dyn VariableSource, name: &'static str) -> Result<Option<Strin
     }
 }
 
-fn required(src: &dyn VariableSource, name: &'static str) -> Result<String, ConfigError> {
+pub(crate) fn required(
+    src: &dyn VariableSource,
+    name: &'static str,
+) -> Result<String, ConfigError> {
     optional(src, name)?.ok_or(ConfigError::Missing(name))
 }
 
-fn number(
+pub(crate) fn number(
     src: &dyn VariableSource,
     name: &'static str,
     default: u32,

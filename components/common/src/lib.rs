@@ -10,6 +10,7 @@
 //! - [`passwords`]: argon2id (feature `passwords`).
 //! - [`rate_limit`], [`todo_list`]: the pure logic of the limiter and the list cache.
 //! - [`store`], [`repo`]: the host's PostgreSQL and Redis, and every SQL statement.
+//! - [`jobs`]: the background-job outbox shared by `auth` (producer) and `notifier`.
 //!
 //! Everything except `store`/`repo` (and the pipeline's host calls) is plain Rust, tested
 //! natively with `cargo test -p common`.
@@ -18,6 +19,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod jobs;
 pub mod log;
 #[cfg(feature = "passwords")]
 pub mod passwords;

@@ -26,10 +26,17 @@ fn render(ts: &str, level: &str, msg: &str, fields: &[(&str, &str)], numbers: &[
     obj.insert("msg".into(), msg.into());
     for (name, value) in fields {
         let v = if numbers.contains(name) {
+            // Integers stay integers (`"status":200`), others become floats.
             value
-                .parse::<f64>()
+                .parse::<i64>()
                 .ok()
-                .and_then(serde_json::Number::from_f64)
+                .map(serde_json::Number::from)
+                .or_else(|| {
+                    value
+                        .parse::<f64>()
+                        .ok()
+                        .and_then(serde_json::Number::from_f64)
+                })
                 .map(serde_json::Value::Number)
                 .unwrap_or_else(|| (*value).into())
         } else {
@@ -101,7 +108,8 @@ mod tests {
         );
         assert!(!line.contains('\n'));
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        assert_eq!(v["status"], 200.0);
+        assert_eq!(v["status"], 200);
+        assert!(line.contains(r#""status":200,"#), "{line}");
         assert_eq!(v["latency_ms"], 1.5);
         assert_eq!(v["route"], "/todos");
     }

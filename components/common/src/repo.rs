@@ -7,6 +7,7 @@ use spin_sdk::pg4::ParameterValue;
 
 use crate::domain::{Email, TodoTitle, Username, Uuid};
 use crate::error::ApiError;
+use crate::jobs::MailMessage;
 use crate::store::{text, Db, RowReader};
 use crate::todo_list::{Cursor, ListQuery, Todo};
 
@@ -34,28 +35,42 @@ pub struct NewUser {
     pub created_at: String,
 }
 
-/// Inserts a user. `Ok(None)` when the username or e-mail is taken (no exception path:
-/// `ON CONFLICT DO NOTHING` covers both unique indexes).
-///
-/// The insert is a CTE (`new_user`) so that further rows that must exist exactly when the
-/// user does (the welcome e-mail job) can join the same statement, and so the same atomic
-/// unit, as another `INSERT ... SELECT ... FROM new_user`.
+/// A committed registration: the user, and the id of their welcome e-mail job.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    /// The new user (the 201 body).
+    pub user: NewUser,
+    /// The `welcome_email` job written with the user (the transactional outbox).
+    pub welcome_job_id: Uuid,
+}
+
+/// Inserts a user and their welcome e-mail job in one statement, so both commit or
+/// neither does (the transactional outbox: a job exists exactly when its user does).
+/// `Ok(None)` when the username or e-mail is taken (no exception path: `ON CONFLICT DO
+/// NOTHING` covers both unique indexes, and the job insert then selects no row).
 pub fn insert_user(
     db: &Db,
     username: &Username,
     email: &Email,
     password_hash: &str,
-) -> Result<Option<NewUser>, ApiError> {
+    welcome: &MailMessage,
+) -> Result<Option<Registration>, ApiError> {
+    let payload = serde_json::to_string(welcome)
+        .map_err(|e| ApiError::Internal(format!("welcome payload: {e}")))?;
     let sql = concat!(
         "WITH new_user AS (",
         " INSERT INTO users (username, email, password_hash)",
         " VALUES ($1::text, $2::text, $3::text)",
         " ON CONFLICT DO NOTHING",
         " RETURNING id, username, email, created_at",
+        "), new_job AS (",
+        " INSERT INTO jobs (kind, payload)",
+        " SELECT 'welcome_email', $4::text::jsonb FROM new_user",
+        " RETURNING id",
         ")",
-        " SELECT id::text, username, email, ",
-        ts!("created_at"),
-        " FROM new_user"
+        " SELECT u.id::text, u.username, u.email, ",
+        ts!("u.created_at"),
+        ", j.id::text FROM new_user u CROSS JOIN new_job j"
     );
     let rows = db.query(
         sql,
@@ -63,17 +78,23 @@ pub fn insert_user(
             text(username.as_str()),
             text(email.as_str()),
             text(password_hash),
+            text(&payload),
         ],
     )?;
     let Some(row) = rows.rows.first() else {
         return Ok(None);
     };
     let r = RowReader(row);
-    Ok(Some(NewUser {
-        id: r.text(0)?,
-        username: r.text(1)?,
-        email: r.text(2)?,
-        created_at: r.text(3)?,
+    let welcome_job_id =
+        Uuid::parse(&r.text(4)?).ok_or_else(|| ApiError::Internal("bad job id".into()))?;
+    Ok(Some(Registration {
+        user: NewUser {
+            id: r.text(0)?,
+            username: r.text(1)?,
+            email: r.text(2)?,
+            created_at: r.text(3)?,
+        },
+        welcome_job_id,
     }))
 }
 

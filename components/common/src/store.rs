@@ -170,6 +170,30 @@ impl Redis {
             .collect())
     }
 
+    /// `PUBLISH channel message`; the number of subscribers that received it is not
+    /// interesting to the outbox (zero is normal while no notifier listens).
+    pub fn publish(&self, channel: &str, message: &[u8]) -> Result<(), String> {
+        let conn = self.conn()?;
+        conn.publish(channel, message)
+            .map_err(|e| format!("PUBLISH: {e:?}"))
+    }
+
+    /// `SET key value PX ttl_ms`: a timer whose expiry Redis announces as a keyspace event.
+    pub fn set_px(&self, key: &str, value: &[u8], ttl_ms: u64) -> Result<(), String> {
+        let conn = self.conn()?;
+        conn.execute(
+            "SET",
+            &[
+                RedisParameter::Binary(key.as_bytes().to_vec()),
+                RedisParameter::Binary(value.to_vec()),
+                RedisParameter::Binary(b"PX".to_vec()),
+                RedisParameter::Int64(i64::try_from(ttl_ms).unwrap_or(i64::MAX)),
+            ],
+        )
+        .map(|_| ())
+        .map_err(|e| format!("SET: {e:?}"))
+    }
+
     /// `SET key value EX ttl`.
     pub fn set_ex(&self, key: &str, value: &[u8], ttl_seconds: u32) -> Result<(), String> {
         let conn = self.conn()?;
