@@ -11,7 +11,7 @@ use common::rate_limit::Counter;
 use common::repo::{self, Rotation};
 use common::store::{check_rate_limit, Db, Redis, SpinVariables};
 use common::tokens::{self, RefreshToken};
-use common::{log, passwords, ApiError};
+use common::{jobs, log, passwords, ApiError};
 use serde::Serialize;
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
@@ -73,14 +73,35 @@ fn register(ctx: &mut Ctx, req: &Request, vars: &dyn VariableSource) -> Result<R
     let email = email.ok_or_else(|| missing("email"))?;
     let password = password.ok_or_else(|| missing("password"))?;
 
+    let jobs_channel = jobs::channel(vars)?;
     let password_hash = passwords::hash(&password)?;
     let db = Db::open(&store.db_url)?;
-    match repo::insert_user(&db, &username, &email, &password_hash)? {
-        Some(user) => {
-            ctx.user_id = Some(user.id.clone());
-            http::json(201, &user)
+    let welcome = jobs::welcome_email(&username, &email);
+    match repo::insert_user(&db, &username, &email, &password_hash, &welcome)? {
+        Some(registration) => {
+            ctx.user_id = Some(registration.user.id.clone());
+            publish_job(ctx, &redis, &jobs_channel, &registration.welcome_job_id);
+            http::json(201, &registration.user)
         }
         None => Err(repo::registration_conflict(&db, &username, &email)?),
+    }
+}
+
+/// Wakes the notifier up for a committed job. Best effort: the job is already in the
+/// outbox, so a failed publish only delays it until the next wake-up or the sweep, and is
+/// logged rather than failing a registration that succeeded.
+fn publish_job(ctx: &Ctx, redis: &Redis, channel: &str, job_id: &common::domain::Uuid) {
+    if let Err(e) = redis.publish(channel, job_id.as_str().as_bytes()) {
+        log::event(
+            "warn",
+            "job publish failed; the job stays in the outbox for the sweep",
+            &[
+                ("component", "auth"),
+                ("request_id", &ctx.request_id),
+                ("job_id", job_id.as_str()),
+                ("detail", &log::sanitize(&e)),
+            ],
+        );
     }
 }
 
