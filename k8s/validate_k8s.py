@@ -128,6 +128,7 @@ class SpinManifest:
     components: set[str]
     http_routes: list[HttpRoute]
     redis_components: set[str]
+    redis_channels: list[str]
     variables: dict[str, SpinVariable]
 
     def routes_of(self, components: set[str]) -> list[HttpRoute]:
@@ -161,12 +162,13 @@ def load_spin_manifest(path: Path) -> SpinManifest:
         if isinstance(route, str):
             http_routes.append(HttpRoute(route, component))
         # `route = { private = true }` is reachable only through local service chaining.
-    redis_components = set()
+    redis_components, redis_channels = set(), []
     for trigger in triggers.get("redis", []):
         component = trigger.get("component")
         if not isinstance(component, str):
             raise ValidationProblem(f"{path}: a Redis trigger has no component id")
         redis_components.add(component)
+        redis_channels.append(str(trigger.get("channel", "")))
     variables = {}
     for name, spec in doc.get("variables", {}).items():
         spec = spec if isinstance(spec, dict) else {}
@@ -176,7 +178,7 @@ def load_spin_manifest(path: Path) -> SpinManifest:
             secret=bool(spec.get("secret", False)),
             has_default="default" in spec,
         )
-    return SpinManifest(app_name, components, http_routes, redis_components, variables)
+    return SpinManifest(app_name, components, http_routes, redis_components, redis_channels, variables)
 
 
 def route_match_score(route: str, path: str) -> int | None:
@@ -381,6 +383,8 @@ def check_render(render: Render, manifest: SpinManifest, secrets: dict[str, dict
     check_migration_job(render, repo, secrets)
     check_sweep_cronjob(render, manifest)
     check_disruption_budgets(render)
+    check_shared_bindings(render)
+    check_redis_notifications(render, manifest)
     if not is_base:
         check_in_cluster_hosts(render)
         namespaces = {o.get("metadata", {}).get("namespace") for o in render.objects
@@ -573,6 +577,47 @@ def check_in_cluster_hosts(render: Render) -> None:
                 render.problem(configmap, f"{key}={value!r}: no Service {host!r} in the render")
             elif int(port) not in services[host]:
                 render.problem(configmap, f"{key}={value!r}: Service {host} does not listen on {port}")
+
+
+def check_shared_bindings(render: Render) -> None:
+    """A variable bound in several SpinApps must be bound the same way in each (e.g. the Redis
+    channel `auth` publishes on and the notifier subscribes to)."""
+    seen: dict[str, tuple[str, Any]] = {}
+    for app in render.of_kind("SpinApp"):
+        for binding in app.get("spec", {}).get("variables") or []:
+            name = binding.get("name")
+            value = {k: v for k, v in binding.items() if k != "name"}
+            if name in seen and seen[name][1] != value:
+                render.problem(app, f"variable {name!r} is bound as {value}, but SpinApp {seen[name][0]} "
+                                    f"binds it as {seen[name][1]}: one app, one value")
+            seen.setdefault(name, (_name(app), value))
+
+
+def check_redis_notifications(render: Render, manifest: SpinManifest) -> None:
+    """Keyspace/keyevent triggers only fire if the Redis server publishes those events: every
+    Redis run by the render must enable them (a managed Redis is configured outside, see README)."""
+    needed = set()
+    for channel in manifest.redis_channels:
+        match = re.match(r"__(keyevent|keyspace)@[0-9*]+__:(.*)", channel)
+        if match:
+            needed.add("E" if match.group(1) == "keyevent" else "K")
+            needed.add({"expired": "x", "evicted": "e"}.get(match.group(2), "A"))
+    if not needed:
+        return
+    for statefulset in render.of_kind("StatefulSet"):
+        for container in _pod_spec(statefulset).get("containers", []):
+            if "redis" not in str(container.get("image", "")).split("/")[-1].split(":")[0]:
+                continue
+            args = container.get("command", []) + container.get("args", [])
+            flags = ""
+            for index, arg in enumerate(args[:-1]):
+                if arg == "--notify-keyspace-events":
+                    flags = args[index + 1]
+            have = set(flags.replace("A", "g$lshzxetd"))
+            missing = needed - have - ({"x", "e"} if "A" in flags else set())
+            if missing:
+                render.problem(statefulset, f"spin.toml subscribes to keyspace events, but this Redis runs "
+                                            f"with --notify-keyspace-events {flags!r} (needs {''.join(sorted(needed))})")
 
 
 def check_disruption_budgets(render: Render) -> None:

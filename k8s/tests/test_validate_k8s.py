@@ -23,11 +23,6 @@ import validate_k8s as v  # noqa: E402
 REPO = Path(os.environ.get("VALIDATE_K8S_REPO", K8S.parent)).resolve()
 
 
-def jobs_deployed() -> bool:
-    """Whether an overlay deploys components/jobs (the notifier and the sweep CronJob)."""
-    return any("components/jobs" in k.read_text() for k in (REPO / "k8s" / "overlays").glob("*/kustomization.yaml"))
-
-
 def copy_tree(dest: Path) -> Path:
     """A copy of what the validator reads, without the generated k8s/migrations/."""
     (dest / "scripts").mkdir(parents=True)
@@ -206,9 +201,8 @@ class BrokenCopies(unittest.TestCase):
         self.edit("k8s/base/spinapp-api.yaml", "image: ghcr.io/example/", "image: ghcr.io/example/x")
         self.assertProblem("should be named after spin.toml's application")
 
-    @unittest.skipUnless(jobs_deployed(), "no overlay deploys components/jobs")
     def test_spinapps_run_different_images(self):
-        self.edit("k8s/components/jobs/spinapp-notifier.yaml", "image: ghcr.io/example/", "image: ghcr.io/other/x")
+        self.edit("k8s/base/spinapp-notifier.yaml", "image: ghcr.io/example/", "image: ghcr.io/other/x")
         self.assertProblem("the SpinApps run different images")
 
     def test_example_secret_with_a_real_value(self):
@@ -232,6 +226,18 @@ class BrokenCopies(unittest.TestCase):
         self.edit("k8s/overlays/dev/kustomization.yaml", "      - db_host=todo-postgres:5432\n",
                   "      - db_host=todo-postgres:5433\n")
         self.assertProblem("[overlays/dev] ConfigMap/todo-config", "Service todo-postgres does not listen on 5433")
+
+    def test_redis_without_keyspace_events(self):
+        channels = v.load_spin_manifest(self.repo / "spin.toml").redis_channels
+        if not any(c.startswith("__key") for c in channels):
+            self.skipTest("spin.toml subscribes to no keyspace events")
+        self.edit("k8s/overlays/dev/redis.yaml", "--notify-keyspace-events, Ex", "--notify-keyspace-events, Kg")
+        self.assertProblem("StatefulSet/todo-redis: spin.toml subscribes to keyspace events")
+
+    def test_spinapps_disagree_on_a_shared_variable(self):
+        self.edit("k8s/base/spinapp-notifier.yaml", "key: jobs_channel, optional: true",
+                  "key: jobs_channel_notifier, optional: true")
+        self.assertProblem("variable 'jobs_channel' is bound as")
 
     def test_autoscaler_targets_a_fixed_size_spinapp(self):
         self.edit("k8s/base/spinapp-api.yaml", "enableAutoscaling: true", "enableAutoscaling: false\n  replicas: 2")
@@ -265,9 +271,8 @@ class BrokenCopies(unittest.TestCase):
                   "secretKeyRef: {name: todo-secrets, key: redis_url}")
         self.assertProblem("the Job would migrate another database")
 
-    @unittest.skipUnless(jobs_deployed(), "no overlay deploys components/jobs")
     def test_sweep_url_not_routed(self):
-        self.edit("k8s/components/jobs/sweep-cronjob.yaml", "/internal/jobs/sweep", "/internal/jobs/swept")
+        self.edit("k8s/base/sweep-cronjob.yaml", "/internal/jobs/sweep", "/internal/jobs/swept")
         self.assertProblem("SWEEP_URL path '/internal/jobs/swept' matches no route")
 
     def test_kustomization_references_a_missing_file(self):
