@@ -121,6 +121,11 @@ fn build_linker(engine: &Engine) -> anyhow::Result<Linker<InstanceState>> {
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     crate::capabilities::add_to_linker(&mut linker)?;
+    // `fermyon:spin/redis-types` only declares the types of the Redis trigger's export;
+    // a component built with `#[redis_component]` imports it as an empty instance.
+    linker
+        .instance("fermyon:spin/redis-types")
+        .map_err(anyhow::Error::from)?;
     Ok(linker)
 }
 

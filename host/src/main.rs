@@ -125,24 +125,41 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
 
 async fn serve(app: Arc<app::App>, listen: SocketAddr) -> anyhow::Result<()> {
     let http = Arc::new(triggers::http::HttpTrigger::new(app.clone())?);
-    if !http.has_routes() {
-        bail!("the manifest has no [[trigger.http]] routes to serve");
+    let redis = Arc::new(triggers::redis::RedisTrigger::new(app.clone())?);
+    if !http.has_routes() && !redis.has_subscriptions() {
+        bail!("the manifest has no [[trigger.http]] or [[trigger.redis]] to run");
     }
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding {listen}"))?;
-    let local = listener.local_addr()?;
-    let mut banner = format!("Serving http://{local}\nAvailable Routes:\n");
-    for (route, component) in http.describe_routes() {
-        banner.push_str(&format!("  {component}: http://{local}{route}\n"));
+    let mut banner = String::new();
+    let listener = if http.has_routes() {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding {listen}"))?;
+        let local = listener.local_addr()?;
+        banner.push_str(&format!("Serving http://{local}\nAvailable Routes:\n"));
+        for (route, component) in http.describe_routes() {
+            banner.push_str(&format!("  {component}: http://{local}{route}\n"));
+        }
+        Some(listener)
+    } else {
+        None
+    };
+    for (channel, component) in redis.describe() {
+        banner.push_str(&format!("Redis channel `{channel}` -> {component}\n"));
     }
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(banner.as_bytes())?;
     stdout.flush()?;
     drop(stdout);
 
+    let serve_http = async {
+        match listener {
+            Some(listener) => http.serve(listener).await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
-        result = http.serve(listener) => result,
+        result = serve_http => result,
+        () = redis.run() => bail!("the Redis trigger stopped"),
         () = shutdown_signal() => {
             tracing::info!("shutting down");
             Ok(())

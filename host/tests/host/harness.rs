@@ -85,6 +85,9 @@ impl Host {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(addr) = line.strip_prefix("Serving ") {
                     let _ = tx.send(addr.trim().to_owned());
+                } else if line.starts_with("Redis channel") {
+                    // A Redis-only app has no URL; its banner still says it is ready.
+                    let _ = tx.send(String::new());
                 }
                 eprintln!("edge-host: {line}");
                 sink.lock().unwrap().push(line);
@@ -124,17 +127,23 @@ impl Host {
 
     /// Waits until a line of host output satisfies `predicate`, up to `timeout`.
     pub fn wait_for_output(&self, timeout: Duration, predicate: impl Fn(&str) -> bool) -> bool {
+        self.wait_for_output_count(timeout, 1, predicate)
+    }
+
+    /// Waits until `count` lines of host output satisfy `predicate`, up to `timeout`.
+    pub fn wait_for_output_count(
+        &self,
+        timeout: Duration,
+        count: usize,
+        predicate: impl Fn(&str) -> bool,
+    ) -> bool {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if self
-                .output
-                .lock()
-                .unwrap()
-                .iter()
-                .any(|line| predicate(line))
-            {
+            let output = self.output.lock().unwrap();
+            if output.iter().filter(|line| predicate(line)).count() >= count {
                 return true;
             }
+            drop(output);
             std::thread::sleep(Duration::from_millis(20));
         }
         false

@@ -4,3 +4,4 @@
 mod harness;
 mod http_trigger;
 mod manifest_errors;
+mod redis_trigger;

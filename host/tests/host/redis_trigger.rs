@@ -1,0 +1,144 @@
+//! The Redis trigger against the redisprobe component and a private redis-server.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+
+use crate::harness::{repo_root, Host};
+
+/// A redis-server of this test's own on a free loopback port, without persistence.
+struct PrivateRedis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut redis = Self { port, child: None };
+        redis.restart();
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/services installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn build_redisprobe() {
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--quiet",
+            "--target",
+            "wasm32-wasip2",
+            "--release",
+            "-p",
+            "redisprobe",
+        ])
+        .current_dir(repo_root())
+        .status()
+        .unwrap();
+    assert!(status.success(), "building the redisprobe fixture failed");
+}
+
+/// Publishes `message` on `probe-in` and waits for it on `probe-out`.
+async fn round_trip(redis_url: &str, message: &str) -> Option<String> {
+    let client = redis::Client::open(redis_url).unwrap();
+    let mut replies = client.get_async_pubsub().await.unwrap();
+    replies.subscribe("probe-out").await.unwrap();
+    let mut publisher = client.get_multiplexed_async_connection().await.unwrap();
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg("probe-in")
+        .arg(message)
+        .query_async(&mut publisher)
+        .await
+        .unwrap();
+    let mut stream = replies.on_message();
+    let reply = tokio::time::timeout(Duration::from_secs(5), stream.next()).await;
+    reply
+        .ok()
+        .flatten()
+        .map(|msg| msg.get_payload::<String>().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn messages_run_the_component_and_survive_traps_and_restarts() {
+    build_redisprobe();
+    let mut redis = PrivateRedis::start();
+    let url = redis.url();
+    let host_port = url.trim_start_matches("redis://").to_owned();
+    let manifest = repo_root().join("host/tests/fixtures/redisprobe.toml");
+    let host = tokio::task::block_in_place(|| {
+        Host::start_manifest(
+            &manifest,
+            &[],
+            &[
+                ("SPIN_VARIABLE_REDIS_URL", &url),
+                ("SPIN_VARIABLE_REDIS_HOST", &host_port),
+            ],
+        )
+    });
+    let subscribed = |line: &str| line.contains("subscribed");
+    assert!(host.wait_for_output(Duration::from_secs(10), subscribed));
+
+    assert_eq!(round_trip(&url, "hello").await.as_deref(), Some("hello"));
+
+    // A trapping handler is logged; the next message is still handled.
+    assert_eq!(round_trip(&url, "trap").await, None);
+    assert!(host.wait_for_output(Duration::from_secs(5), |l| l
+        .contains("message handler failed")));
+    assert_eq!(
+        round_trip(&url, "after-trap").await.as_deref(),
+        Some("after-trap")
+    );
+
+    // Redis goes away and comes back: the subscription is re-established by itself.
+    redis.stop();
+    redis.restart();
+    assert!(host.wait_for_output_count(Duration::from_secs(20), 2, subscribed));
+    // The component's own outbound connection may fail once while it reconnects, so
+    // allow a few attempts; the subscription itself must already be back.
+    let mut delivered = false;
+    for attempt in 0..5 {
+        let message = format!("after-restart-{attempt}");
+        if round_trip(&url, &message).await.as_deref() == Some(message.as_str()) {
+            delivered = true;
+            break;
+        }
+    }
+    assert!(delivered, "no message was handled after Redis restarted");
+}
