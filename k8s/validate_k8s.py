@@ -382,7 +382,7 @@ def check_render(render: Render, manifest: SpinManifest, secrets: dict[str, dict
     check_autoscaling(render)
     check_migration_job(render, repo, secrets)
     check_sweep_cronjob(render, manifest)
-    check_disruption_budgets(render)
+    check_selectors(render)
     check_shared_bindings(render)
     check_redis_notifications(render, manifest)
     if not is_base:
@@ -620,19 +620,32 @@ def check_redis_notifications(render: Render, manifest: SpinManifest) -> None:
                                             f"with --notify-keyspace-events {flags!r} (needs {''.join(sorted(needed))})")
 
 
-def check_disruption_budgets(render: Render) -> None:
-    """Every PodDisruptionBudget must select pods that something in the render creates."""
+def check_selectors(render: Render) -> None:
+    """PodDisruptionBudgets and NetworkPolicies must select pods the render creates (a typo in a
+    label silently protects nothing)."""
     pod_labels = [a.get("spec", {}).get("podLabels") or {} for a in render.of_kind("SpinApp")]
-    pod_labels += [(_pod_spec_template(s).get("metadata") or {}).get("labels") or {}
-                   for s in render.of_kind("StatefulSet")]
+    for kind in ("StatefulSet", "Job", "CronJob"):
+        for obj in render.of_kind(kind):
+            template = obj.get("spec", {})
+            if kind == "CronJob":
+                template = template.get("jobTemplate", {}).get("spec", {})
+            pod_labels.append((template.get("template", {}).get("metadata") or {}).get("labels") or {})
+
+    def selects(selector: dict | None) -> bool:
+        wanted = (selector or {}).get("matchLabels") or {}
+        return bool(wanted) and any(wanted.items() <= labels.items() for labels in pod_labels)
+
     for pdb in render.of_kind("PodDisruptionBudget"):
-        wanted = pdb.get("spec", {}).get("selector", {}).get("matchLabels") or {}
-        if not wanted or not any(wanted.items() <= labels.items() for labels in pod_labels):
-            render.problem(pdb, f"selector {wanted} matches no SpinApp's podLabels or StatefulSet's pods")
-
-
-def _pod_spec_template(obj: dict) -> dict:
-    return obj.get("spec", {}).get("template", {})
+        if not selects(pdb.get("spec", {}).get("selector")):
+            render.problem(pdb, f"selector {pdb.get('spec', {}).get('selector')} matches no pods of the render")
+    for policy in render.of_kind("NetworkPolicy"):
+        spec = policy.get("spec", {})
+        if not selects(spec.get("podSelector")):
+            render.problem(policy, f"podSelector {spec.get('podSelector')} matches no pods of the render")
+        for rule in spec.get("ingress", []):
+            for peer in rule.get("from", []):
+                if "podSelector" in peer and "namespaceSelector" not in peer and not selects(peer["podSelector"]):
+                    render.problem(policy, f"ingress from {peer['podSelector']} matches no pods of the render")
 
 
 def _is_internal(route: str) -> bool:

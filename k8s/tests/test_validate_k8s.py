@@ -222,6 +222,11 @@ class BrokenCopies(unittest.TestCase):
         self.edit("k8s/base/spinapp-api.yaml", "app.kubernetes.io/name: todo-api", "app.kubernetes.io/name: todo")
         self.assertProblem("PodDisruptionBudget/todo-api: selector")
 
+    def test_network_policy_admits_nobody(self):
+        self.edit("k8s/base/sweep-cronjob.yaml", "app.kubernetes.io/name: todo-jobs-sweep",
+                  "app.kubernetes.io/name: todo-sweep")
+        self.assertProblem("NetworkPolicy/todo-notifier: ingress from")
+
     def test_dev_db_host_is_not_the_postgres_service(self):
         self.edit("k8s/overlays/dev/kustomization.yaml", "      - db_host=todo-postgres:5432\n",
                   "      - db_host=todo-postgres:5433\n")
