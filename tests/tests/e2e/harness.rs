@@ -123,6 +123,7 @@ pub fn service_setting(name: &str) -> Result<String> {
 #[derive(Debug, Default, Clone)]
 pub struct HostOptions {
     variables: BTreeMap<String, String>,
+    args: Vec<String>,
 }
 
 impl HostOptions {
@@ -133,6 +134,12 @@ impl HostOptions {
     /// Sets a Spin variable (manifest name, e.g. `rate_limit_per_minute`).
     pub fn variable(mut self, name: &str, value: impl Into<String>) -> Self {
         self.variables.insert(name.to_string(), value.into());
+        self
+    }
+
+    /// Adds a command-line argument for `edge-host up`, e.g. `--max-instance-memory-mb`.
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
         self
     }
 
@@ -297,6 +304,7 @@ impl HostProcess {
         for (name, value) in &options.variables {
             command.env(format!("SPIN_VARIABLE_{}", name.to_uppercase()), value);
         }
+        command.args(&options.args);
         let mut child = command
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;

@@ -8,8 +8,9 @@
 
 mod harness;
 
-mod health;
 mod api;
 mod auth;
+mod health;
+mod jobs;
 mod openapi;
 mod todos;

@@ -1,0 +1,634 @@
+//! Background jobs: the welcome e-mail written to the outbox at registration and delivered
+//! by the Redis-triggered notifier to a mail webhook.
+//!
+//! Every test builds a world of its own: a throwaway database, a private `redis-server`
+//! (with keyspace expiry events, as `scripts/services` configures the shared one), a mail
+//! sink on loopback that records each POST and answers a scripted sequence of statuses, and
+//! one or two `edge-host`s pointed at all three. Nothing is shared with other tests, so
+//! counting e-mails is exact.
+
+use std::collections::{HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+use crate::api::{register, unique};
+use crate::harness::{
+    eventually, external_base_url, HostOptions, PrivateRedis, TestApp, TestDatabase,
+};
+
+// ---------------------------------------------------------------------------------------
+// The mail sink: a tiny HTTP/1.1 server (keep-alive, content-length or chunked bodies).
+
+/// One request the sink received, and the status it answered.
+#[derive(Debug, Clone)]
+struct Received {
+    method: String,
+    path: String,
+    idempotency_key: Option<String>,
+    content_type: Option<String>,
+    body: Value,
+    answered: u16,
+}
+
+#[derive(Default)]
+struct SinkState {
+    /// Statuses to answer, in order; 200 once it is empty.
+    script: VecDeque<u16>,
+    received: Vec<Received>,
+}
+
+/// A mail webhook on 127.0.0.1 that records every request.
+struct MailSink {
+    addr: SocketAddr,
+    state: Arc<Mutex<SinkState>>,
+    task: JoinHandle<()>,
+}
+
+impl MailSink {
+    /// Starts the sink; it answers `script` in order, then 200.
+    async fn start(script: &[u16]) -> MailSink {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the sink");
+        let addr = listener.local_addr().expect("sink address");
+        let state = Arc::new(Mutex::new(SinkState {
+            script: script.iter().copied().collect(),
+            received: Vec::new(),
+        }));
+        let shared = state.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let state = shared.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = serve_connection(stream, state).await {
+                        eprintln!("[mail sink] connection error: {e:#}");
+                    }
+                });
+            }
+        });
+        MailSink { addr, state, task }
+    }
+
+    /// The webhook URL for `mail_webhook_url`.
+    fn url(&self) -> String {
+        format!("http://{}/mail", self.addr)
+    }
+
+    /// `http://127.0.0.1:PORT`, for `mail_webhook_origin` (allowed_outbound_hosts).
+    fn origin(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.state.lock().expect("sink state").received.clone()
+    }
+
+    /// The requests answered with a 2xx: e-mails the webhook accepted.
+    fn delivered(&self) -> Vec<Received> {
+        self.received()
+            .into_iter()
+            .filter(|r| (200..300).contains(&r.answered))
+            .collect()
+    }
+}
+
+impl Drop for MailSink {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve_connection(stream: TcpStream, state: Arc<Mutex<SinkState>>) -> Result<()> {
+    let mut stream = BufReader::new(stream);
+    loop {
+        let mut request_line = String::new();
+        if stream.read_line(&mut request_line).await? == 0 {
+            return Ok(()); // the client closed the connection
+        }
+        let mut parts = request_line.split_whitespace();
+        let method = parts.next().unwrap_or_default().to_string();
+        let path = parts.next().unwrap_or_default().to_string();
+        let mut headers = Vec::new();
+        loop {
+            let mut line = String::new();
+            ensure!(stream.read_line(&mut line).await? > 0, "EOF in headers");
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+            }
+        }
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+        };
+        let body = if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+            read_chunked(&mut stream).await?
+        } else {
+            let length: usize = header("content-length")
+                .map(|v| v.parse())
+                .transpose()?
+                .unwrap_or(0);
+            let mut body = vec![0; length];
+            stream.read_exact(&mut body).await?;
+            body
+        };
+        let status = {
+            let mut state = state.lock().expect("sink state");
+            let status = state.script.pop_front().unwrap_or(200);
+            state.received.push(Received {
+                method,
+                path,
+                idempotency_key: header("idempotency-key"),
+                content_type: header("content-type"),
+                body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+                answered: status,
+            });
+            status
+        };
+        let reply = format!(
+            "HTTP/1.1 {status} Sink\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{{}}"
+        );
+        stream.get_mut().write_all(reply.as_bytes()).await?;
+    }
+}
+
+async fn read_chunked(stream: &mut BufReader<TcpStream>) -> Result<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let mut size_line = String::new();
+        ensure!(
+            stream.read_line(&mut size_line).await? > 0,
+            "EOF in chunk size"
+        );
+        let size_text = size_line.trim().split(';').next().unwrap_or_default();
+        let size = usize::from_str_radix(size_text, 16).context("chunk size")?;
+        if size == 0 {
+            // Trailers (none expected) end with an empty line.
+            loop {
+                let mut line = String::new();
+                ensure!(stream.read_line(&mut line).await? > 0, "EOF in trailers");
+                if line.trim_end().is_empty() {
+                    return Ok(body);
+                }
+            }
+        }
+        let start = body.len();
+        body.resize(start + size, 0);
+        stream.read_exact(&mut body[start..]).await?;
+        let mut crlf = [0u8; 2];
+        stream.read_exact(&mut crlf).await?;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// A raw Redis client for the few commands the tests send themselves.
+
+/// Sends one command in RESP and returns the first reply line (`+OK`, `:1`, ...).
+async fn redis_command(host: &str, args: &[&[u8]]) -> Result<String> {
+    let mut stream = TcpStream::connect(host).await?;
+    let mut request = format!("*{}\r\n", args.len()).into_bytes();
+    for arg in args {
+        request.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        request.extend_from_slice(arg);
+        request.extend_from_slice(b"\r\n");
+    }
+    stream.write_all(&request).await?;
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).await?;
+    if line.starts_with('-') {
+        bail!("redis error: {}", line.trim_end());
+    }
+    Ok(line.trim_end().to_string())
+}
+
+/// What `scripts/services` sets on the shared Redis: expiry events, which carry the
+/// notifier's retry timers.
+async fn enable_expiry_events(redis: &PrivateRedis) {
+    redis_command(
+        &redis.host(),
+        &[b"CONFIG", b"SET", b"notify-keyspace-events", b"Ex"],
+    )
+    .await
+    .expect("CONFIG SET notify-keyspace-events Ex");
+}
+
+// ---------------------------------------------------------------------------------------
+// A world of the test's own.
+
+struct JobsWorld {
+    db: TestDatabase,
+    redis: PrivateRedis,
+    sink: MailSink,
+    sweep_token: String,
+    options: HostOptions,
+}
+
+impl JobsWorld {
+    /// Database, Redis and sink; `None` (skip) under `BASE_URL`, which cannot be pointed
+    /// at a sink of ours.
+    async fn create(script: &[u16]) -> Option<JobsWorld> {
+        if let Some(url) = external_base_url() {
+            eprintln!("skipped: this test needs its own edge-host, but BASE_URL={url} is set");
+            return None;
+        }
+        let (db, redis, sink) = tokio::join!(
+            TestDatabase::create(),
+            PrivateRedis::start(),
+            MailSink::start(script)
+        );
+        enable_expiry_events(&redis).await;
+        let sweep_token = unique("sweep-token-");
+        let options = HostOptions::new()
+            .database(&db)
+            .redis(&redis)
+            .variable("redis_key_prefix", unique("e2e"))
+            .variable("mail_webhook_url", sink.url())
+            .variable("mail_webhook_origin", sink.origin())
+            .variable("jobs_retry_base_seconds", "1")
+            .variable("jobs_sweep_token", sweep_token.clone())
+            .variable("rate_limit_register_address", "10000/60");
+        Some(JobsWorld {
+            db,
+            redis,
+            sink,
+            sweep_token,
+            options,
+        })
+    }
+
+    async fn host(&self) -> TestApp {
+        self.host_with(|o| o).await
+    }
+
+    async fn host_with(&self, f: impl FnOnce(HostOptions) -> HostOptions) -> TestApp {
+        TestApp::try_spawn(f(self.options.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("starting edge-host: {e:#}"))
+    }
+
+    /// `status|attempts` of the job for a recipient.
+    async fn job_state(&self, to: &str) -> Result<String> {
+        self.db
+            .query(&format!(
+                "SELECT status || '|' || attempts FROM jobs WHERE payload->>'to' = '{to}'"
+            ))
+            .await
+    }
+
+    async fn job_id(&self, to: &str) -> String {
+        self.db
+            .query(&format!(
+                "SELECT id FROM jobs WHERE payload->>'to' = '{to}'"
+            ))
+            .await
+            .expect("job id query")
+    }
+
+    /// Writes a pending job directly, as a registration whose wake-up was lost would have.
+    async fn insert_job(&self, to: &str) -> String {
+        let id = self
+            .db
+            .query(&format!(
+                "INSERT INTO jobs (kind, payload) VALUES ('welcome_email', \
+                 jsonb_build_object('to', '{to}', 'subject', 'Welcome', 'body', 'Hello')) \
+                 RETURNING id"
+            ))
+            .await
+            .expect("insert a job");
+        assert_eq!(id.len(), 36, "job id {id:?}");
+        id
+    }
+
+    async fn publish(&self, message: &[u8]) {
+        redis_command(&self.redis.host(), &[b"PUBLISH", b"jobs", message])
+            .await
+            .expect("PUBLISH");
+    }
+
+    async fn sweep(&self, app: &TestApp, token: Option<&str>) -> reqwest::Response {
+        let mut request = app.post("/internal/jobs/sweep");
+        if let Some(token) = token {
+            request = request.header("x-sweep-token", token);
+        }
+        request.send().await.expect("POST /internal/jobs/sweep")
+    }
+}
+
+/// Registers a fresh user; returns the (lower-cased) address the e-mail must go to.
+async fn register_user(app: &TestApp) -> String {
+    let username = unique("mail");
+    let resp = register(
+        app,
+        &username,
+        &format!("{}@Example.COM", username),
+        "correct horse battery",
+    )
+    .await;
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.expect("register body");
+    assert_eq!(status, 201, "register: {body}");
+    body["email"].as_str().expect("email").to_string()
+}
+
+/// Waits until the sink has accepted `n` e-mails.
+async fn wait_for_deliveries(sink: &MailSink, n: usize, limit: Duration) -> Vec<Received> {
+    eventually(
+        limit,
+        &format!("{n} e-mail(s) at the sink"),
+        || async move {
+            let delivered = sink.delivered();
+            ensure!(
+                delivered.len() >= n,
+                "{} delivered, {} requests",
+                delivered.len(),
+                sink.received().len()
+            );
+            Ok(delivered)
+        },
+    )
+    .await
+}
+
+/// Waits until the job for `to` is in `expected` state (`status|attempts`).
+async fn wait_for_job_state(world: &JobsWorld, to: &str, expected: &str, limit: Duration) {
+    eventually(
+        limit,
+        &format!("job for {to} to be {expected}"),
+        || async move {
+            let state = world.job_state(to).await?;
+            ensure!(state == expected, "job state {state}");
+            Ok(())
+        },
+    )
+    .await;
+}
+
+/// Publishes a job id until the sink has `n` e-mails: the host (re)subscribes with a
+/// backoff, and a message published before that is not heard by anyone.
+async fn publish_until_delivered(world: &JobsWorld, id: &str, n: usize, limit: Duration) {
+    eventually(limit, "the trigger to hear a job", || async move {
+        world.publish(id.as_bytes()).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        ensure!(world.sink.delivered().len() >= n, "not yet");
+        Ok(())
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn registration_sends_exactly_one_welcome_email_keyed_by_the_job_id() {
+    let Some(world) = JobsWorld::create(&[]).await else {
+        return;
+    };
+    let app = world.host().await;
+    let to = register_user(&app).await;
+    assert!(to.ends_with("@example.com"), "stored lower-cased: {to}");
+
+    let delivered = wait_for_deliveries(&world.sink, 1, Duration::from_secs(20)).await;
+    let mail = &delivered[0];
+    assert_eq!(
+        (mail.method.as_str(), mail.path.as_str()),
+        ("POST", "/mail")
+    );
+    assert!(
+        mail.content_type
+            .as_deref()
+            .is_some_and(|c| c.starts_with("application/json")),
+        "{mail:?}"
+    );
+    assert_eq!(mail.body["to"], to.as_str(), "{mail:?}");
+    assert!(mail.body["subject"].as_str().is_some_and(|s| !s.is_empty()));
+    assert!(mail.body["body"].as_str().is_some_and(|s| !s.is_empty()));
+    assert_eq!(
+        mail.idempotency_key.as_deref(),
+        Some(world.job_id(&to).await.as_str()),
+        "the idempotency key is the job id"
+    );
+    wait_for_job_state(&world, &to, "done|1", Duration::from_secs(10)).await;
+
+    // A sweep finds nothing left to do, and nothing more reaches the sink.
+    let resp = world.sweep(&app, Some(&world.sweep_token)).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let tally: Value = resp.json().await.expect("sweep body");
+    assert_eq!(tally["delivered"], 0, "{tally}");
+    assert_eq!(world.sink.received().len(), 1, "exactly one e-mail");
+}
+
+#[tokio::test]
+async fn a_failing_webhook_gets_the_email_once_after_backoff_retries() {
+    let Some(world) = JobsWorld::create(&[500, 500, 200]).await else {
+        return;
+    };
+    let app = world.host().await;
+    let to = register_user(&app).await;
+
+    // No sweep here: the retries come from the notifier's retry timers (Redis expiry
+    // events) after 1 s and 2 s of backoff.
+    let delivered = wait_for_deliveries(&world.sink, 1, Duration::from_secs(30)).await;
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(delivered[0].body["to"], to.as_str());
+    let received = world.sink.received();
+    let answered: Vec<u16> = received.iter().map(|r| r.answered).collect();
+    assert_eq!(answered, vec![500, 500, 200], "three attempts, in order");
+    let job_id = world.job_id(&to).await;
+    assert!(
+        received
+            .iter()
+            .all(|r| r.idempotency_key.as_deref() == Some(job_id.as_str())),
+        "every attempt carries the same idempotency key"
+    );
+    wait_for_job_state(&world, &to, "done|3", Duration::from_secs(10)).await;
+}
+
+#[tokio::test]
+async fn a_job_out_of_attempts_is_marked_failed_with_its_last_error() {
+    let Some(world) = JobsWorld::create(&[503, 503]).await else {
+        return;
+    };
+    let app = world
+        .host_with(|o| o.variable("jobs_max_attempts", "2"))
+        .await;
+    let to = register_user(&app).await;
+    wait_for_job_state(&world, &to, "failed|2", Duration::from_secs(30)).await;
+    let error = world
+        .db
+        .query(&format!(
+            "SELECT last_error FROM jobs WHERE payload->>'to' = '{to}'"
+        ))
+        .await
+        .expect("last_error");
+    assert!(error.contains("503"), "last_error {error:?}");
+    // A failed job is never claimed again.
+    let resp = world.sweep(&app, Some(&world.sweep_token)).await;
+    let tally: Value = resp.json().await.expect("sweep body");
+    assert_eq!(tally["delivered"], 0, "{tally}");
+    assert_eq!(world.sink.received().len(), 2);
+}
+
+#[tokio::test]
+async fn a_registration_while_redis_is_down_is_delivered_after_it_returns() {
+    let Some(mut world) = JobsWorld::create(&[]).await else {
+        return;
+    };
+    let app = world.host().await;
+    world.redis.stop().await;
+
+    // Registration still succeeds (the limiter fails open; the publish fails and is logged),
+    // and the job waits in the outbox.
+    let to = register_user(&app).await;
+    assert_eq!(world.job_state(&to).await.unwrap(), "pending|0");
+
+    world.redis.restart().await;
+    enable_expiry_events(&world.redis).await;
+    assert!(
+        world.sink.received().is_empty(),
+        "nothing was delivered yet"
+    );
+
+    // The sweep is the catch-up path: no new registration, no message needed. It refuses
+    // callers without the token.
+    let resp = world.sweep(&app, None).await;
+    assert_eq!(resp.status().as_u16(), 401);
+    let resp = world.sweep(&app, Some("wrong-token")).await;
+    assert_eq!(resp.status().as_u16(), 401);
+    assert!(world.sink.received().is_empty());
+    let resp = world.sweep(&app, Some(&world.sweep_token)).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let tally: Value = resp.json().await.expect("sweep body");
+    assert_eq!(tally["delivered"], 1, "{tally}");
+    let delivered = wait_for_deliveries(&world.sink, 1, Duration::from_secs(5)).await;
+    assert_eq!(delivered[0].body["to"], to.as_str());
+    assert_eq!(world.job_state(&to).await.unwrap(), "done|1");
+
+    // The subscription came back too: a job published now is delivered by the trigger.
+    // Published until heard, since the host reconnects with a backoff.
+    let late = format!("{}@example.com", unique("late"));
+    let id = world.insert_job(&late).await;
+    publish_until_delivered(&world, &id, 2, Duration::from_secs(30)).await;
+    assert_eq!(world.sink.received().len(), 2, "no duplicates");
+}
+
+#[tokio::test]
+async fn jobs_whose_wakeup_was_lost_are_drained_by_the_next_message() {
+    let Some(world) = JobsWorld::create(&[]).await else {
+        return;
+    };
+    let app = world.host().await;
+    // Three jobs committed while no notifier listened (their messages went nowhere).
+    let mut backlog = Vec::new();
+    for _ in 0..3 {
+        let to = format!("{}@example.com", unique("backlog"));
+        world.insert_job(&to).await;
+        backlog.push(to);
+    }
+    // One new registration: its message delivers its own job and drains the backlog.
+    let to = register_user(&app).await;
+    let delivered = wait_for_deliveries(&world.sink, 4, Duration::from_secs(20)).await;
+    let recipients: HashSet<&str> = delivered
+        .iter()
+        .filter_map(|r| r.body["to"].as_str())
+        .collect();
+    for expected in backlog.iter().chain([&to]) {
+        assert!(recipients.contains(expected.as_str()), "{expected} missing");
+    }
+    assert_eq!(world.sink.received().len(), 4, "no duplicates");
+}
+
+#[tokio::test]
+async fn a_burst_of_200_registrations_on_two_replicas_sends_200_distinct_emails() {
+    let Some(world) = JobsWorld::create(&[]).await else {
+        return;
+    };
+    // Two hosts: both notifiers hear every message, so only the claim prevents duplicates.
+    let (a, b) = tokio::join!(world.host(), world.host());
+    let apps = Arc::new([a, b]);
+    let permits = Arc::new(tokio::sync::Semaphore::new(8));
+    let mut tasks = Vec::new();
+    for i in 0..200usize {
+        let apps = apps.clone();
+        let permits = permits.clone();
+        tasks.push(tokio::spawn(async move {
+            let _permit = permits.acquire_owned().await.expect("semaphore");
+            register_user(&apps[i % 2]).await
+        }));
+    }
+    let mut expected = HashSet::new();
+    for task in tasks {
+        expected.insert(task.await.expect("registration task"));
+    }
+    assert_eq!(expected.len(), 200);
+
+    let delivered = wait_for_deliveries(&world.sink, 200, Duration::from_secs(120)).await;
+    let received = world.sink.received();
+    let keys: HashSet<String> = received
+        .iter()
+        .filter_map(|r| r.idempotency_key.clone())
+        .collect();
+    let recipients: HashSet<String> = delivered
+        .iter()
+        .filter_map(|r| r.body["to"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(recipients, expected, "every address got its e-mail");
+    assert_eq!(keys.len(), 200, "200 distinct jobs");
+    assert_eq!(received.len(), 200, "no duplicate deliveries");
+    let done = world
+        .db
+        .query("SELECT count(*) FROM jobs WHERE status = 'done' AND attempts = 1")
+        .await
+        .expect("count");
+    assert_eq!(done, "200");
+}
+
+#[tokio::test]
+async fn a_handler_that_fails_or_traps_does_not_stop_the_next_message() {
+    let Some(world) = JobsWorld::create(&[]).await else {
+        return;
+    };
+    // A small memory limit, so a message larger than it makes the guest's allocator
+    // trap while the host copies the payload in: a real trap, without a test-only path.
+    let app = world
+        .host_with(|o| o.arg("--max-instance-memory-mb").arg("16"))
+        .await;
+    // Let the 24 MiB message through Redis's per-subscriber output buffer limit.
+    redis_command(
+        &world.redis.host(),
+        &[
+            b"CONFIG",
+            b"SET",
+            b"client-output-buffer-limit",
+            b"pubsub 0 0 0",
+        ],
+    )
+    .await
+    .expect("CONFIG SET client-output-buffer-limit");
+    // The subscription is up once a message is heard: the first job proves it.
+    let first = format!("{}@example.com", unique("first"));
+    let id = world.insert_job(&first).await;
+    publish_until_delivered(&world, &id, 1, Duration::from_secs(30)).await;
+
+    world.publish(b"definitely not a job id").await; // handler error
+    world.publish(&vec![b'x'; 24 * 1024 * 1024]).await; // trap
+    let after = format!("{}@example.com", unique("after"));
+    let id = world.insert_job(&after).await;
+    world.publish(id.as_bytes()).await;
+    let delivered = wait_for_deliveries(&world.sink, 2, Duration::from_secs(30)).await;
+    assert_eq!(delivered[1].body["to"], after.as_str());
+    // The HTTP side of the same component is unaffected too.
+    let resp = world.sweep(&app, Some(&world.sweep_token)).await;
+    assert_eq!(resp.status().as_u16(), 200);
+}
