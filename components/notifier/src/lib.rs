@@ -45,14 +45,14 @@ const SWEEP_BATCH: u32 = 50;
 /// Time after which a sweep stops claiming new batches (the CronJob's curl waits 40 s).
 const SWEEP_BUDGET_SECONDS: u64 = 25;
 
-/// A message was not handled; the reason is in the log line written just before, so the
+/// A message was not handled; the reason is in the JSON log line the handler wrote, so the
 /// host's own log of the error does not repeat (possibly sensitive) details.
 #[derive(Debug)]
 struct NotHandled;
 
 impl std::fmt::Display for NotHandled {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("notifier: message not handled (see the log line above)")
+        f.write_str("notifier: message not handled (the reason is in the notifier's JSON log line)")
     }
 }
 
