@@ -369,6 +369,132 @@ class MigrationJobRuns(unittest.TestCase):
                 subprocess.run(psql + ["-c", f"DROP DATABASE IF EXISTS {database}"], capture_output=True)
 
 
+def _edge_host_binary() -> Path:
+    return Path(os.environ.get("EDGE_HOST_BIN", REPO / "target" / "debug" / "edge-host"))
+
+
+def _missing_for_live_tests() -> str | None:
+    """Why the tests against a running edge-host cannot run here, or None."""
+    if not (os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL")):
+        return "needs DATABASE_URL and REDIS_URL (scripts/services env)"
+    for tool in ("psql", "curl", "sh"):
+        if not shutil.which(tool):
+            return f"needs {tool}"
+    if not _edge_host_binary().is_file():
+        return f"needs {_edge_host_binary()} (cargo build -p edge-host)"
+    manifest = tomllib.loads((REPO / "spin.toml").read_text())
+    for component in manifest.get("component", {}).values():
+        source = component.get("source")
+        if isinstance(source, str) and not (REPO / source).is_file():
+            return f"needs {source} (scripts/build-components)"
+    return None
+
+
+@unittest.skipIf(_missing_for_live_tests(), _missing_for_live_tests() or "")
+class AgainstTheRunningApp(unittest.TestCase):
+    """The rendered probes and the sweep CronJob's command, run against the real app.
+
+    edge-host serves spin.toml (every component, as SpinKube's pods together do) on a loopback
+    port, with a throwaway migrated database; then each SpinApp's probe paths must answer 200,
+    and the CronJob's own shell command (curl, header from stdin) must succeed with the token the
+    app is given and fail with another one.
+    """
+
+    @classmethod
+    def setUpClass(cls):
+        import secrets
+        import subprocess
+        import threading
+        import time
+        from urllib.parse import urlsplit, urlunsplit
+
+        cls.tmp = tempfile.TemporaryDirectory(prefix="k8s-live-test-")
+        work = copy_tree(Path(cls.tmp.name) / "repo")
+        v.write_migrations_kustomization(work, work / "k8s" / "migrations")
+        cls.objects = v.kustomize_build(work / "k8s" / "base")
+
+        admin_url = os.environ["DATABASE_URL"]
+        cls.database = f"k8s_live_test_{os.getpid()}"
+        cls.psql = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", admin_url]
+        subprocess.run(cls.psql + ["-c", f"CREATE DATABASE {cls.database}"], check=True, capture_output=True)
+        db_url = urlunsplit(urlsplit(admin_url)._replace(path=f"/{cls.database}"))
+        subprocess.run([str(REPO / "scripts" / "migrate"), db_url], check=True, capture_output=True)
+
+        cls.token = secrets.token_hex(16)
+        cls.process = subprocess.Popen(
+            [str(_edge_host_binary()), "up", "-f", str(REPO / "spin.toml"), "--listen", "127.0.0.1:0",
+             "--variable", f"db_url={db_url}", "--variable", f"jobs_sweep_token={cls.token}"],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        cls.output: list[str] = []
+        ready = threading.Event()
+
+        def drain():
+            for line in cls.process.stdout:
+                cls.output.append(line)
+                if "Serving http://" in line:
+                    cls.base_url = line.split("Serving ", 1)[1].split()[0].rstrip("/")
+                    ready.set()
+
+        threading.Thread(target=drain, daemon=True).start()
+        deadline = time.monotonic() + 180
+        while not ready.is_set() and time.monotonic() < deadline and cls.process.poll() is None:
+            ready.wait(0.2)
+        if not ready.is_set():
+            cls.tearDownClass()
+            raise AssertionError("edge-host did not start:\n" + "".join(cls.output[-40:]))
+
+    @classmethod
+    def tearDownClass(cls):
+        import subprocess
+
+        if cls.process.poll() is None:
+            cls.process.terminate()
+            try:
+                cls.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                cls.process.kill()
+                cls.process.wait()
+        subprocess.run(cls.psql + ["-c", f"DROP DATABASE IF EXISTS {cls.database} WITH (FORCE)"], capture_output=True)
+        cls.tmp.cleanup()
+
+    def test_every_probe_path_answers_200(self):
+        import urllib.error
+        import urllib.request
+
+        probed = 0
+        for app in (o for o in self.objects if o["kind"] == "SpinApp"):
+            for kind, probe in (app["spec"].get("checks") or {}).items():
+                url = self.base_url + probe["httpGet"]["path"]
+                try:
+                    with urllib.request.urlopen(url, timeout=10) as response:
+                        status = response.status
+                except urllib.error.HTTPError as err:
+                    status = err.code
+                self.assertEqual(status, 200, f"{app['metadata']['name']} {kind} probe {url}")
+                probed += 1
+        self.assertGreater(probed, 0)
+
+    def _run_sweep(self, token: str):
+        import subprocess
+        from urllib.parse import urlsplit
+
+        cronjob = next(o for o in self.objects if o["kind"] == "CronJob")
+        container = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        env["SWEEP_URL"] = self.base_url + urlsplit(env["SWEEP_URL"]).path
+        env["SWEEP_TOKEN"] = token
+        command = container.get("command", []) + container.get("args", [])
+        return subprocess.run(command, env=dict(os.environ, **env), capture_output=True, text=True, timeout=60)
+
+    def test_sweep_cronjob_command_succeeds_with_the_apps_token(self):
+        result = self._run_sweep(self.token)
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+
+    def test_sweep_cronjob_command_fails_with_another_token(self):
+        result = self._run_sweep(self.token + "x")
+        self.assertNotEqual(result.returncode, 0, result.stdout + result.stderr)
+
+
 class Package(unittest.TestCase):
     """scripts/package --no-build on a copy, with stand-in bytes for every component source."""
 
