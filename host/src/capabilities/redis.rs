@@ -126,7 +126,6 @@ impl RedisConnections {
 
     /// The shared connection to `address`, connecting if this is the first use.
     pub async fn connection(&self, address: &str) -> Result<ConnectionManager, RedisFailure> {
-        let client = redis::Client::open(address).map_err(|_| RedisFailure::InvalidAddress)?;
         let cell = {
             let mut connections = self
                 .connections
@@ -137,8 +136,20 @@ impl RedisConnections {
                     "too many distinct Redis addresses (at most {MAX_ADDRESSES})"
                 )));
             }
-            connections.entry(address.to_owned()).or_default().clone()
+            match connections.get(address) {
+                // The common case: connected already, no parsing, no allocation.
+                Some(cell) if cell.initialized() => cell.clone(),
+                _ => {
+                    // Validate before registering, so bad addresses take no slot.
+                    redis::Client::open(address).map_err(|_| RedisFailure::InvalidAddress)?;
+                    connections.entry(address.to_owned()).or_default().clone()
+                }
+            }
         };
+        if let Some(manager) = cell.get() {
+            return Ok(manager.clone());
+        }
+        let client = redis::Client::open(address).map_err(|_| RedisFailure::InvalidAddress)?;
         let timeout = self.timeout;
         let manager = cell
             .get_or_try_init(|| async move {

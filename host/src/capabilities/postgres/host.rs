@@ -60,9 +60,11 @@ impl CapabilityView<'_> {
         let hosts = destinations(&config);
         let permitted = !hosts.is_empty()
             && hosts.iter().all(|destination| {
-                destination
-                    .as_ref()
-                    .is_some_and(|(host, port)| allowed.allows("postgres", host, *port))
+                destination.as_ref().is_some_and(|(host, port)| {
+                    // Both URL schemes PostgreSQL accepts may appear in the manifest.
+                    allowed.allows("postgres", host, *port)
+                        || allowed.allows("postgresql", host, *port)
+                })
             });
         if !permitted {
             let destination = redacted(address);
