@@ -87,6 +87,6 @@ mod tests {
         let known = time(&|| verify(&wrong, Some(&stored)));
         let unknown = time(&|| verify(&wrong, None));
         let ratio = known.as_secs_f64() / unknown.as_secs_f64();
-        assert!((0.5..2.0).contains(&ratio), "ratio {ratio}");
+        assert!((0.33..3.0).contains(&ratio), "ratio {ratio}");
     }
 }

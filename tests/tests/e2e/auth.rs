@@ -178,7 +178,7 @@ async fn wrong_password_and_unknown_user_look_the_same() {
     let mut wrong_times = Vec::new();
     let mut unknown_times = Vec::new();
     let mut bodies = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..4 {
         let start = Instant::now();
         let resp = login(&app, &user.username, "wrong password!").await;
         wrong_times.push(start.elapsed());
@@ -195,12 +195,14 @@ async fn wrong_password_and_unknown_user_look_the_same() {
     }
     assert!(bodies.windows(2).all(|w| w[0] == w[1]), "{bodies:?}");
 
-    // Both paths run one argon2id pass; compare the fastest of each to skip noise.
+    // Both paths run one argon2id pass (~100+ ms); a shortcut for unknown users would make
+    // them an order of magnitude faster. Compare the fastest of each, interleaved, with a
+    // band wide enough for a loaded 2-core machine running other tests in parallel.
     let wrong = wrong_times.iter().min().unwrap().as_secs_f64();
     let unknown = unknown_times.iter().min().unwrap().as_secs_f64();
     let ratio = wrong / unknown;
     assert!(
-        (0.5..2.0).contains(&ratio),
+        (0.25..4.0).contains(&ratio),
         "wrong password {wrong:.3}s vs unknown user {unknown:.3}s"
     );
 }
