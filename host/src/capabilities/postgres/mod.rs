@@ -305,16 +305,24 @@ const SESSION_FUNCTIONS: &[&str] = &[
 ];
 
 /// Classifies `statement` conservatively: anything not recognised as harmless may
-/// leave state behind.
+/// leave state behind. Runs before every statement, so it only scans, never allocates
+/// per word.
 pub fn classify(statement: &str) -> StatementEffect {
-    let words = words(statement);
-    let Some(first) = words.first() else {
+    let mut words = Words::new(statement);
+    let Some(first) = words.next() else {
         return StatementEffect::Plain;
     };
-    let has = |word: &str| words.iter().any(|w| w == word);
+    let first = first.to_ascii_lowercase();
+    let second = words.clone().next();
+    let has = |word: &str| Words::new(statement).any(|w| w.eq_ignore_ascii_case(word));
     match first.as_str() {
         "select" | "insert" | "update" | "delete" | "with" | "values" | "table" | "merge" => {
-            if has("temp") || has("temporary") || SESSION_FUNCTIONS.iter().any(|f| has(f)) {
+            let leaves_state = Words::new(statement).any(|w| {
+                w.eq_ignore_ascii_case("temp")
+                    || w.eq_ignore_ascii_case("temporary")
+                    || SESSION_FUNCTIONS.iter().any(|f| w.eq_ignore_ascii_case(f))
+            });
+            if leaves_state {
                 StatementEffect::SessionState
             } else {
                 StatementEffect::Plain
@@ -338,10 +346,9 @@ pub fn classify(statement: &str) -> StatementEffect {
         }
         // `SET LOCAL` and `SET TRANSACTION` end with the transaction.
         "set"
-            if matches!(
-                words.get(1).map(String::as_str),
-                Some("local" | "transaction")
-            ) =>
+            if second.is_some_and(|w| {
+                w.eq_ignore_ascii_case("local") || w.eq_ignore_ascii_case("transaction")
+            }) =>
         {
             StatementEffect::Plain
         }
@@ -350,35 +357,50 @@ pub fn classify(statement: &str) -> StatementEffect {
     }
 }
 
-/// The lower-cased identifier-like words of a statement, comments skipped. String
-/// literals are not skipped: a word inside one can only make the judgement more
-/// conservative.
-fn words(statement: &str) -> Vec<String> {
-    let bytes = statement.as_bytes();
-    let mut words = Vec::new();
-    let mut at = 0;
-    while at < bytes.len() {
-        let rest = &bytes[at..];
-        if rest.starts_with(b"--") {
-            at += rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
-        } else if rest.starts_with(b"/*") {
-            at += rest
-                .windows(2)
-                .skip(2)
-                .position(|w| w == b"*/")
-                .map_or(rest.len(), |p| p + 4);
-        } else if rest[0].is_ascii_alphabetic() || rest[0] == b'_' {
-            let len = rest
-                .iter()
-                .position(|&b| !(b.is_ascii_alphanumeric() || b == b'_' || b == b'$'))
-                .unwrap_or(rest.len());
-            words.push(statement[at..at + len].to_ascii_lowercase());
-            at += len;
-        } else {
-            at += 1;
-        }
+/// The identifier-like words of a statement, comments skipped. String literals are not
+/// skipped: a word inside one can only make the judgement more conservative.
+#[derive(Clone)]
+struct Words<'a> {
+    statement: &'a str,
+    at: usize,
+}
+
+impl<'a> Words<'a> {
+    fn new(statement: &'a str) -> Self {
+        Self { statement, at: 0 }
     }
-    words
+}
+
+impl<'a> Iterator for Words<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let bytes = self.statement.as_bytes();
+        while self.at < bytes.len() {
+            let rest = &bytes[self.at..];
+            if rest.starts_with(b"--") {
+                self.at += rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+            } else if rest.starts_with(b"/*") {
+                self.at += rest
+                    .windows(2)
+                    .skip(2)
+                    .position(|w| w == b"*/")
+                    .map_or(rest.len(), |p| p + 4);
+            } else if rest[0].is_ascii_alphabetic() || rest[0] == b'_' {
+                // Starts at an ASCII byte, so the slice is on character boundaries.
+                let len = rest
+                    .iter()
+                    .position(|&b| !(b.is_ascii_alphanumeric() || b == b'_' || b == b'$'))
+                    .unwrap_or(rest.len());
+                let word = &self.statement[self.at..self.at + len];
+                self.at += len;
+                return Some(word);
+            } else {
+                self.at += 1;
+            }
+        }
+        None
+    }
 }
 
 /// What may be left on a connection by the statements run on it so far.

@@ -799,6 +799,8 @@ fn statements_are_classified_conservatively() {
     use StatementEffect::*;
     let cases = [
         ("SELECT 1", Plain),
+        ("Select 1 -- a temp note\n", Plain),
+        ("SELECT 'é', Temp FROM t", SessionState),
         ("  -- comment\n /* block */ select * from t", Plain),
         ("WITH x AS (SELECT 1) INSERT INTO t SELECT * FROM x", Plain),
         ("insert into t values ($1)", Plain),
