@@ -55,11 +55,16 @@ const RESET_TIMEOUT: Duration = Duration::from_secs(5);
 /// Restores a session to its just-connected state. This is what `DISCARD ALL` does,
 /// except `DEALLOCATE ALL`, which would also destroy the driver's cached type-lookup
 /// statements (connections whose guest used prepared statements are retired instead).
-/// `ROLLBACK` ends an open or aborted transaction (a harmless warning otherwise); the
-/// rest then runs in one implicit transaction, which all of these statements allow.
-pub const RESET_SESSION: &str = "ROLLBACK; CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; \
-     RESET ALL; UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; \
+/// It runs as one implicit transaction, which all of these statements allow.
+pub const RESET_SESSION: &str = "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; \
+     UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; \
      DISCARD SEQUENCES";
+
+/// [`RESET_SESSION`] after ending an open or aborted transaction block; used only when
+/// one may be open, because `ROLLBACK` outside a block draws a warning.
+pub const ROLLBACK_AND_RESET_SESSION: &str = "ROLLBACK; CLOSE ALL; SET SESSION AUTHORIZATION \
+     DEFAULT; RESET ALL; UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD PLANS; \
+     DISCARD TEMP; DISCARD SEQUENCES";
 
 /// What a guest sees when a PostgreSQL call fails; converts into each interface's WIT
 /// error.
@@ -560,6 +565,11 @@ impl Drop for PgSession {
             }
             Release::Reset => {
                 let in_flight = self.hygiene.in_flight;
+                let reset_sql = if in_flight || self.hygiene.in_transaction {
+                    ROLLBACK_AND_RESET_SESSION
+                } else {
+                    RESET_SESSION
+                };
                 let Ok(runtime) = tokio::runtime::Handle::try_current() else {
                     stats.retired.fetch_add(1, Ordering::Relaxed);
                     drop(deadpool_postgres::Object::take(object));
@@ -572,7 +582,7 @@ impl Drop for PgSession {
                             // than wait for it.
                             let _ = object.cancel_token().cancel_query(NoTls).await;
                         }
-                        object.batch_execute(RESET_SESSION).await
+                        object.batch_execute(reset_sql).await
                     };
                     match tokio::time::timeout(RESET_TIMEOUT, reset).await {
                         Ok(Ok(())) => {
@@ -599,3 +609,4 @@ impl Drop for PgSession {
 
 #[cfg(test)]
 mod tests;
+

@@ -836,3 +836,8 @@ fn statements_are_classified_conservatively() {
         assert_eq!(classify(statement), expected, "{statement}");
     }
 }
+
+#[test]
+fn the_rollback_variant_is_the_reset_after_a_rollback() {
+    assert_eq!(ROLLBACK_AND_RESET_SESSION, format!("ROLLBACK; {RESET_SESSION}"));
+}
