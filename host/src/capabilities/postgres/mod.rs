@@ -325,6 +325,7 @@ pub fn classify(statement: &str) -> StatementEffect {
             let leaves_state = Words::new(statement).any(|w| {
                 w.eq_ignore_ascii_case("temp")
                     || w.eq_ignore_ascii_case("temporary")
+                    || w.eq_ignore_ascii_case("pg_temp")
                     || SESSION_FUNCTIONS.iter().any(|f| w.eq_ignore_ascii_case(f))
             });
             if leaves_state {
@@ -609,4 +610,3 @@ impl Drop for PgSession {
 
 #[cfg(test)]
 mod tests;
-

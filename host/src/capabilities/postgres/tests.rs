@@ -626,7 +626,7 @@ async fn assert_clean_session(fixture: &Fixture, table: &str) -> i32 {
         ("SELECT current_setting('application_name')", V::Str("edge-host".into())),
         ("SELECT current_setting('TimeZone')", V::Str("UTC".into())),
         ("SELECT coalesce(current_setting('edge.leak', true), '')", V::Str(String::new())),
-        ("SELECT to_regclass('pg_temp.leaked_temp') IS NULL", V::Boolean(true)),
+        ("SELECT to_regclass('leaked_temp') IS NULL", V::Boolean(true)),
         ("SELECT count(*)::int4 FROM pg_listening_channels()", V::Int32(0)),
         ("SELECT count(*)::int4 FROM pg_prepared_statements WHERE name = 'leaked_plan'", V::Int32(0)),
         (
@@ -822,6 +822,7 @@ fn statements_are_classified_conservatively() {
         ("SELECT pg_advisory_lock(1)", SessionState),
         ("SELECT pg_advisory_xact_lock(1)", Plain),
         ("SELECT * INTO TEMP t FROM x", SessionState),
+        ("SELECT * INTO pg_temp.t FROM x", SessionState),
         ("CREATE TEMPORARY TABLE t (x int)", SessionState),
         ("LISTEN c", SessionState),
         ("DO $$ BEGIN END $$", SessionState),
@@ -839,5 +840,43 @@ fn statements_are_classified_conservatively() {
 
 #[test]
 fn the_rollback_variant_is_the_reset_after_a_rollback() {
-    assert_eq!(ROLLBACK_AND_RESET_SESSION, format!("ROLLBACK; {RESET_SESSION}"));
+    assert_eq!(
+        ROLLBACK_AND_RESET_SESSION,
+        format!("ROLLBACK; {RESET_SESSION}")
+    );
+}
+
+#[tokio::test]
+async fn enums_decode_as_text_and_type_lookups_survive_resets() {
+    let Some(fixture) = Fixture::new(1) else {
+        return;
+    };
+    // The driver looks up a type it does not know with a cached prepared statement; a
+    // reset must not destroy it, or the next unknown type would fail.
+    for (round, label) in ["happy", "sad"].iter().enumerate() {
+        let mut request = fixture.request();
+        let mut view = request.view();
+        let connection = open(&mut view, &fixture.url).await;
+        let type_name = format!("pg_temp.mood_{round}");
+        let create = format!("CREATE TYPE {type_name} AS ENUM ('happy', 'sad')");
+        execute(&mut view, &connection, &create).await.unwrap();
+        let (data_type, value) = scalar(
+            &mut view,
+            &connection,
+            &format!("SELECT $1::{type_name}"),
+            vec![P::Str((*label).into())],
+        )
+        .await;
+        assert_eq!(debug(data_type), debug(T::Str));
+        assert_eq!(debug(value), debug(V::Str((*label).into())));
+        v4::HostConnection::drop(&mut view, connection)
+            .await
+            .unwrap();
+    }
+    // The next checkout waits for the single connection, so the last reset is done.
+    let mut request = fixture.request();
+    let mut view = request.view();
+    let connection = open(&mut view, &fixture.url).await;
+    assert_eq!(fixture.stats().reset.load(Ordering::Relaxed), 2);
+    v4::HostConnection::drop(&mut view, connection).await.unwrap();
 }
