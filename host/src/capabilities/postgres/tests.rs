@@ -878,5 +878,7 @@ async fn enums_decode_as_text_and_type_lookups_survive_resets() {
     let mut view = request.view();
     let connection = open(&mut view, &fixture.url).await;
     assert_eq!(fixture.stats().reset.load(Ordering::Relaxed), 2);
-    v4::HostConnection::drop(&mut view, connection).await.unwrap();
+    v4::HostConnection::drop(&mut view, connection)
+        .await
+        .unwrap();
 }
