@@ -632,3 +632,91 @@ async fn a_handler_that_fails_or_traps_does_not_stop_the_next_message() {
     let resp = world.sweep(&app, Some(&world.sweep_token)).await;
     assert_eq!(resp.status().as_u16(), 200);
 }
+
+#[tokio::test]
+async fn leased_and_finished_jobs_are_not_sent_again_until_a_lease_ends() {
+    let Some(world) = JobsWorld::create(&[]).await else {
+        return;
+    };
+    let app = world.host().await;
+    // A job claimed by a worker that died mid-delivery: its lease runs two more minutes.
+    let leased = format!("{}@example.com", unique("leased"));
+    let leased_id = world.insert_job(&leased).await;
+    world
+        .db
+        .query(&format!(
+            "UPDATE jobs SET attempts = 1, next_attempt_at = now() + interval '120 seconds' \
+             WHERE id = '{leased_id}'"
+        ))
+        .await
+        .expect("lease the job");
+    // A job already delivered.
+    let done = format!("{}@example.com", unique("done"));
+    let done_id = world.insert_job(&done).await;
+    world
+        .db
+        .query(&format!(
+            "UPDATE jobs SET status = 'done', attempts = 1 WHERE id = '{done_id}'"
+        ))
+        .await
+        .expect("finish the job");
+
+    // Messages naming them, a sweep, and a fresh job (whose message drains) send neither.
+    world.publish(leased_id.as_bytes()).await;
+    world.publish(done_id.as_bytes()).await;
+    let fresh = format!("{}@example.com", unique("fresh"));
+    let fresh_id = world.insert_job(&fresh).await;
+    publish_until_delivered(&world, &fresh_id, 1, Duration::from_secs(30)).await;
+    let resp = world.sweep(&app, Some(&world.sweep_token)).await;
+    let tally: Value = resp.json().await.expect("sweep body");
+    assert_eq!(tally["delivered"], 0, "{tally}");
+    let recipients: Vec<Value> = world
+        .sink
+        .received()
+        .iter()
+        .map(|r| r.body["to"].clone())
+        .collect();
+    assert_eq!(recipients, vec![Value::from(fresh.as_str())]);
+
+    // Once the lease is over (as if two minutes passed), the job is due again.
+    world
+        .db
+        .query(&format!(
+            "UPDATE jobs SET next_attempt_at = now() - interval '1 second' WHERE id = '{leased_id}'"
+        ))
+        .await
+        .expect("end the lease");
+    let resp = world.sweep(&app, Some(&world.sweep_token)).await;
+    let tally: Value = resp.json().await.expect("sweep body");
+    assert_eq!(tally["delivered"], 1, "{tally}");
+    let delivered = world.sink.delivered();
+    assert_eq!(delivered.len(), 2);
+    assert_eq!(delivered[1].body["to"], leased.as_str());
+    assert_eq!(
+        delivered[1].idempotency_key.as_deref(),
+        Some(leased_id.as_str())
+    );
+    assert_eq!(world.job_state(&leased).await.unwrap(), "done|2");
+    assert_eq!(world.job_state(&done).await.unwrap(), "done|1");
+}
+
+#[tokio::test]
+async fn the_sweep_route_is_off_without_a_token_and_post_only() {
+    let Some(world) = JobsWorld::create(&[]).await else {
+        return;
+    };
+    let app = world
+        .host_with(|o| o.variable("jobs_sweep_token", ""))
+        .await;
+    let resp = world.sweep(&app, Some("")).await;
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.expect("problem body");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["type"], "urn:todo-api:problem:not-configured");
+    let resp = app.get("/internal/jobs/sweep").send().await.expect("GET");
+    assert_eq!(resp.status().as_u16(), 405);
+    assert_eq!(
+        resp.headers().get("allow").and_then(|v| v.to_str().ok()),
+        Some("POST")
+    );
+}
