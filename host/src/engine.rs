@@ -58,7 +58,7 @@ pub fn build(limits: &EngineLimits) -> anyhow::Result<Engine> {
     pool.max_component_instance_size(1 << 20);
     // Keep the first pages of a reused slot resident instead of returning them to the
     // kernel, so the next instance does not page-fault its way through them again.
-    pool.linear_memory_keep_resident(1 << 20);
+    pool.linear_memory_keep_resident(64 << 10);
     pool.table_keep_resident(1 << 16);
     pool.max_unused_warm_slots(100);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));

@@ -13,7 +13,6 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
@@ -112,11 +111,17 @@ impl HttpTrigger {
         routes
     }
 
-    async fn handle(
+    /// Routes and runs one request; never fails (errors become 404/500 responses).
+    /// Public so benchmarks can drive the whole request path without a socket.
+    pub async fn handle<B>(
         &self,
-        request: Request<Incoming>,
+        request: Request<B>,
         client: SocketAddr,
-    ) -> Response<HyperOutgoingBody> {
+    ) -> Response<HyperOutgoingBody>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
         let started = std::time::Instant::now();
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
@@ -147,11 +152,15 @@ impl HttpTrigger {
 
     /// Instantiates the component and runs its handler in a task of its own, so the
     /// guest can keep streaming the body after it has sent the response head.
-    async fn run(
+    async fn run<B>(
         &self,
         target: &RouteTarget,
-        request: Request<Incoming>,
-    ) -> anyhow::Result<Response<HyperOutgoingBody>> {
+        request: Request<B>,
+    ) -> anyhow::Result<Response<HyperOutgoingBody>>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
         let mut store = target.component.new_store(&self.app);
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let incoming = store
@@ -193,12 +202,12 @@ impl HttpTrigger {
 const SPIN_HEADER_PREFIX: &str = "spin-";
 
 /// Adds the `spin-*` headers Spin gives a component and drops any the client sent.
-fn with_spin_headers(
-    mut request: Request<Incoming>,
+fn with_spin_headers<B>(
+    mut request: Request<B>,
     pattern: &RoutePattern,
     found: &super::router::RouteMatch,
     client: SocketAddr,
-) -> anyhow::Result<Request<Incoming>> {
+) -> anyhow::Result<Request<B>> {
     let host = request
         .headers()
         .get(http::header::HOST)
