@@ -51,7 +51,8 @@ fn route(ctx: &mut Ctx, req: &Request, vars: &dyn VariableSource) -> Result<Resp
     }
 }
 
-/// The authenticated caller of a single-todo route, counted against their rate limit.
+/// The authenticated caller of a write or single-todo route, counted against their rate
+/// limit (list reads do the same with the cache read in the same round trip).
 struct Session {
     user: Uuid,
     store: StoreSettings,
