@@ -39,7 +39,7 @@ fn main() -> anyhow::Result<()> {
         cache_dir: Some(cache),
         execution_timeout: Duration::from_secs(30),
     })?);
-    let trigger = HttpTrigger::new(app.clone())?;
+    let trigger = HttpTrigger::new(app.clone(), 10 << 20)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

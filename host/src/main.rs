@@ -60,6 +60,9 @@ struct UpArgs {
     /// Instances that may run at once; requests beyond it wait.
     #[arg(long, default_value_t = 1000)]
     max_instances: u32,
+    /// Largest request body accepted, in MiB; larger ones get 413.
+    #[arg(long, default_value_t = 10)]
+    max_request_body_mb: u64,
     /// Longest a request or message may run, in seconds.
     #[arg(long, default_value_t = 60)]
     execution_timeout_secs: u64,
@@ -119,12 +122,19 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
             execution_timeout: Duration::from_secs(args.execution_timeout_secs),
         };
         let app = Arc::new(tokio::task::block_in_place(|| app::App::load(options))?);
-        serve(app, args.listen).await
+        serve(app, args.listen, args.max_request_body_mb << 20).await
     })
 }
 
-async fn serve(app: Arc<app::App>, listen: SocketAddr) -> anyhow::Result<()> {
-    let http = Arc::new(triggers::http::HttpTrigger::new(app.clone())?);
+async fn serve(
+    app: Arc<app::App>,
+    listen: SocketAddr,
+    max_request_body: u64,
+) -> anyhow::Result<()> {
+    let http = Arc::new(triggers::http::HttpTrigger::new(
+        app.clone(),
+        max_request_body,
+    )?);
     let redis = Arc::new(triggers::redis::RedisTrigger::new(app.clone())?);
     if !http.has_routes() && !redis.has_subscriptions() {
         bail!("the manifest has no [[trigger.http]] or [[trigger.redis]] to run");

@@ -35,11 +35,15 @@ struct RouteTarget {
 pub struct HttpTrigger {
     app: Arc<App>,
     router: Router<RouteTarget>,
+    max_request_body: u64,
 }
 
 impl HttpTrigger {
-    /// Builds the routing table from the manifest's `[[trigger.http]]` entries.
-    pub fn new(app: Arc<App>) -> anyhow::Result<Self> {
+    /// Builds the routing table from the manifest's `[[trigger.http]]` entries. Request
+    /// bodies larger than `max_request_body` bytes are refused with 413 (announced by
+    /// `content-length`) or cut off with an error (streamed), so one client cannot make
+    /// a guest buffer an unbounded body.
+    pub fn new(app: Arc<App>, max_request_body: u64) -> anyhow::Result<Self> {
         let mut routes = Vec::new();
         for trigger in &app.manifest.manifest.trigger.http {
             let trigger = trigger.get_ref();
@@ -61,6 +65,7 @@ impl HttpTrigger {
         Ok(Self {
             app,
             router: Router::new(routes)?,
+            max_request_body,
         })
     }
 
@@ -119,7 +124,7 @@ impl HttpTrigger {
         client: SocketAddr,
     ) -> Response<HyperOutgoingBody>
     where
-        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
         let started = std::time::Instant::now();
@@ -128,6 +133,15 @@ impl HttpTrigger {
         let Some((pattern, target, found)) = self.router.route(&path) else {
             return plain(StatusCode::NOT_FOUND, "Not Found\n");
         };
+        let declared = request
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > self.max_request_body) {
+            return plain(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large\n");
+        }
+        let request = request.map(|body| LimitedBody::new(body, self.max_request_body));
         let request = match with_spin_headers(request, pattern, &found, client) {
             Ok(request) => request,
             Err(err) => {
@@ -158,7 +172,7 @@ impl HttpTrigger {
         request: Request<B>,
     ) -> anyhow::Result<Response<HyperOutgoingBody>>
     where
-        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
         let mut store = target.component.new_store(&self.app);
@@ -274,4 +288,56 @@ fn plain(status: StatusCode, body: &'static str) -> Response<HyperOutgoingBody> 
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
+}
+
+/// A request body that fails once more than `remaining` bytes have arrived.
+struct LimitedBody<B> {
+    inner: B,
+    remaining: u64,
+}
+
+impl<B> LimitedBody<B> {
+    fn new(inner: B, limit: u64) -> Self {
+        Self {
+            inner,
+            remaining: limit,
+        }
+    }
+}
+
+impl<B> hyper::body::Body for LimitedBody<B>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<wasmtime_wasi_http::Error>,
+{
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        use std::task::Poll;
+        let frame = match std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => frame,
+            Poll::Ready(Some(Err(err))) => return Poll::Ready(Some(Err(err.into()))),
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => return Poll::Pending,
+        };
+        if let Some(data) = frame.data_ref() {
+            let size = data.len() as u64;
+            if size > self.remaining {
+                self.remaining = 0;
+                return Poll::Ready(Some(Err(wasmtime_wasi_http::Error::HttpRequestBodySize(
+                    None,
+                ))));
+            }
+            self.remaining -= size;
+        }
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
 }

@@ -128,3 +128,24 @@ fn a_restart_loads_compiled_components_from_the_cache() {
         "second start compiled again instead of using the cache"
     );
 }
+
+#[test]
+fn an_announced_body_over_the_limit_is_refused_before_the_guest_runs() {
+    use std::io::{Read, Write};
+    let host = Host::start(&["--max-request-body-mb", "1"], &[]);
+    let authority = host.base_url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(authority).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let head = format!(
+        "POST /probe/ HTTP/1.1\r\nHost: {authority}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        2 << 20
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut answer = vec![0u8; 64];
+    let read = stream.read(&mut answer).unwrap();
+    let status_line = String::from_utf8_lossy(&answer[..read]);
+    assert!(status_line.starts_with("HTTP/1.1 413"), "{status_line}");
+    assert_eq!(host.get("/probe/headers").0, 200);
+}
