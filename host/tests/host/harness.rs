@@ -14,25 +14,28 @@ pub fn repo_root() -> PathBuf {
         .to_owned()
 }
 
-/// Builds the probe fixture once per test run (a no-op when it is up to date).
+/// Builds a fixture component (a no-op when it is up to date).
+pub fn build_fixture(name: &str) {
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--quiet",
+            "--target",
+            "wasm32-wasip2",
+            "--release",
+            "-p",
+            name,
+        ])
+        .current_dir(repo_root())
+        .status()
+        .expect("running cargo to build a fixture");
+    assert!(status.success(), "building the {name} fixture failed");
+}
+
+/// Builds the probe fixture once per test run.
 pub fn build_probe() {
     static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let status = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--quiet",
-                "--target",
-                "wasm32-wasip2",
-                "--release",
-                "-p",
-                "probe",
-            ])
-            .current_dir(repo_root())
-            .status()
-            .expect("running cargo to build the probe fixture");
-        assert!(status.success(), "building the probe fixture failed");
-    });
+    BUILT.get_or_init(|| build_fixture("probe"));
 }
 
 /// A running edge-host; killed on drop.

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 
-use crate::harness::{repo_root, Host};
+use crate::harness::{build_fixture, repo_root, Host};
 
 /// A redis-server of this test's own on a free loopback port, without persistence.
 struct PrivateRedis {
@@ -58,23 +58,6 @@ impl Drop for PrivateRedis {
     }
 }
 
-fn build_redisprobe() {
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--quiet",
-            "--target",
-            "wasm32-wasip2",
-            "--release",
-            "-p",
-            "redisprobe",
-        ])
-        .current_dir(repo_root())
-        .status()
-        .unwrap();
-    assert!(status.success(), "building the redisprobe fixture failed");
-}
-
 /// Publishes `message` on `probe-in` and waits for it on `probe-out`.
 async fn round_trip(redis_url: &str, message: &str) -> Option<String> {
     let client = redis::Client::open(redis_url).unwrap();
@@ -97,7 +80,7 @@ async fn round_trip(redis_url: &str, message: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn messages_run_the_component_and_survive_traps_and_restarts() {
-    build_redisprobe();
+    build_fixture("redisprobe");
     let mut redis = PrivateRedis::start();
     let url = redis.url();
     let host_port = url.trim_start_matches("redis://").to_owned();
