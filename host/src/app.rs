@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::{InstancePre, Linker};
 use wasmtime::{Engine, Store, StoreLimitsBuilder};
 use wasmtime_wasi::WasiCtxBuilder;
@@ -40,6 +41,9 @@ pub struct App {
     pub capabilities: Arc<AppCapabilities>,
     pub variables: Arc<ResolvedVariables>,
     pub execution_timeout: Duration,
+    /// One permit per instance the pooling allocator can hold: a request or message
+    /// waits here for a free slot instead of failing when the pool is full.
+    instance_slots: Arc<Semaphore>,
 }
 
 /// One component, pre-instantiated.
@@ -112,7 +116,19 @@ impl App {
             capabilities,
             variables,
             execution_timeout: options.execution_timeout,
+            instance_slots: Arc::new(Semaphore::new(options.limits.max_instances as usize)),
         })
+    }
+}
+
+impl App {
+    /// Waits for a free instance slot; hold the permit until the instance is dropped.
+    pub async fn instance_slot(&self) -> OwnedSemaphorePermit {
+        self.instance_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the instance semaphore is never closed")
     }
 }
 

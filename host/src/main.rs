@@ -57,7 +57,8 @@ struct UpArgs {
     /// Largest linear memory an instance may use, in MiB.
     #[arg(long, default_value_t = 128)]
     max_instance_memory_mb: usize,
-    /// Instances that may run at once; requests beyond it wait.
+    /// Instances that may exist at once (pooling allocator slots); requests and messages
+    /// beyond it wait for a free slot.
     #[arg(long, default_value_t = 1000)]
     max_instances: u32,
     /// Largest request body accepted, in MiB; larger ones get 413.

@@ -175,6 +175,7 @@ impl HttpTrigger {
         B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
+        let slot = self.app.instance_slot().await;
         let mut store = target.component.new_store(&self.app);
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let incoming = store
@@ -193,12 +194,16 @@ impl HttpTrigger {
                     .call_handle(&mut store, incoming, outparam)
                     .await
             };
-            match tokio::time::timeout(timeout, run).await {
+            let result = match tokio::time::timeout(timeout, run).await {
                 Ok(result) => result.map_err(anyhow::Error::from),
                 Err(_) => Err(anyhow::anyhow!(
                     "component `{component_id}` exceeded the execution timeout of {timeout:?}"
                 )),
-            }
+            };
+            // Free the pool slot before handing the permit on.
+            drop(store);
+            drop(slot);
+            result
         });
         match receiver.await {
             Ok(Ok(response)) => Ok(response),

@@ -181,6 +181,7 @@ async fn handle_message(
     subscription: &Subscription,
     payload: Vec<u8>,
 ) -> anyhow::Result<()> {
+    let slot = app.instance_slot().await;
     let mut store = subscription.component.new_store(app);
     let run = async {
         let instance = subscription.pre.instantiate_async(&mut store).await?;
@@ -189,15 +190,19 @@ async fn handle_message(
             .call_handle_message(&mut store, &payload)
             .await
     };
-    match tokio::time::timeout(app.execution_timeout, run).await {
+    let result = match tokio::time::timeout(app.execution_timeout, run).await {
         Ok(Ok(Ok(()))) => Ok(()),
-        Ok(Ok(Err(code))) => anyhow::bail!("handler returned {code:?}"),
+        Ok(Ok(Err(code))) => Err(anyhow::anyhow!("handler returned {code:?}")),
         Ok(Err(trap)) => Err(anyhow::Error::from(trap)),
-        Err(_) => anyhow::bail!(
+        Err(_) => Err(anyhow::anyhow!(
             "exceeded the execution timeout of {:?}",
             app.execution_timeout
-        ),
-    }
+        )),
+    };
+    // Free the pool slot before handing the permit on.
+    drop(store);
+    drop(slot);
+    result
 }
 
 /// An address fit for logs: any password is replaced by `***`.

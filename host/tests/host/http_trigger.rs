@@ -149,3 +149,23 @@ fn an_announced_body_over_the_limit_is_refused_before_the_guest_runs() {
     assert!(status_line.starts_with("HTTP/1.1 413"), "{status_line}");
     assert_eq!(host.get("/probe/headers").0, 200);
 }
+
+#[test]
+fn requests_beyond_the_instance_limit_wait_for_a_slot() {
+    let host = Host::start(
+        &["--max-instances", "1", "--execution-timeout-secs", "2"],
+        &[],
+    );
+    let busy_url = format!("{}/probe/busy", host.base_url);
+    let busy = std::thread::spawn(move || crate::harness::ureq_like_get(&busy_url).send());
+    // Give the busy request time to take the only slot.
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let (status, body) = host.get("/probe/headers");
+    assert_eq!(status, 200, "second request must wait, not fail: {body}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "second request did not wait for the busy one"
+    );
+    assert_eq!(busy.join().unwrap().unwrap().0, 500);
+}
