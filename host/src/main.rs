@@ -3,6 +3,7 @@
 //! The commands and flags follow `spin up` and `spin build`, so the same manifest, the
 //! same variables and the same habits work with this host and with Spin itself.
 
+use edge_host::triggers::router::{RoutePattern, Router};
 use edge_host::{app, engine, logs, manifest, runtime_config, triggers, variables};
 
 use std::collections::HashMap;
@@ -29,6 +30,11 @@ enum Command {
     Up(UpArgs),
     /// Run each component's `[component.X.build] command`, like `spin build`.
     Build(BuildArgs),
+    /// Show the HTTP routing table in the order requests are matched (most specific
+    /// first), or which route each given path goes to. Tools that need to know where a
+    /// path lands (manifest checks, API-description tests) ask the host instead of
+    /// re-implementing its precedence rules.
+    Routes(RoutesArgs),
 }
 
 #[derive(clap::Args)]
@@ -67,6 +73,23 @@ struct UpArgs {
     /// Longest a request or message may run, in seconds.
     #[arg(long, default_value_t = 60)]
     execution_timeout_secs: u64,
+    /// Once serving, write `{"url": "http://ADDR" | null, "pid": N}` to this file
+    /// (atomically: written aside, then renamed), so scripts and tests know the host is
+    /// ready and where it listens without parsing the banner.
+    #[arg(long, value_name = "PATH")]
+    ready_file: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct RoutesArgs {
+    /// The application manifest.
+    #[arg(short = 'f', long = "from", default_value = "spin.toml")]
+    from: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Request paths to resolve; without any, the whole table is printed.
+    paths: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -84,6 +107,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Up(args) => up(args),
         Command::Build(args) => build(&args),
+        Command::Routes(args) => routes(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -123,7 +147,13 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
             execution_timeout: Duration::from_secs(args.execution_timeout_secs),
         };
         let app = Arc::new(tokio::task::block_in_place(|| app::App::load(options))?);
-        serve(app, args.listen, args.max_request_body_mb << 20).await
+        serve(
+            app,
+            args.listen,
+            args.max_request_body_mb << 20,
+            args.ready_file.as_deref(),
+        )
+        .await
     })
 }
 
@@ -131,6 +161,7 @@ async fn serve(
     app: Arc<app::App>,
     listen: SocketAddr,
     max_request_body: u64,
+    ready_file: Option<&Path>,
 ) -> anyhow::Result<()> {
     let http = Arc::new(triggers::http::HttpTrigger::new(
         app.clone(),
@@ -141,11 +172,13 @@ async fn serve(
         bail!("the manifest has no [[trigger.http]] or [[trigger.redis]] to run");
     }
     let mut banner = String::new();
+    let mut url = None;
     let listener = if http.has_routes() {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("binding {listen}"))?;
         let local = listener.local_addr()?;
+        url = Some(format!("http://{local}"));
         banner.push_str(&format!("Serving http://{local}\nAvailable Routes:\n"));
         for (route, component) in http.describe_routes() {
             banner.push_str(&format!("  {component}: http://{local}{route}\n"));
@@ -161,6 +194,11 @@ async fn serve(
     stdout.write_all(banner.as_bytes())?;
     stdout.flush()?;
     drop(stdout);
+    if let Some(path) = ready_file {
+        let ready = serde_json::json!({ "url": url, "pid": std::process::id() });
+        write_ready_file(path, &ready.to_string())
+            .with_context(|| format!("writing the ready file {}", path.display()))?;
+    }
 
     let serve_http = async {
         match listener {
@@ -199,6 +237,89 @@ async fn shutdown_signal() {
     {
         let _ = ctrl_c.await;
     }
+}
+
+/// Writes the ready file aside and renames it into place, so a reader polling for it
+/// never sees half of it.
+fn write_ready_file(path: &Path, contents: &str) -> anyhow::Result<()> {
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(format!(".{}.tmp", std::process::id()));
+    let aside = PathBuf::from(aside);
+    std::fs::write(&aside, contents)?;
+    std::fs::rename(&aside, path)?;
+    Ok(())
+}
+
+/// `edge-host routes`: the table from the same parser and [`Router`] the HTTP trigger
+/// uses, so the answer is the host's own precedence.
+fn routes(args: &RoutesArgs) -> anyhow::Result<()> {
+    let loaded = manifest::load(&args.from)?;
+    let mut table = Vec::new();
+    for trigger in &loaded.manifest.trigger.http {
+        let trigger = trigger.get_ref();
+        if let manifest::Route::Path(route) = &trigger.route {
+            table.push((RoutePattern::parse(route)?, trigger.component.clone()));
+        }
+    }
+    let router = Router::new(table)?;
+    let mut out = String::new();
+    if args.paths.is_empty() {
+        if args.json {
+            let rows: Vec<_> = router
+                .routes()
+                .map(|(pattern, component)| {
+                    serde_json::json!({ "route": pattern.raw(), "component": component })
+                })
+                .collect();
+            out = serde_json::to_string_pretty(&rows)?;
+        } else {
+            for (pattern, component) in router.routes() {
+                out.push_str(&format!("{}  ->  {component}\n", pattern.raw()));
+            }
+        }
+    } else {
+        let rows: Vec<_> = args
+            .paths
+            .iter()
+            .map(|path| match router.route(path) {
+                Some((pattern, component, found)) => serde_json::json!({
+                    "path": path,
+                    "route": pattern.raw(),
+                    "component": component,
+                    "params": found
+                        .params
+                        .iter()
+                        .map(|(name, value)| (name.clone(), serde_json::Value::from(value.as_str())))
+                        .collect::<serde_json::Map<_, _>>(),
+                    "path_info": found.path_info,
+                }),
+                None => serde_json::json!({
+                    "path": path, "route": null, "component": null,
+                    "params": {}, "path_info": null,
+                }),
+            })
+            .collect();
+        if args.json {
+            out = serde_json::to_string_pretty(&rows)?;
+        } else {
+            for row in rows {
+                out.push_str(&format!(
+                    "{}  ->  {}\n",
+                    row["path"].as_str().unwrap_or_default(),
+                    row["route"]
+                        .as_str()
+                        .map_or("(no route: 404)".to_owned(), |route| {
+                            format!(
+                                "{route} ({})",
+                                row["component"].as_str().unwrap_or_default()
+                            )
+                        })
+                ));
+            }
+        }
+    }
+    println!("{}", out.trim_end());
+    Ok(())
 }
 
 fn build(args: &BuildArgs) -> anyhow::Result<()> {
