@@ -2,9 +2,12 @@
 """Offline validation of the SpinKube manifests in k8s/ against the app's spin.toml.
 
 Run through `scripts/validate-k8s`, which provides the dependencies (k8s/requirements.txt) and
-`kubectl` (for `kubectl kustomize`). No cluster is contacted. Usage:
+`kubectl` (for `kubectl kustomize`). No cluster is contacted. Which route serves a path (probe
+paths, the sweep URL) and the route table itself come from `edge-host routes --json`, so the
+answer is the host's own precedence, not a second implementation of it; the host binary is
+target/debug/edge-host (scripts/test builds it first), `$EDGE_HOST_BIN` or `--edge-host`. Usage:
 
-    validate_k8s.py [--repo ROOT]                 validate ROOT/k8s, exit 1 on any problem
+    validate_k8s.py [--repo ROOT] [--edge-host BIN]   validate ROOT/k8s, exit 1 on any problem
     validate_k8s.py gen-migrations --repo ROOT --out DIR
                                                  write the migrations kustomization to DIR
 
@@ -43,6 +46,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts" / "lib"))
+import edge_host  # noqa: E402  (scripts/lib is not a package on sys.path by default)
 from migrations_kustomization import (MIGRATE_SCRIPT_CONFIGMAP, MIGRATIONS_CONFIGMAP, MigrationsError,
                                       write_migrations_kustomization)
 
@@ -124,27 +129,34 @@ class SpinVariable:
 
 @dataclass
 class SpinManifest:
+    path: Path
+    host_binary: Path
     app_name: str
     components: set[str]
-    http_routes: list[HttpRoute]
+    http_routes: list[HttpRoute]  # public routes, in the host's matching order
     redis_components: set[str]
     redis_channels: list[str]
     variables: dict[str, SpinVariable]
+    _resolved: dict[str, HttpRoute | None] = field(default_factory=dict)
 
     def routes_of(self, components: set[str]) -> list[HttpRoute]:
         return [r for r in self.http_routes if r.component in components]
 
     def route_for_path(self, path: str) -> HttpRoute | None:
-        """The route Spin would pick for `path` (most specific wins), or None (404)."""
-        best: tuple[int, HttpRoute] | None = None
-        for route in self.http_routes:
-            score = route_match_score(route.route, path)
-            if score is not None and (best is None or score > best[0]):
-                best = (score, route)
-        return best[1] if best else None
+        """The route edge-host picks for `path`, or None (404), asked of the host once per path."""
+        if path not in self._resolved:
+            try:
+                match = edge_host.resolve_paths(self.host_binary, self.path, [path])[path]
+            except edge_host.EdgeHostError as err:
+                raise ValidationProblem(str(err)) from err
+            self._resolved[path] = HttpRoute(match.route, match.component) if match.route else None
+        return self._resolved[path]
 
 
-def load_spin_manifest(path: Path) -> SpinManifest:
+def load_spin_manifest(path: Path, host_binary: Path | None = None) -> SpinManifest:
+    """spin.toml's components, variables and Redis triggers (read here) and its HTTP routes
+    (from `edge-host routes`, which also rejects a manifest the host would not run)."""
+    host_binary = host_binary or edge_host.default_binary()
     try:
         doc = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as err:
@@ -153,15 +165,16 @@ def load_spin_manifest(path: Path) -> SpinManifest:
     if not isinstance(app_name, str) or not app_name:
         raise ValidationProblem(f"{path}: [application] name is missing")
     components = set(doc.get("component", {}).keys())
-    http_routes: list[HttpRoute] = []
     triggers = doc.get("trigger", {})
     for trigger in triggers.get("http", []):
-        route, component = trigger.get("route"), trigger.get("component")
-        if not isinstance(component, str):
+        if not isinstance(trigger.get("component"), str):
             raise ValidationProblem(f"{path}: an HTTP trigger has no component id (inline components are not supported here)")
-        if isinstance(route, str):
-            http_routes.append(HttpRoute(route, component))
-        # `route = { private = true }` is reachable only through local service chaining.
+    # Private routes (`route = { private = true }`, reachable only through local service
+    # chaining) are not in the host's public table, so no Ingress check sees them.
+    try:
+        http_routes = [HttpRoute(route, component) for route, component in edge_host.route_table(host_binary, path)]
+    except edge_host.EdgeHostError as err:
+        raise ValidationProblem(str(err)) from err
     redis_components, redis_channels = set(), []
     for trigger in triggers.get("redis", []):
         component = trigger.get("component")
@@ -178,33 +191,8 @@ def load_spin_manifest(path: Path) -> SpinManifest:
             secret=bool(spec.get("secret", False)),
             has_default="default" in spec,
         )
-    return SpinManifest(app_name, components, http_routes, redis_components, redis_channels, variables)
-
-
-def route_match_score(route: str, path: str) -> int | None:
-    """How specifically Spin route `route` matches request path `path` (None: no match).
-
-    Spin semantics: exact segments, `:name` matches one segment, a trailing `/...` matches the
-    prefix itself and anything below it. Exact routes beat parameterised ones, which beat
-    wildcards; longer prefixes beat shorter ones.
-    """
-    wildcard = route.endswith("/...")
-    route_segments = _segments(route[: -len("/...")] if wildcard else route)
-    path_segments = _segments(path)
-    if wildcard:
-        if len(path_segments) < len(route_segments):
-            return None
-    elif len(path_segments) != len(route_segments):
-        return None
-    params = 0
-    for want, got in zip(route_segments, path_segments):
-        if want.startswith(":"):
-            params += 1
-        elif want != got:
-            return None
-    # Exact > params > wildcard; within a class, more literal segments win.
-    klass = 0 if wildcard else (1 if params else 2)
-    return klass * 10_000 + (len(route_segments) - params) * 10 - params
+    return SpinManifest(path, host_binary, app_name, components, http_routes, redis_components, redis_channels,
+                        variables)
 
 
 def _segments(path: str) -> list[str]:
@@ -770,8 +758,11 @@ def _pod_spec(obj: dict) -> dict:
 # Driver
 
 
-def validate(repo: Path) -> list[str]:
-    """All problems found in repo/k8s against repo/spin.toml; empty when everything holds."""
+def validate(repo: Path, host_binary: Path | None = None) -> list[str]:
+    """All problems found in repo/k8s against repo/spin.toml; empty when everything holds.
+
+    `host_binary` answers the routing questions (default: edge_host.default_binary()).
+    """
     k8s = repo / "k8s"
     problems: list[str] = []
     for path in sorted(k8s.rglob("*.yaml")):
@@ -782,7 +773,7 @@ def validate(repo: Path) -> list[str]:
         except yaml.YAMLError as err:
             problems.append(f"{path.relative_to(repo)}: does not parse: {err}")
     try:
-        manifest = load_spin_manifest(repo / "spin.toml")
+        manifest = load_spin_manifest(repo / "spin.toml", host_binary)
         secrets = load_example_secrets(k8s / EXAMPLE_SECRETS_FILE)
         schemas = SchemaValidator(k8s / "schemas")
     except ValidationProblem as err:
@@ -829,6 +820,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("command", nargs="?", default="validate", choices=["validate", "gen-migrations"])
     parser.add_argument("--repo", type=Path, default=Path(__file__).resolve().parent.parent)
     parser.add_argument("--out", type=Path, help="gen-migrations: output directory")
+    parser.add_argument("--edge-host", type=Path, default=None,
+                        help="edge-host binary for routing questions (default: $EDGE_HOST_BIN or target/debug/edge-host)")
     args = parser.parse_args(argv)
     repo = args.repo.resolve()
     if args.command == "gen-migrations":
@@ -838,7 +831,12 @@ def main(argv: list[str]) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 1
         return 0
-    problems = validate(repo)
+    try:
+        host_binary = edge_host.require_binary(args.edge_host or edge_host.default_binary())
+    except edge_host.EdgeHostError as err:
+        print(f"k8s: error: {err}", file=sys.stderr)
+        return 1
+    problems = validate(repo, host_binary)
     for problem in problems:
         print(f"k8s: {problem}", file=sys.stderr)
     if problems:

@@ -23,6 +23,15 @@ import validate_k8s as v  # noqa: E402
 REPO = Path(os.environ.get("VALIDATE_K8S_REPO", K8S.parent)).resolve()
 
 
+def _missing_edge_host() -> str | None:
+    """Why edge-host cannot answer routing questions here, or None."""
+    try:
+        v.edge_host.require_binary(v.edge_host.default_binary())
+    except v.edge_host.EdgeHostError as err:
+        return str(err)
+    return None
+
+
 def copy_tree(dest: Path) -> Path:
     """A copy of what the validator reads, without the generated k8s/migrations/."""
     (dest / "scripts").mkdir(parents=True)
@@ -34,24 +43,43 @@ def copy_tree(dest: Path) -> Path:
     return dest
 
 
-class RouteMatching(unittest.TestCase):
-    def test_exact_param_and_wildcard(self):
-        self.assertIsNotNone(v.route_match_score("/health", "/health"))
-        self.assertIsNone(v.route_match_score("/health", "/health/ready"))
-        self.assertIsNotNone(v.route_match_score("/todos/:id", "/todos/42"))
-        self.assertIsNone(v.route_match_score("/todos/:id", "/todos"))
-        self.assertIsNotNone(v.route_match_score("/auth/...", "/auth"))
-        self.assertIsNotNone(v.route_match_score("/auth/...", "/auth/login/x"))
-        self.assertIsNone(v.route_match_score("/auth/...", "/authx"))
-        self.assertIsNotNone(v.route_match_score("/...", "/anything"))
+# Routes added to a copy of spin.toml where the old Python ranking and the host disagreed:
+# for /a/b/c the host prefers the wildcard under the longer literal prefix (/a/b/...), the
+# validator's own ranking used to prefer the parameter route (/a/:x/c).
+CONFLICTING_ROUTES = ('[[trigger.http]]\nroute = "/a/:x/c"\ncomponent = "todos"\n\n'
+                      '[[trigger.http]]\nroute = "/a/b/..."\ncomponent = "notifier"\n\n')
 
-    def test_most_specific_route_wins(self):
-        exact = v.route_match_score("/todos/new", "/todos/new")
-        param = v.route_match_score("/todos/:id", "/todos/new")
-        wildcard = v.route_match_score("/todos/...", "/todos/new")
-        self.assertGreater(exact, param)
-        self.assertGreater(param, wildcard)
-        self.assertGreater(v.route_match_score("/a/b/...", "/a/b/c"), v.route_match_score("/a/...", "/a/b/c"))
+
+class RouteMatching(unittest.TestCase):
+    """The validator asks edge-host which route serves a path; these pin that it does."""
+
+    def setUp(self):
+        missing = _missing_edge_host()
+        if missing:
+            self.skipTest(missing)
+        self._tmp = tempfile.TemporaryDirectory(prefix="validate-k8s-routes-")
+        self.repo = copy_tree(Path(self._tmp.name))
+        self.addCleanup(self._tmp.cleanup)
+
+    def test_route_table_is_the_hosts(self):
+        manifest = v.load_spin_manifest(self.repo / "spin.toml")
+        expected = v.edge_host.route_table(v.edge_host.default_binary(), self.repo / "spin.toml")
+        self.assertEqual([(r.route, r.component) for r in manifest.http_routes], expected)
+        self.assertIn(("/todos/:id", "todos"), expected)
+
+    def test_paths_resolve_as_the_host_routes_them(self):
+        path = self.repo / "spin.toml"
+        path.write_text(path.read_text().replace("[[trigger.http]]\n", CONFLICTING_ROUTES + "[[trigger.http]]\n", 1))
+        manifest = v.load_spin_manifest(path)
+        self.assertEqual(manifest.route_for_path("/a/b/c"), v.HttpRoute("/a/b/...", "notifier"))
+        self.assertEqual(manifest.route_for_path("/a/z/c"), v.HttpRoute("/a/:x/c", "todos"))
+        self.assertEqual(manifest.route_for_path("/todos/42"), v.HttpRoute("/todos/:id", "todos"))
+        self.assertIsNone(manifest.route_for_path("/todos/42/x"))
+
+    def test_missing_host_is_named(self):
+        problems = "\n".join(v.validate(self.repo, Path(self._tmp.name) / "no-edge-host"))
+        self.assertIn("edge-host not found at", problems)
+        self.assertIn("cargo build -p edge-host", problems)
 
     def test_sample_paths(self):
         self.assertEqual(v.route_sample_paths("/todos/:id"), ["/todos/sample"])
@@ -117,6 +145,13 @@ class BrokenCopies(unittest.TestCase):
     def test_readiness_path_not_routed(self):
         self.edit("k8s/base/spinapp-api.yaml", "path: /health/ready", "path: /health/readyz")
         self.assertProblem("readiness check path '/health/readyz' matches no route")
+
+    def test_probe_path_is_resolved_with_the_hosts_precedence(self):
+        # /a/b/c goes to /a/b/... (notifier, not in todo-api) on the host; the old ranking sent
+        # it to /a/:x/c (todos) and saw nothing wrong.
+        self.edit("spin.toml", "[[trigger.http]]\n", CONFLICTING_ROUTES + "[[trigger.http]]\n")
+        self.edit("k8s/base/spinapp-api.yaml", "path: /health/ready", "path: /a/b/c")
+        self.assertProblem("readiness check path '/a/b/c' is served by 'notifier'")
 
     def test_ingress_port_is_not_the_spinapp_service_port(self):
         self.edit("k8s/base/ingress.yaml", "port: {number: 80}", "port: {number: 8080}")
@@ -303,10 +338,6 @@ class GeneratedMigrations(unittest.TestCase):
                                  (REPO / "migrations" / name).read_bytes())
 
 
-if __name__ == "__main__":
-    unittest.main()
-
-
 @unittest.skipUnless(os.environ.get("DATABASE_URL") and shutil.which("psql"),
                      "needs DATABASE_URL and psql (scripts/test provides both)")
 class MigrationJobRuns(unittest.TestCase):
@@ -369,10 +400,6 @@ class MigrationJobRuns(unittest.TestCase):
                 subprocess.run(psql + ["-c", f"DROP DATABASE IF EXISTS {database}"], capture_output=True)
 
 
-def _edge_host_binary() -> Path:
-    return Path(os.environ.get("EDGE_HOST_BIN", REPO / "target" / "debug" / "edge-host"))
-
-
 def _missing_for_live_tests() -> str | None:
     """Why the tests against a running edge-host cannot run here, or None."""
     if not (os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL")):
@@ -380,8 +407,8 @@ def _missing_for_live_tests() -> str | None:
     for tool in ("psql", "curl", "sh"):
         if not shutil.which(tool):
             return f"needs {tool}"
-    if not _edge_host_binary().is_file():
-        return f"needs {_edge_host_binary()} (cargo build -p edge-host)"
+    if _missing_edge_host():
+        return _missing_edge_host()
     manifest = tomllib.loads((REPO / "spin.toml").read_text())
     for component in manifest.get("component", {}).values():
         source = component.get("source")
@@ -404,8 +431,6 @@ class AgainstTheRunningApp(unittest.TestCase):
     def setUpClass(cls):
         import secrets
         import subprocess
-        import threading
-        import time
         from urllib.parse import urlsplit, urlunsplit
 
         cls.tmp = tempfile.TemporaryDirectory(prefix="k8s-live-test-")
@@ -421,39 +446,23 @@ class AgainstTheRunningApp(unittest.TestCase):
         subprocess.run([str(REPO / "scripts" / "migrate"), db_url], check=True, capture_output=True)
 
         cls.token = secrets.token_hex(16)
-        cls.process = subprocess.Popen(
-            [str(_edge_host_binary()), "up", "-f", str(REPO / "spin.toml"), "--listen", "127.0.0.1:0",
-             "--variable", f"db_url={db_url}", "--variable", f"jobs_sweep_token={cls.token}"],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        cls.output: list[str] = []
-        ready = threading.Event()
-
-        def drain():
-            for line in cls.process.stdout:
-                cls.output.append(line)
-                if "Serving http://" in line:
-                    cls.base_url = line.split("Serving ", 1)[1].split()[0].rstrip("/")
-                    ready.set()
-
-        threading.Thread(target=drain, daemon=True).start()
-        deadline = time.monotonic() + 180
-        while not ready.is_set() and time.monotonic() < deadline and cls.process.poll() is None:
-            ready.wait(0.2)
-        if not ready.is_set():
+        cls.host = None
+        try:
+            cls.host = v.edge_host.start(
+                v.edge_host.default_binary(), REPO / "spin.toml", cwd=REPO,
+                log_path=Path(cls.tmp.name) / "edge-host.log",
+                extra_args=["--variable", f"db_url={db_url}", "--variable", f"jobs_sweep_token={cls.token}"])
+        except v.edge_host.EdgeHostError as err:
             cls.tearDownClass()
-            raise AssertionError("edge-host did not start:\n" + "".join(cls.output[-40:]))
+            raise AssertionError(str(err)) from err
+        cls.base_url = cls.host.url
 
     @classmethod
     def tearDownClass(cls):
         import subprocess
 
-        if cls.process.poll() is None:
-            cls.process.terminate()
-            try:
-                cls.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                cls.process.kill()
-                cls.process.wait()
+        if cls.host is not None:
+            cls.host.stop()
         subprocess.run(cls.psql + ["-c", f"DROP DATABASE IF EXISTS {cls.database} WITH (FORCE)"], capture_output=True)
         cls.tmp.cleanup()
 
@@ -529,3 +538,7 @@ class Package(unittest.TestCase):
                                     capture_output=True, text=True)
             self.assertNotEqual(result.returncode, 0)
             self.assertIn("does not exist", result.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
