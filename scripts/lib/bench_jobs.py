@@ -11,8 +11,10 @@ measures three things, printing Markdown lines for BENCHMARKS.md:
 2. notifier only: M jobs inserted with SQL, their ids PUBLISHed in one pipeline: jobs/s;
 3. sweep only: M jobs inserted with SQL, delivered by POST /internal/jobs/sweep: jobs/s.
 
-Only the Python standard library, psql and redis-cli are used. Everything is bounded by
-deadlines and listens on loopback.
+scripts/bench imports `measure()`; run alone (`python3 scripts/lib/bench_jobs.py --help`) it
+needs a migrated database of its own. edge-host is started through scripts/lib/edge_host.py
+(its ready file, not its banner). Only the Python standard library, psql and redis-cli are
+used. Everything is bounded by deadlines and listens on loopback.
 """
 
 import argparse
@@ -20,7 +22,6 @@ import datetime
 import http.server
 import json
 import os
-import queue
 import secrets
 import statistics
 import subprocess
@@ -30,6 +31,14 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import edge_host  # noqa: E402
+
+
+class BenchError(Exception):
+    """A measurement that cannot be trusted or could not be made; the message says which."""
 
 
 class Sink:
@@ -88,15 +97,16 @@ class Sink:
             if len(got) >= count:
                 return got
             time.sleep(0.01)
-        sys.exit("bench_jobs: only %d of %d e-mails (%s...) within %d s"
-                 % (len(self.matching(prefix)), count, prefix, deadline_s))
+        raise BenchError("only %d of %d e-mails (%s...) within %d s"
+                         % (len(self.matching(prefix)), count, prefix, deadline_s))
 
 
-def start_host(args, sink, token, log_path):
+def start_host(host_bin, db_url, sink, token, log_path):
+    """edge-host serving spin.toml against `db_url`, mailing to `sink`, on a channel of its own."""
     env = dict(os.environ)
     run = "bench%d" % os.getpid()
     env.update({
-        "SPIN_VARIABLE_DB_URL": args.db_url,
+        "SPIN_VARIABLE_DB_URL": db_url,
         "SPIN_VARIABLE_MAIL_WEBHOOK_URL": sink.origin + "/mail",
         "SPIN_VARIABLE_MAIL_WEBHOOK_ORIGIN": sink.origin,
         "SPIN_VARIABLE_JOBS_CHANNEL": run + "-jobs",
@@ -104,36 +114,27 @@ def start_host(args, sink, token, log_path):
         "SPIN_VARIABLE_JOBS_SWEEP_TOKEN": token,
         "SPIN_VARIABLE_RATE_LIMIT_REGISTER_ADDRESS": "1000000/60",
     })
-    log = open(log_path, "w")
-    proc = subprocess.Popen(
-        [args.host_bin, "up", "-f", "spin.toml", "--listen", "127.0.0.1:0"],
-        stdout=subprocess.PIPE, stderr=log, env=env, text=True)
-    serving = queue.Queue()
-
-    def copy_output():
-        for line in proc.stdout:
-            log.write(line)
-            if "Serving http://" in line:
-                serving.put(line.split("Serving ", 1)[1].split()[0])
-        serving.put(None)
-
-    threading.Thread(target=copy_output, daemon=True).start()
     try:
-        url = serving.get(timeout=120)
-    except queue.Empty:
-        url = None
-    if url is None:
-        proc.kill()
-        sys.exit("bench_jobs: edge-host did not start (log: %s)" % log_path)
-    return proc, url, run + "-jobs"
+        host = edge_host.start(Path(host_bin), edge_host.REPO_ROOT / "spin.toml", cwd=edge_host.REPO_ROOT,
+                               env=env, log_path=Path(log_path))
+    except edge_host.EdgeHostError as err:
+        raise BenchError(str(err)) from err
+    return host, run + "-jobs"
 
 
-def post(url, body=None, headers=None):
+def post(url, body=None, headers=None, want=200):
+    """POST JSON; the decoded answer, or a BenchError naming the request and what came back."""
     data = json.dumps(body).encode() if body is not None else b""
     req = urllib.request.Request(url, data=data, method="POST",
                                  headers={"content-type": "application/json", **(headers or {})})
-    with urllib.request.urlopen(req, timeout=60) as resp:
-        return resp.status, json.loads(resp.read() or b"{}")
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            status, text = resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        status, text = err.code, err.read()
+    if status != want:
+        raise BenchError("POST %s answered %d, not %d: %s" % (url, status, want, text[:500].decode(errors="replace")))
+    return json.loads(text or b"{}")
 
 
 def parse_ts(text):
@@ -153,36 +154,28 @@ def insert_jobs(db_url, prefix, count):
          "'to', '%s' || g || '@example.com', 'subject', 'Welcome', 'body', 'Hello') "
          "FROM generate_series(1, %d) g RETURNING id" % (prefix, count)],
         check=True, capture_output=True, text=True).stdout.split()
-    assert len(out) == count, out[:3]
+    if len(out) != count:
+        raise BenchError("inserted %d jobs, psql returned %d ids" % (count, len(out)))
     return out
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--host-bin", required=True)
-    parser.add_argument("--db-url", required=True)
-    parser.add_argument("--redis-url", required=True)
-    parser.add_argument("--work", required=True)
-    parser.add_argument("--registrations", type=int, default=200)
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--jobs", type=int, default=2000)
-    args = parser.parse_args()
-
+def measure(host_bin, db_url, redis_url, work, registrations=200, clients=8, jobs=2000):
+    """The three measurements as a Markdown table (header included)."""
     sink = Sink()
     token = secrets.token_hex(32)
-    host, url, channel = start_host(args, sink, token, os.path.join(args.work, "jobs-host.log"))
+    host, channel = start_host(host_bin, db_url, sink, token, os.path.join(work, "jobs-host.log"))
+    url = host.url
     lines = []
     try:
         # 1. End to end, registrations included.
-        n, c = args.registrations, args.clients
+        n, c = registrations, clients
         run = "reg%d" % os.getpid()
 
         def register(i):
-            status, body = post(url + "/auth/register", {
+            body = post(url + "/auth/register", {
                 "username": "%s_%d" % (run, i),
                 "email": "%s_%d@example.com" % (run, i),
-                "password": "correct horse battery"})
-            assert status == 201, (status, body)
+                "password": "correct horse battery"}, want=201)
             return parse_ts(body["created_at"]), time.time()
 
         started = time.time()
@@ -202,35 +195,48 @@ def main():
 
         # 2. The notifier alone: jobs already committed, ids published in one pipeline.
         prefix = "pub%d_" % os.getpid()
-        ids = insert_jobs(args.db_url, prefix, args.jobs)
+        ids = insert_jobs(db_url, prefix, jobs)
         commands = "".join("PUBLISH %s %s\n" % (channel, i) for i in ids)
         started = time.time()
-        subprocess.run(["redis-cli", "-u", args.redis_url], input=commands, check=True,
+        subprocess.run(["redis-cli", "-u", redis_url], input=commands, check=True,
                        capture_output=True, text=True)
-        mails = sink.wait_for(prefix, args.jobs, 180)
+        mails = sink.wait_for(prefix, jobs, 180)
         elapsed = max(m[0] for m in mails) - started
         lines.append("| notifier: %d committed jobs, ids published at once | %.0f jobs/s | | | %d e-mails, %d distinct keys |"
-                     % (args.jobs, args.jobs / elapsed, len(mails), len({m[2] for m in mails})))
+                     % (jobs, jobs / elapsed, len(mails), len({m[2] for m in mails})))
 
         # 3. The sweep alone (one instance, jobs delivered one after another).
         prefix = "sweep%d_" % os.getpid()
-        insert_jobs(args.db_url, prefix, args.jobs)
+        insert_jobs(db_url, prefix, jobs)
         started = time.time()
         delivered = 0
-        while delivered < args.jobs and time.time() - started < 180:
-            status, tally = post(url + "/internal/jobs/sweep", headers={"x-sweep-token": token})
-            assert status == 200, (status, tally)
+        while delivered < jobs and time.time() - started < 180:
+            tally = post(url + "/internal/jobs/sweep", headers={"x-sweep-token": token})
             delivered += tally["delivered"]
-        mails = sink.wait_for(prefix, args.jobs, 30)
+        mails = sink.wait_for(prefix, jobs, 30)
         elapsed = max(m[0] for m in mails) - started
         lines.append("| sweep: %d committed jobs, POST /internal/jobs/sweep | %.0f jobs/s | | | %d e-mails |"
-                     % (args.jobs, args.jobs / elapsed, len(mails)))
+                     % (jobs, jobs / elapsed, len(mails)))
     finally:
-        host.kill()
-        host.wait()
-    print("| background jobs | throughput | | latency | check |")
-    print("|---|---:|---|---|---|")
-    print("\n".join(lines))
+        host.stop()
+    return "\n".join(["| background jobs | throughput | | latency | check |", "|---|---:|---|---|---|"] + lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description="Background-job throughput (see the module's docstring).")
+    parser.add_argument("--host-bin", required=True, help="edge-host binary (release for real figures)")
+    parser.add_argument("--db-url", required=True, help="a migrated database of the run's own")
+    parser.add_argument("--redis-url", required=True)
+    parser.add_argument("--work", required=True, help="directory for the host's log")
+    parser.add_argument("--registrations", type=int, default=200)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--jobs", type=int, default=2000)
+    args = parser.parse_args()
+    try:
+        print(measure(args.host_bin, args.db_url, args.redis_url, args.work,
+                      args.registrations, args.clients, args.jobs))
+    except BenchError as err:
+        sys.exit("bench_jobs: error: %s" % err)
 
 
 if __name__ == "__main__":
