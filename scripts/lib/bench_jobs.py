@@ -101,9 +101,10 @@ class Sink:
                          % (len(self.matching(prefix)), count, prefix, deadline_s))
 
 
-def start_host(host_bin, db_url, sink, token, log_path):
-    """edge-host serving spin.toml against `db_url`, mailing to `sink`, on a channel of its own."""
-    env = dict(os.environ)
+def start_host(host_bin, db_url, sink, token, log_path, base_env=None):
+    """edge-host serving spin.toml against `db_url`, mailing to `sink`, on a channel of its own;
+    every other variable comes from `base_env` (default: this process's environment)."""
+    env = dict(os.environ if base_env is None else base_env)
     run = "bench%d" % os.getpid()
     env.update({
         "SPIN_VARIABLE_DB_URL": db_url,
@@ -159,11 +160,11 @@ def insert_jobs(db_url, prefix, count):
     return out
 
 
-def measure(host_bin, db_url, redis_url, work, registrations=200, clients=8, jobs=2000):
-    """The three measurements as a Markdown table (header included)."""
+def measure(host_bin, db_url, redis_url, work, registrations=200, clients=8, jobs=2000, base_env=None):
+    """The three measurements as a Markdown table (header included); `base_env` as in start_host."""
     sink = Sink()
     token = secrets.token_hex(32)
-    host, channel = start_host(host_bin, db_url, sink, token, os.path.join(work, "jobs-host.log"))
+    host, channel = start_host(host_bin, db_url, sink, token, os.path.join(work, "jobs-host.log"), base_env)
     url = host.url
     lines = []
     try:
