@@ -583,7 +583,7 @@ def check_shared_bindings(render: Render) -> None:
 
 def check_redis_notifications(render: Render, manifest: SpinManifest) -> None:
     """Keyspace/keyevent triggers only fire if the Redis server publishes those events: every
-    Redis run by the render must enable them (a managed Redis is configured outside, see README)."""
+    Redis run by the render must enable them (a managed Redis is configured outside, see k8s/README.md)."""
     needed = set()
     for channel in manifest.redis_channels:
         match = re.match(r"__(keyevent|keyspace)@[0-9*]+__:(.*)", channel)
