@@ -77,19 +77,25 @@ class RunningHost:
 
     def stop(self, grace_s: float = 10.0) -> None:
         """SIGTERM (the host drains and exits), SIGKILL if it is still there after `grace_s`."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, grace_s)
 
     def __enter__(self) -> "RunningHost":
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def stop_process(process: subprocess.Popen, grace_s: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after `grace_s`; returns once the process is gone (any server the
+    tools start, edge-host or not)."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def start(binary: Path, manifest: Path, *, log_path: Path, extra_args: Sequence[str] = (),
