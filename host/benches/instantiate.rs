@@ -47,7 +47,7 @@ fn main() -> anyhow::Result<()> {
 
     let store_only = runtime.block_on(async {
         measure(|| async {
-            std::hint::black_box(component.new_store(&app));
+            std::hint::black_box(component.new_store());
         })
         .await
     });
@@ -55,7 +55,7 @@ fn main() -> anyhow::Result<()> {
 
     let instantiate = runtime.block_on(async {
         measure(|| async {
-            let mut store = component.new_store(&app);
+            let mut store = component.new_store();
             component
                 .pre
                 .instantiate_async(&mut store)

@@ -1,7 +1,7 @@
 //! A loaded application: the manifest, its resolved variables, and every component
 //! compiled, linked and pre-instantiated, ready to be instantiated per request.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,12 +14,12 @@ use wasmtime_wasi_http::WasiHttpCtx;
 
 use crate::capabilities::outbound_hosts::AllowedHosts;
 use crate::capabilities::outbound_http::OutboundHttp;
+use crate::capabilities::InstanceState;
 use crate::capabilities::{AppCapabilities, CapabilityState, ComponentCapabilities};
 use crate::engine::{ComponentCompiler, EngineLimits};
 use crate::logs::{ComponentOutput, Stream};
 use crate::manifest::{LoadedManifest, Source};
 use crate::runtime_config::RuntimeConfig;
-use crate::state::InstanceState;
 use crate::variables::{ResolvedVariables, Template};
 
 /// Everything needed to load an app.
@@ -46,11 +46,14 @@ pub struct App {
     instance_slots: Arc<Semaphore>,
 }
 
-/// One component, pre-instantiated.
+/// One component, pre-instantiated, with everything a fresh store for it needs (so
+/// making one never reaches back to the [`App`]).
 pub struct AppComponent {
     pub id: String,
     pub pre: InstancePre<InstanceState>,
     pub capabilities: Arc<ComponentCapabilities>,
+    engine: Engine,
+    app_capabilities: Arc<AppCapabilities>,
     environment: Vec<(String, String)>,
     stdout: ComponentOutput,
     stderr: ComponentOutput,
@@ -67,30 +70,22 @@ impl App {
         let variables = Arc::new(options.variables);
         let capabilities = Arc::new(AppCapabilities::new(&options.runtime_config)?);
         let manifest = &options.manifest.manifest;
-
-        let used: BTreeSet<&String> = manifest
-            .trigger
-            .http
-            .iter()
-            .map(|t| &t.get_ref().component)
-            .chain(
-                manifest
-                    .trigger
-                    .redis
-                    .iter()
-                    .map(|t| &t.get_ref().component),
-            )
-            .collect();
+        let used = options.manifest.triggered_components();
         let base_dir = options.manifest.base_dir();
         let loaded: Vec<anyhow::Result<AppComponent>> = std::thread::scope(|scope| {
             let handles: Vec<_> = used
                 .iter()
                 .map(|id| {
-                    let (compiler, linker, variables) = (&compiler, &linker, &variables);
+                    let shared = Shared {
+                        compiler: &compiler,
+                        linker: &linker,
+                        variables: &variables,
+                        limits: &options.limits,
+                        app_capabilities: &capabilities,
+                    };
                     let component = manifest.component[*id].get_ref();
-                    let limits = &options.limits;
                     scope.spawn(move || {
-                        load_component(id, component, base_dir, compiler, linker, variables, limits)
+                        load_component(id, component, base_dir, shared)
                             .with_context(|| format!("loading component `{id}`"))
                     })
                 })
@@ -122,13 +117,66 @@ impl App {
 }
 
 impl App {
-    /// Waits for a free instance slot; hold the permit until the instance is dropped.
-    pub async fn instance_slot(&self) -> OwnedSemaphorePermit {
-        self.instance_slots
+    /// Waits for a free instance slot and makes a fresh store for `component`: the
+    /// start of every instance any trigger runs (see [`InstanceRun`]).
+    pub async fn start_instance(&self, component: &AppComponent) -> InstanceRun {
+        let slot = self
+            .instance_slots
             .clone()
             .acquire_owned()
             .await
-            .expect("the instance semaphore is never closed")
+            .expect("the instance semaphore is never closed");
+        InstanceRun {
+            store: component.new_store(),
+            _slot: slot,
+            timeout: self.execution_timeout,
+            component_id: component.id.clone(),
+        }
+    }
+}
+
+/// The work a trigger does with a store: instantiate and call the export.
+pub type InstanceWork<'s, T> = futures::future::BoxFuture<'s, wasmtime::Result<T>>;
+
+/// One instance from slot to teardown, the same for every trigger: a pool slot, a
+/// fresh store, the work under the execution deadline, then the store dropped before
+/// the slot is handed on (so the next waiter finds the pooling allocator's slot free).
+pub struct InstanceRun {
+    // Field order is drop order: an `InstanceRun` dropped without running (a request
+    // that failed while being set up) still frees the store before the permit.
+    store: Store<InstanceState>,
+    _slot: OwnedSemaphorePermit,
+    timeout: Duration,
+    component_id: String,
+}
+
+impl InstanceRun {
+    /// The store, to hand the guest its arguments (request, response slot) before
+    /// [`run`](Self::run).
+    pub fn store_mut(&mut self) -> &mut Store<InstanceState> {
+        &mut self.store
+    }
+
+    /// Runs `work` within the execution deadline and tears the instance down.
+    pub async fn run<T>(
+        mut self,
+        work: impl for<'s> FnOnce(&'s mut Store<InstanceState>) -> InstanceWork<'s, T>,
+    ) -> anyhow::Result<T> {
+        let outcome = tokio::time::timeout(self.timeout, work(&mut self.store)).await;
+        let Self {
+            store,
+            _slot: slot,
+            timeout,
+            component_id,
+        } = self;
+        drop(store);
+        drop(slot);
+        match outcome {
+            Ok(result) => result.map_err(anyhow::Error::from),
+            Err(_) => Err(anyhow::anyhow!(
+                "component `{component_id}` exceeded the execution timeout of {timeout:?}"
+            )),
+        }
     }
 }
 
@@ -145,15 +193,29 @@ fn build_linker(engine: &Engine) -> anyhow::Result<Linker<InstanceState>> {
     Ok(linker)
 }
 
+/// What every component's loader shares.
+#[derive(Clone, Copy)]
+struct Shared<'a> {
+    compiler: &'a ComponentCompiler,
+    linker: &'a Linker<InstanceState>,
+    variables: &'a Arc<ResolvedVariables>,
+    limits: &'a EngineLimits,
+    app_capabilities: &'a Arc<AppCapabilities>,
+}
+
 fn load_component(
     id: &str,
     component: &crate::manifest::Component,
     base_dir: &std::path::Path,
-    compiler: &ComponentCompiler,
-    linker: &Linker<InstanceState>,
-    variables: &Arc<ResolvedVariables>,
-    limits: &EngineLimits,
+    shared: Shared<'_>,
 ) -> anyhow::Result<AppComponent> {
+    let Shared {
+        compiler,
+        linker,
+        variables,
+        limits,
+        app_capabilities,
+    } = shared;
     let Source::Local(source) = component.source.get_ref() else {
         bail!("only local `source` files are supported");
     };
@@ -199,6 +261,8 @@ fn load_component(
         id: id.to_owned(),
         pre,
         capabilities,
+        engine: compiler.engine().clone(),
+        app_capabilities: app_capabilities.clone(),
         environment: component
             .environment
             .iter()
@@ -212,7 +276,7 @@ fn load_component(
 
 impl AppComponent {
     /// A fresh store for one request or message.
-    pub fn new_store(&self, app: &App) -> Store<InstanceState> {
+    pub fn new_store(&self) -> Store<InstanceState> {
         let mut wasi = WasiCtxBuilder::new();
         wasi.stdout(self.stdout.clone())
             .stderr(self.stderr.clone())
@@ -226,9 +290,12 @@ impl AppComponent {
                 .instances(64)
                 .build(),
             outbound_http: OutboundHttp::new(self.capabilities.clone()),
-            capabilities: CapabilityState::new(app.capabilities.clone(), self.capabilities.clone()),
+            capabilities: CapabilityState::new(
+                self.app_capabilities.clone(),
+                self.capabilities.clone(),
+            ),
         };
-        let mut store = Store::new(&app.engine, state);
+        let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
         // Yield to the executor at every epoch tick; the overall deadline is enforced
         // by the trigger with a timeout around the whole call.

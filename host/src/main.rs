@@ -3,7 +3,7 @@
 //! The commands and flags follow `spin up` and `spin build`, so the same manifest, the
 //! same variables and the same habits work with this host and with Spin itself.
 
-use edge_host::triggers::router::{RoutePattern, Router};
+use edge_host::routes::Router;
 use edge_host::{app, engine, logs, manifest, runtime_config, triggers, variables};
 
 use std::collections::HashMap;
@@ -254,13 +254,11 @@ fn write_ready_file(path: &Path, contents: &str) -> anyhow::Result<()> {
 /// uses, so the answer is the host's own precedence.
 fn routes(args: &RoutesArgs) -> anyhow::Result<()> {
     let loaded = manifest::load(&args.from)?;
-    let mut table = Vec::new();
-    for trigger in &loaded.manifest.trigger.http {
-        let trigger = trigger.get_ref();
-        if let manifest::Route::Path(route) = &trigger.route {
-            table.push((RoutePattern::parse(route)?, trigger.component.clone()));
-        }
-    }
+    let table = loaded
+        .http_triggers
+        .iter()
+        .filter_map(|trigger| Some((trigger.route.clone()?, trigger.component.clone())))
+        .collect();
     let router = Router::new(table)?;
     let mut out = String::new();
     if args.paths.is_empty() {

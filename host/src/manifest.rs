@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::routes::RoutePattern;
+use crate::template::{is_variable_name, Template};
+
 /// Why a manifest could not be loaded. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
@@ -228,12 +231,42 @@ impl Command {
 pub struct LoadedManifest {
     pub path: PathBuf,
     pub manifest: Manifest,
+    /// `[[trigger.http]]`, typed: what the HTTP trigger serves.
+    pub http_triggers: Vec<HttpTriggerSpec>,
+    /// `[[trigger.redis]]`, typed: what the Redis trigger subscribes to.
+    pub redis_triggers: Vec<RedisTriggerSpec>,
+}
+
+/// One `[[trigger.http]]` as the HTTP trigger needs it, its route already parsed.
+#[derive(Debug, Clone)]
+pub struct HttpTriggerSpec {
+    /// The route; `None` for `route = { private = true }` (reachable only through
+    /// local service chaining, which this host does not route to).
+    pub route: Option<RoutePattern>,
+    pub component: String,
+}
+
+/// One `[[trigger.redis]]` as the Redis trigger needs it: the address with the
+/// application default applied. Both strings may hold `{{ variable }}` templates,
+/// expanded once variables are resolved.
+#[derive(Debug, Clone)]
+pub struct RedisTriggerSpec {
+    pub address: String,
+    pub channel: String,
+    pub component: String,
 }
 
 impl LoadedManifest {
     /// The directory relative paths in the manifest are resolved against.
     pub fn base_dir(&self) -> &Path {
         self.path.parent().unwrap_or_else(|| Path::new("."))
+    }
+
+    /// Every component some trigger runs (private routes included), each once.
+    pub fn triggered_components(&self) -> std::collections::BTreeSet<&str> {
+        let http = self.http_triggers.iter().map(|t| t.component.as_str());
+        let redis = self.redis_triggers.iter().map(|t| t.component.as_str());
+        http.chain(redis).collect()
     }
 }
 
@@ -254,9 +287,23 @@ pub fn parse(path: &Path, text: &str) -> Result<LoadedManifest, ManifestError> {
     })?;
     let checker = Checker { path, text };
     checker.check(&manifest)?;
+    let http_triggers = manifest
+        .trigger
+        .http
+        .iter()
+        .map(|trigger| checker.http_spec(trigger))
+        .collect::<Result<_, _>>()?;
+    let redis_triggers = manifest
+        .trigger
+        .redis
+        .iter()
+        .map(|trigger| checker.redis_spec(trigger, &manifest))
+        .collect::<Result<_, _>>()?;
     Ok(LoadedManifest {
         path: path.to_owned(),
         manifest,
+        http_triggers,
+        redis_triggers,
     })
 }
 
@@ -311,14 +358,45 @@ impl Checker<'_> {
                     ),
                 ));
             }
-            if redis.address.is_none() && manifest.application.trigger.redis.is_none() {
-                return Err(self.error(
-                    trigger.span(),
-                    "field `trigger.redis.address`: missing, and there is no `[application.trigger.redis] address` to fall back on".into(),
-                ));
-            }
         }
         Ok(())
+    }
+
+    fn http_spec(&self, trigger: &Spanned<HttpTrigger>) -> Result<HttpTriggerSpec, ManifestError> {
+        let http = trigger.get_ref();
+        let route = match &http.route {
+            Route::Path(route) => Some(RoutePattern::parse(route).map_err(|err| {
+                self.error(trigger.span(), format!("field `trigger.http.route`: {err}"))
+            })?),
+            Route::Private { .. } => None,
+        };
+        Ok(HttpTriggerSpec {
+            route,
+            component: http.component.clone(),
+        })
+    }
+
+    fn redis_spec(
+        &self,
+        trigger: &Spanned<RedisTrigger>,
+        manifest: &Manifest,
+    ) -> Result<RedisTriggerSpec, ManifestError> {
+        let redis = trigger.get_ref();
+        let address = redis
+            .address
+            .clone()
+            .or_else(|| manifest.application.trigger.redis.as_ref().map(|app| app.address.clone()))
+            .ok_or_else(|| {
+                self.error(
+                    trigger.span(),
+                    "field `trigger.redis.address`: missing, and there is no `[application.trigger.redis] address` to fall back on".into(),
+                )
+            })?;
+        Ok(RedisTriggerSpec {
+            address,
+            channel: redis.channel.clone(),
+            component: redis.component.clone(),
+        })
     }
 
     fn unsupported(&self, span: std::ops::Range<usize>, field: &str) -> ManifestError {
@@ -402,7 +480,7 @@ impl Checker<'_> {
                     .map(|host| (format!("{prefix}.allowed_outbound_hosts"), host)),
             );
         for (field, value) in templates {
-            let template = crate::variables::Template::parse(value)
+            let template = Template::parse(value)
                 .map_err(|err| self.error(span.clone(), format!("field `{field}`: {err}")))?;
             for name in template.references() {
                 if !variables.contains_key(name) {
@@ -449,20 +527,8 @@ impl Checker<'_> {
                 ),
             ));
         }
-        if let Route::Path(route) = &http.route {
-            crate::triggers::router::RoutePattern::parse(route).map_err(|err| {
-                self.error(trigger.span(), format!("field `trigger.http.route`: {err}"))
-            })?;
-        }
         Ok(())
     }
-}
-
-/// Spin variable names: `[a-z][a-z0-9_]*`.
-pub fn is_variable_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_lowercase())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// 1-based line and column of a byte offset.

@@ -9,70 +9,12 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::manifest::{Manifest, VariableDecl};
-
-/// A string with `{{ name }}` placeholders.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Template {
-    parts: Vec<Part>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Part {
-    Literal(String),
-    Variable(String),
-}
-
-/// A template that cannot be parsed.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum TemplateError {
-    #[error("unclosed `{{{{` in template")]
-    Unclosed,
-    #[error("`{0}` is not a variable name (lower-case letters, digits and `_`)")]
-    BadName(String),
-}
+pub use crate::template::Template;
 
 impl Template {
-    /// Parses `text`; whitespace inside the braces is ignored.
-    pub fn parse(text: &str) -> Result<Self, TemplateError> {
-        let mut parts = Vec::new();
-        let mut rest = text;
-        while let Some(start) = rest.find("{{") {
-            if start > 0 {
-                parts.push(Part::Literal(rest[..start].to_owned()));
-            }
-            let after = &rest[start + 2..];
-            let end = after.find("}}").ok_or(TemplateError::Unclosed)?;
-            let name = after[..end].trim();
-            if !crate::manifest::is_variable_name(name) {
-                return Err(TemplateError::BadName(name.to_owned()));
-            }
-            parts.push(Part::Variable(name.to_owned()));
-            rest = &after[end + 2..];
-        }
-        if !rest.is_empty() {
-            parts.push(Part::Literal(rest.to_owned()));
-        }
-        Ok(Self { parts })
-    }
-
-    /// The variable names this template refers to.
-    pub fn references(&self) -> impl Iterator<Item = &str> {
-        self.parts.iter().filter_map(|part| match part {
-            Part::Variable(name) => Some(name.as_str()),
-            Part::Literal(_) => None,
-        })
-    }
-
     /// Expands the template with resolved application variables.
     pub fn render(&self, values: &ResolvedVariables) -> Result<String, VariableError> {
-        let mut out = String::new();
-        for part in &self.parts {
-            match part {
-                Part::Literal(text) => out.push_str(text),
-                Part::Variable(name) => out.push_str(values.get(name)?),
-            }
-        }
-        Ok(out)
+        self.render_with(|name| values.get(name))
     }
 }
 
@@ -193,17 +135,6 @@ mod tests {
         assert_eq!(names, ["db_host", "x"]);
         let values = ResolvedVariables::from_pairs(&[("db_host", "h:1"), ("x", "y")]);
         assert_eq!(template.render(&values).unwrap(), "postgres://h:1/y");
-    }
-
-    #[test]
-    fn template_errors() {
-        assert_eq!(Template::parse("{{ a"), Err(TemplateError::Unclosed));
-        assert_eq!(
-            Template::parse("{{ A-b }}"),
-            Err(TemplateError::BadName("A-b".into()))
-        );
-        let plain = Template::parse("no placeholders").unwrap();
-        assert_eq!(plain.references().count(), 0);
     }
 
     fn manifest() -> Manifest {

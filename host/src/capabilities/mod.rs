@@ -28,9 +28,44 @@ use std::sync::{Arc, Mutex};
 
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
-use crate::state::InstanceState;
 use crate::variables::{ResolvedVariables, Template};
 use outbound_hosts::AllowedHosts;
+use outbound_http::OutboundHttp;
+use wasmtime::StoreLimits;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+/// What each instance's `Store` holds: the WASI contexts, the resource table and the
+/// capability state of one request or message. It lives here, beside the capability
+/// state it embeds, so the capabilities can name it in their linker functions without
+/// importing a module that imports them back.
+pub struct InstanceState {
+    pub wasi: WasiCtx,
+    pub http: WasiHttpCtx,
+    pub table: ResourceTable,
+    pub limits: StoreLimits,
+    pub outbound_http: OutboundHttp,
+    pub capabilities: CapabilityState,
+}
+
+impl WasiView for InstanceState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for InstanceState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound_http,
+        }
+    }
+}
 
 /// Per-application state shared by every request of every component.
 pub struct AppCapabilities {

@@ -25,8 +25,8 @@ use wasmtime::component::{Linker, Resource};
 
 use super::{CapabilityView, HasCapabilities, ViewGetter};
 use crate::bindings::fermyon::spin2_0_0::redis as v2;
+use crate::capabilities::InstanceState;
 use crate::runtime_config::RedisConfig;
-use crate::state::InstanceState;
 
 /// At most this many distinct addresses get a connection (addresses are guest strings).
 const MAX_ADDRESSES: usize = 32;

@@ -13,7 +13,7 @@ use super::{CapabilityView, HasCapabilities, ViewGetter};
 use crate::bindings::fermyon::spin2_0_0::{key_value, llm, mqtt, mysql, rdbms_types, sqlite};
 use crate::bindings::spin::sqlite::sqlite as sqlite3;
 use crate::bindings::wasi::keyvalue::{atomics, batch, store as wasi_kv};
-use crate::state::InstanceState;
+use crate::capabilities::InstanceState;
 
 /// The message every unsupported connection-style interface answers with.
 const NOT_SUPPORTED: &str = "not supported by edge-host";

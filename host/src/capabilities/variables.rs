@@ -11,7 +11,7 @@ use wasmtime::component::Linker;
 use super::{CapabilityView, HasCapabilities, ViewGetter};
 use crate::bindings::fermyon::spin2_0_0::variables as spin_variables;
 use crate::bindings::wasi::config::store as wasi_config;
-use crate::state::InstanceState;
+use crate::capabilities::InstanceState;
 
 /// Why a variable could not be read; becomes the WIT error of the interface asked.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -40,7 +40,7 @@ impl From<VariableLookupError> for spin_variables::Error {
 impl CapabilityView<'_> {
     /// The value of the component variable `name`.
     pub fn component_variable(&self, name: &str) -> Result<String, VariableLookupError> {
-        if !crate::manifest::is_variable_name(name) {
+        if !crate::template::is_variable_name(name) {
             return Err(VariableLookupError::InvalidName(name.to_owned()));
         }
         let component = &self.state.component;

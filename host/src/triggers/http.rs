@@ -20,10 +20,9 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::WasiHttpView;
 
-use super::router::{RoutePattern, Router};
 use crate::app::{App, AppComponent};
-use crate::manifest::Route;
-use crate::state::InstanceState;
+use crate::capabilities::InstanceState;
+use crate::routes::{RouteMatch, RoutePattern, Router};
 
 /// Where a route leads.
 struct RouteTarget {
@@ -45,9 +44,8 @@ impl HttpTrigger {
     /// a guest buffer an unbounded body.
     pub fn new(app: Arc<App>, max_request_body: u64) -> anyhow::Result<Self> {
         let mut routes = Vec::new();
-        for trigger in &app.manifest.manifest.trigger.http {
-            let trigger = trigger.get_ref();
-            let Route::Path(path) = &trigger.route else {
+        for trigger in &app.manifest.http_triggers {
+            let Some(route) = &trigger.route else {
                 // Private routes are reachable only through service chaining.
                 continue;
             };
@@ -60,7 +58,7 @@ impl HttpTrigger {
                         component.id
                     )
                 })?;
-            routes.push((RoutePattern::parse(path)?, RouteTarget { component, proxy }));
+            routes.push((route.clone(), RouteTarget { component, proxy }));
         }
         Ok(Self {
             app,
@@ -175,36 +173,21 @@ impl HttpTrigger {
         B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        let slot = self.app.instance_slot().await;
-        let mut store = target.component.new_store(&self.app);
+        let mut instance = self.app.start_instance(&target.component).await;
         let (sender, receiver) = tokio::sync::oneshot::channel();
-        let incoming = store
-            .data_mut()
-            .http()
-            .new_incoming_request(Scheme::Http, request)?;
-        let outparam = store.data_mut().http().new_response_outparam(sender)?;
+        let mut http = instance.store_mut().data_mut().http();
+        let incoming = http.new_incoming_request(Scheme::Http, request)?;
+        let outparam = http.new_response_outparam(sender)?;
         let proxy = target.proxy.clone();
-        let timeout = self.app.execution_timeout;
-        let component_id = target.component.id.clone();
-        let task = tokio::spawn(async move {
-            let run = async {
-                let instance = proxy.instantiate_async(&mut store).await?;
+        let task = tokio::spawn(instance.run(move |store| {
+            Box::pin(async move {
+                let instance = proxy.instantiate_async(&mut *store).await?;
                 instance
                     .wasi_http_incoming_handler()
-                    .call_handle(&mut store, incoming, outparam)
+                    .call_handle(store, incoming, outparam)
                     .await
-            };
-            let result = match tokio::time::timeout(timeout, run).await {
-                Ok(result) => result.map_err(anyhow::Error::from),
-                Err(_) => Err(anyhow::anyhow!(
-                    "component `{component_id}` exceeded the execution timeout of {timeout:?}"
-                )),
-            };
-            // Free the pool slot before handing the permit on.
-            drop(store);
-            drop(slot);
-            result
-        });
+            })
+        }));
         match receiver.await {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(code)) => Err(anyhow::anyhow!("guest answered with error code {code:?}")),
@@ -224,7 +207,7 @@ const SPIN_HEADER_PREFIX: &str = "spin-";
 fn with_spin_headers<B>(
     mut request: Request<B>,
     pattern: &RoutePattern,
-    found: &super::router::RouteMatch,
+    found: &RouteMatch,
     client: SocketAddr,
 ) -> anyhow::Result<Request<B>> {
     let host = request

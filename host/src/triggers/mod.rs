@@ -2,4 +2,3 @@
 
 pub mod http;
 pub mod redis;
-pub mod router;

@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 
 use crate::app::{App, AppComponent};
 use crate::bindings::redis_trigger::RedisTriggerPre;
-use crate::state::InstanceState;
+use crate::capabilities::InstanceState;
 use crate::variables::Template;
 
 /// Messages of one subscription handled at once; further messages wait their turn.
@@ -43,22 +43,9 @@ pub struct RedisTrigger {
 impl RedisTrigger {
     /// Resolves addresses and checks that each component exports the Redis handler.
     pub fn new(app: Arc<App>) -> anyhow::Result<Self> {
-        let manifest = &app.manifest.manifest;
-        let default_address = manifest
-            .application
-            .trigger
-            .redis
-            .as_ref()
-            .map(|redis| redis.address.as_str());
         let mut servers: BTreeMap<String, Vec<Arc<Subscription>>> = BTreeMap::new();
-        for trigger in &manifest.trigger.redis {
-            let trigger = trigger.get_ref();
-            let template = trigger
-                .address
-                .as_deref()
-                .or(default_address)
-                .context("a [[trigger.redis]] has no address")?;
-            let address = Template::parse(template)?.render(&app.variables)?;
+        for trigger in &app.manifest.redis_triggers {
+            let address = Template::parse(&trigger.address)?.render(&app.variables)?;
             let channel = Template::parse(&trigger.channel)?.render(&app.variables)?;
             let component = app.components[&trigger.component].clone();
             let pre = RedisTriggerPre::new(component.pre.clone())
@@ -181,28 +168,20 @@ async fn handle_message(
     subscription: &Subscription,
     payload: Vec<u8>,
 ) -> anyhow::Result<()> {
-    let slot = app.instance_slot().await;
-    let mut store = subscription.component.new_store(app);
-    let run = async {
-        let instance = subscription.pre.instantiate_async(&mut store).await?;
-        instance
-            .fermyon_spin_inbound_redis()
-            .call_handle_message(&mut store, &payload)
-            .await
-    };
-    let result = match tokio::time::timeout(app.execution_timeout, run).await {
-        Ok(Ok(Ok(()))) => Ok(()),
-        Ok(Ok(Err(code))) => Err(anyhow::anyhow!("handler returned {code:?}")),
-        Ok(Err(trap)) => Err(anyhow::Error::from(trap)),
-        Err(_) => Err(anyhow::anyhow!(
-            "exceeded the execution timeout of {:?}",
-            app.execution_timeout
-        )),
-    };
-    // Free the pool slot before handing the permit on.
-    drop(store);
-    drop(slot);
-    result
+    let instance = app.start_instance(&subscription.component).await;
+    let pre = subscription.pre.clone();
+    let handled = instance
+        .run(move |store| {
+            Box::pin(async move {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                instance
+                    .fermyon_spin_inbound_redis()
+                    .call_handle_message(store, &payload)
+                    .await
+            })
+        })
+        .await?;
+    handled.map_err(|code| anyhow::anyhow!("handler returned {code:?}"))
 }
 
 /// An address fit for logs: any password is replaced by `***`.

@@ -8,8 +8,8 @@ use super::{destinations, parse_config, redacted, PgError, PgSession};
 use crate::bindings::fermyon::spin2_0_0::{postgres as v2, rdbms_types as v2_types};
 use crate::bindings::spin::postgres3_0_0::postgres as v3;
 use crate::bindings::spin::postgres4_0_0::postgres as v4;
+use crate::capabilities::InstanceState;
 use crate::capabilities::{CapabilityView, HasCapabilities, ViewGetter};
-use crate::state::InstanceState;
 
 type Outcome<T, E> = wasmtime::Result<Result<T, E>>;
 

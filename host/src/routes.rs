@@ -1,5 +1,9 @@
 //! Route matching for the HTTP trigger, with Spin's semantics.
 //!
+//! A leaf module, like Spin's `routes` crate: the manifest parses routes with it at
+//! load time (so a bad route is an error with its line), the HTTP trigger and
+//! `edge-host routes` match with it.
+//!
 //! A route is a path of segments. A segment is literal (`todos`), a named parameter
 //! (`:id`, matches exactly one segment) or, only as the last segment, the wildcard `...`
 //! (matches zero or more segments). When several routes match, the most specific wins:
