@@ -68,7 +68,7 @@ impl App {
         let linker = build_linker(&engine)?;
         let compiler = ComponentCompiler::new(&engine, options.cache_dir.clone());
         let variables = Arc::new(options.variables);
-        let capabilities = Arc::new(AppCapabilities::new(&options.runtime_config)?);
+        let capabilities = Arc::new(AppCapabilities::new(&options.runtime_config.edge_host)?);
         let manifest = &options.manifest.manifest;
         let used = options.manifest.triggered_components();
         let base_dir = options.manifest.base_dir();

@@ -10,6 +10,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use crate::capabilities::postgres::PostgresConfig;
+pub use crate::capabilities::redis::RedisConfig;
+pub use crate::capabilities::EdgeHostConfig;
+
 /// A runtime configuration that could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeConfigError {
@@ -42,69 +46,6 @@ pub struct RuntimeConfig {
     outbound_networking: Option<toml::Value>,
     #[serde(default)]
     client_tls: Option<toml::Value>,
-}
-
-/// `[edge_host]`: host tuning.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EdgeHostConfig {
-    #[serde(default)]
-    pub postgres: PostgresConfig,
-    #[serde(default)]
-    pub redis: RedisConfig,
-}
-
-/// `[edge_host.postgres]`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PostgresConfig {
-    /// Pool size per connection string; requests beyond it wait for a free connection.
-    #[serde(default = "PostgresConfig::default_max_connections")]
-    pub max_connections: usize,
-    /// How long a guest waits for a pooled connection before `connection-failed`.
-    #[serde(default = "PostgresConfig::default_acquire_timeout_ms")]
-    pub acquire_timeout_ms: u64,
-}
-
-impl PostgresConfig {
-    fn default_max_connections() -> usize {
-        32
-    }
-    fn default_acquire_timeout_ms() -> u64 {
-        5_000
-    }
-}
-
-impl Default for PostgresConfig {
-    fn default() -> Self {
-        Self {
-            max_connections: Self::default_max_connections(),
-            acquire_timeout_ms: Self::default_acquire_timeout_ms(),
-        }
-    }
-}
-
-/// `[edge_host.redis]`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RedisConfig {
-    /// Timeout for connecting and for each command, so a dead server fails fast.
-    #[serde(default = "RedisConfig::default_timeout_ms")]
-    pub timeout_ms: u64,
-}
-
-impl RedisConfig {
-    fn default_timeout_ms() -> u64 {
-        2_000
-    }
-}
-
-impl Default for RedisConfig {
-    fn default() -> Self {
-        Self {
-            timeout_ms: Self::default_timeout_ms(),
-        }
-    }
 }
 
 impl RuntimeConfig {
@@ -142,11 +83,7 @@ impl RuntimeConfig {
                 "table `{table}` is not supported by edge-host yet"
             )));
         }
-        if config.edge_host.postgres.max_connections == 0 {
-            return Err(invalid(
-                "field `edge_host.postgres.max_connections` must be at least 1".into(),
-            ));
-        }
+        config.edge_host.postgres.validate().map_err(invalid)?;
         Ok(config)
     }
 }

@@ -9,9 +9,17 @@
 //!   holding the guest's resource handles;
 //! - **linking**: `add_to_linker` adds the capability's WIT imports to the linker.
 //!
-//! Each capability module (`postgres`, `redis`, `variables`, `unsupported`) has the same
-//! parts: its app state (if any), a `thiserror` boundary error, the WIT `Host` trait
-//! implementations on [`CapabilityView`], and its own `add_to_linker`.
+//! Every capability is a folder with the same files, so a reader who knows one knows
+//! all (the shape of Spin's factors):
+//! - `mod.rs`: the capability itself, its app/component state and its `thiserror`
+//!   boundary error;
+//! - `host.rs`: the WIT `Host` implementations on [`CapabilityView`] and its
+//!   `add_to_linker` (or, for `outbound_hosts`, a note on who asks it);
+//! - `runtime_config.rs`: its runtime-config table (or why it has none);
+//! - `tests.rs`: its tests, against the real service where there is one.
+//!
+//! The folders: `postgres`, `redis`, `variables`, `outbound_http`, `outbound_hosts` (the
+//! `allowed_outbound_hosts` check the others ask before connecting) and `unsupported`.
 //!
 //! The guest only ever sees WIT errors (for example `error::connection-failed` or
 //! `access-denied`); host-side problems are logged with the component id.
@@ -31,6 +39,7 @@ use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 use crate::variables::{ResolvedVariables, Template};
 use outbound_hosts::AllowedHosts;
 use outbound_http::OutboundHttp;
+use serde::Deserialize;
 use wasmtime::StoreLimits;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -67,6 +76,16 @@ impl WasiHttpView for InstanceState {
     }
 }
 
+/// `[edge_host]` in the runtime config: each capability's own table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeHostConfig {
+    #[serde(default)]
+    pub postgres: postgres::PostgresConfig,
+    #[serde(default)]
+    pub redis: redis::RedisConfig,
+}
+
 /// Per-application state shared by every request of every component.
 pub struct AppCapabilities {
     /// PostgreSQL connection pools, one per connection string.
@@ -80,10 +99,10 @@ pub struct AppCapabilities {
 
 impl AppCapabilities {
     /// Builds the shared state; connections are opened lazily, on first use.
-    pub fn new(config: &crate::runtime_config::RuntimeConfig) -> anyhow::Result<Self> {
+    pub fn new(config: &EdgeHostConfig) -> anyhow::Result<Self> {
         Ok(Self {
-            postgres: postgres::PostgresPools::new(&config.edge_host.postgres),
-            redis: redis::RedisConnections::new(&config.edge_host.redis),
+            postgres: postgres::PostgresPools::new(&config.postgres),
+            redis: redis::RedisConnections::new(&config.redis),
             warned_unsupported: Mutex::new(HashSet::new()),
         })
     }
@@ -219,7 +238,7 @@ pub(crate) mod test_support {
 
     /// App state with default tuning.
     pub fn app_capabilities() -> AppCapabilities {
-        AppCapabilities::new(&crate::runtime_config::RuntimeConfig::default()).unwrap()
+        AppCapabilities::new(&EdgeHostConfig::default()).unwrap()
     }
 
     /// A component with the given allowed hosts, component variables (templates) and

@@ -29,6 +29,7 @@
 
 mod convert;
 mod host;
+mod runtime_config;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,9 +41,9 @@ use tokio_postgres::types::{FromSql, ToSql, Type};
 use tokio_postgres::NoTls;
 
 pub(crate) use host::add_to_linker;
+pub use runtime_config::PostgresConfig;
 
 use crate::bindings::spin::postgres4_0_0::postgres as v4;
-use crate::runtime_config::PostgresConfig;
 use convert::PgParam;
 
 /// At most this many distinct connection strings get a pool; a guest that invents more

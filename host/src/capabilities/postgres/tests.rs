@@ -42,8 +42,8 @@ impl Request {
 impl Fixture {
     fn new(max_connections: usize) -> Option<Self> {
         let url = env_url("DATABASE_URL")?;
-        let mut config = crate::runtime_config::RuntimeConfig::default();
-        config.edge_host.postgres.max_connections = max_connections;
+        let mut config = crate::capabilities::EdgeHostConfig::default();
+        config.postgres.max_connections = max_connections;
         let app = Arc::new(AppCapabilities::new(&config).unwrap());
         let allowed = origin_of(&url).replace("postgresql://", "postgres://");
         let component = component_with(&[allowed.as_str()], Default::default(), &[]);

@@ -1,22 +1,9 @@
-//! The Spin platform interfaces edge-host links but does not serve yet: LLM, MQTT, MySQL,
-//! SQLite (2.0 and 3.0), Spin key-value and `wasi:keyvalue` (draft2).
-//!
-//! Components built against Spin's full platform world import all of them, so they must
-//! link; a call answers with the interface's own error (never a trap), and the first call
-//! per component and interface is logged. Opening is the only way to get a handle, and
-//! every `open` fails, so the per-handle methods below are unreachable in practice and
-//! answer with an error too.
+//! The WIT host implementations: every call answers with its interface's error.
 
-use wasmtime::component::{Linker, Resource};
-
-use super::{CapabilityView, HasCapabilities, ViewGetter};
-use crate::bindings::fermyon::spin2_0_0::{key_value, llm, mqtt, mysql, rdbms_types, sqlite};
-use crate::bindings::spin::sqlite::sqlite as sqlite3;
-use crate::bindings::wasi::keyvalue::{atomics, batch, store as wasi_kv};
-use crate::capabilities::InstanceState;
+use super::*;
 
 /// The message every unsupported connection-style interface answers with.
-const NOT_SUPPORTED: &str = "not supported by edge-host";
+pub(super) const NOT_SUPPORTED: &str = "not supported by edge-host";
 
 type Outcome<T, E> = wasmtime::Result<Result<T, E>>;
 
@@ -370,67 +357,4 @@ pub(crate) fn add_to_linker(
     atomics::add_to_linker::<InstanceState, HasCapabilities>(linker, view)?;
     batch::add_to_linker::<InstanceState, HasCapabilities>(linker, view)?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use wasmtime::component::ResourceTable;
-
-    use super::*;
-    use crate::capabilities::test_support::{app_capabilities, component_with};
-    use crate::capabilities::CapabilityState;
-
-    #[tokio::test]
-    async fn unsupported_interfaces_answer_with_their_own_errors() {
-        let component = component_with(&[], Default::default(), &[]);
-        let mut state = CapabilityState::new(Arc::new(app_capabilities()), component);
-        let mut table = ResourceTable::new();
-        let mut view = CapabilityView {
-            state: &mut state,
-            table: &mut table,
-        };
-        let llm = llm::Host::infer(&mut view, "m".into(), "p".into(), None)
-            .await
-            .unwrap();
-        assert!(matches!(llm, Err(llm::Error::ModelNotSupported)));
-        let kv = key_value::HostStore::open(&mut view, "default".into())
-            .await
-            .unwrap();
-        assert!(matches!(kv, Err(key_value::Error::NoSuchStore)));
-        let wasi = wasi_kv::Host::open(&mut view, "default".into())
-            .await
-            .unwrap();
-        assert!(matches!(wasi, Err(wasi_kv::Error::NoSuchStore)));
-        let db = sqlite3::HostConnection::open(&mut view, "default".into())
-            .await
-            .unwrap();
-        assert!(matches!(db, Err(sqlite3::Error::NoSuchDatabase)));
-        let db2 = sqlite::HostConnection::open(&mut view, "default".into())
-            .await
-            .unwrap();
-        assert!(matches!(db2, Err(sqlite::Error::NoSuchDatabase)));
-        let my = mysql::HostConnection::open(&mut view, "mysql://h".into())
-            .await
-            .unwrap();
-        assert!(matches!(my, Err(rdbms_types::Error::ConnectionFailed(m)) if m == NOT_SUPPORTED));
-        let mq = mqtt::HostConnection::open(
-            &mut view,
-            "mqtt://h".into(),
-            String::new(),
-            String::new(),
-            1,
-        )
-        .await
-        .unwrap();
-        assert!(matches!(mq, Err(mqtt::Error::ConnectionFailed(m)) if m == NOT_SUPPORTED));
-        let warned = view.state.app.warned_unsupported.lock().unwrap().len();
-        assert_eq!(warned, 7, "one warning per component and interface");
-        // A second call does not warn again.
-        let _ = llm::Host::infer(&mut view, "m".into(), "p".into(), None)
-            .await
-            .unwrap();
-        assert_eq!(view.state.app.warned_unsupported.lock().unwrap().len(), 7);
-    }
 }

@@ -4,6 +4,14 @@
 //! `*`, `*.example.com` or a name or address; the port may be a number, a range
 //! `8000..8100`, `*`, or absent (then the scheme's well-known port). Anything not allowed
 //! is denied, so a component with an empty list can reach nothing.
+//!
+//! The one place every outbound connection is checked: PostgreSQL and Redis ask
+//! [`AllowedHosts::allows_url`], outbound HTTP asks [`AllowedHosts::allows`].
+
+mod host;
+mod runtime_config;
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
 use std::ops::RangeInclusive;
@@ -177,61 +185,5 @@ fn parse_ports(text: &str) -> Option<RangeInclusive<u16>> {
             (low <= high).then_some(low..=high)
         }
         None => text.parse().ok().map(|port| port..=port),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn hosts(entries: &[&str]) -> AllowedHosts {
-        AllowedHosts::parse(entries.iter().copied()).unwrap()
-    }
-
-    #[test]
-    fn exact_host_and_port() {
-        let allowed = hosts(&["postgres://127.0.0.1:55432"]);
-        assert!(allowed.allows_url("postgres://todo:pw@127.0.0.1:55432/todo"));
-        assert!(!allowed.allows_url("postgres://todo:pw@127.0.0.1:5432/todo"));
-        assert!(!allowed.allows_url("redis://127.0.0.1:55432"));
-        assert!(!allowed.allows_url("postgres://10.0.0.1:55432/todo"));
-    }
-
-    #[test]
-    fn default_ports_apply_to_both_sides() {
-        let allowed = hosts(&["redis://cache"]);
-        assert!(allowed.allows_url("redis://cache"));
-        assert!(allowed.allows_url("redis://cache:6379"));
-        assert!(!allowed.allows_url("redis://cache:6380"));
-    }
-
-    #[test]
-    fn wildcards_and_ranges() {
-        let allowed = hosts(&["https://*.example.com", "*://mail.local:8000..8100"]);
-        assert!(allowed.allows_url("https://api.example.com/x"));
-        assert!(!allowed.allows_url("https://example.org/x"));
-        assert!(allowed.allows_url("http://mail.local:8050/hook"));
-        assert!(!allowed.allows_url("http://mail.local:8200/hook"));
-        let any = hosts(&["*://*:*"]);
-        assert!(any.allows_url("mqtt://broker:1234"));
-    }
-
-    #[test]
-    fn empty_list_denies_everything() {
-        assert!(!AllowedHosts::default().allows_url("http://127.0.0.1:80"));
-    }
-
-    #[test]
-    fn bad_entries_are_named() {
-        for bad in [
-            "127.0.0.1:5432",
-            "postgres://",
-            "http://h:x",
-            "custom://h",
-            "http://a*b",
-        ] {
-            let err = AllowedHost::parse(bad).unwrap_err().to_string();
-            assert!(err.contains(bad), "{err}");
-        }
     }
 }

@@ -1,0 +1,333 @@
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+
+use super::*;
+use crate::capabilities::test_support::{component_with, env_url, origin_of};
+use crate::capabilities::{AppCapabilities, CapabilityState, ComponentCapabilities};
+use v2::HostConnection as _;
+
+struct Request {
+    state: CapabilityState,
+    table: ResourceTable,
+}
+
+impl Request {
+    fn new(app: &Arc<AppCapabilities>, component: &Arc<ComponentCapabilities>) -> Self {
+        Self {
+            state: CapabilityState::new(app.clone(), component.clone()),
+            table: ResourceTable::new(),
+        }
+    }
+
+    fn view(&mut self) -> CapabilityView<'_> {
+        CapabilityView {
+            state: &mut self.state,
+            table: &mut self.table,
+        }
+    }
+}
+
+fn app() -> Arc<AppCapabilities> {
+    Arc::new(crate::capabilities::test_support::app_capabilities())
+}
+
+fn borrow(connection: &Resource<v2::Connection>) -> Resource<v2::Connection> {
+    Resource::new_borrow(connection.rep())
+}
+
+fn bin(text: &str) -> v2::RedisParameter {
+    v2::RedisParameter::Binary(text.as_bytes().to_vec())
+}
+
+fn debug<D: std::fmt::Debug>(value: D) -> String {
+    format!("{value:?}")
+}
+
+#[tokio::test]
+async fn commands_and_replies_map_like_spin() {
+    let Some(url) = env_url("REDIS_URL") else {
+        return;
+    };
+    let app = app();
+    let component = component_with(&[origin_of(&url).as_str()], Default::default(), &[]);
+    let mut request = Request::new(&app, &component);
+    let mut view = request.view();
+    let c = view.open(url.clone()).await.unwrap().unwrap();
+    let key = format!("edge-host-test:{}", std::process::id());
+    let set_key = format!("{key}:set");
+
+    view.set(borrow(&c), key.clone(), b"41".to_vec())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        view.incr(borrow(&c), key.clone()).await.unwrap().unwrap(),
+        42
+    );
+    let got = view.get(borrow(&c), key.clone()).await.unwrap().unwrap();
+    assert_eq!(got.as_deref(), Some(&b"42"[..]));
+    let missing = view
+        .get(borrow(&c), format!("{key}:absent"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(missing, None);
+    view.set(borrow(&c), key.clone(), b"text".to_vec())
+        .await
+        .unwrap()
+        .unwrap();
+    let not_integer = view.incr(borrow(&c), key.clone()).await.unwrap();
+    assert!(
+        matches!(not_integer, Err(v2::Error::TypeError)),
+        "{not_integer:?}"
+    );
+
+    let added = view.sadd(
+        borrow(&c),
+        set_key.clone(),
+        vec!["a".into(), "b".into(), "a".into()],
+    );
+    assert_eq!(added.await.unwrap().unwrap(), 2);
+    let mut members = view
+        .smembers(borrow(&c), set_key.clone())
+        .await
+        .unwrap()
+        .unwrap();
+    members.sort();
+    assert_eq!(members, ["a", "b"]);
+    let wrong = view.smembers(borrow(&c), key.clone()).await.unwrap();
+    assert!(matches!(wrong, Err(v2::Error::TypeError)), "{wrong:?}");
+    let removed = view.srem(borrow(&c), set_key.clone(), vec!["a".into(), "z".into()]);
+    assert_eq!(removed.await.unwrap().unwrap(), 1);
+    view.publish(borrow(&c), "edge-host-test".into(), b"hi".to_vec())
+        .await
+        .unwrap()
+        .unwrap();
+
+    // Lua's nested tables come back flattened; status replies stay statuses.
+    let script = "return {1, {ARGV[1], {2}}, redis.status_reply('FINE'), false}";
+    let results = view
+        .execute(
+            borrow(&c),
+            "EVAL".into(),
+            vec![bin(script), v2::RedisParameter::Int64(0), bin("a")],
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        debug(results),
+        debug(vec![
+            v2::RedisResult::Int64(1),
+            v2::RedisResult::Binary(b"a".to_vec()),
+            v2::RedisResult::Int64(2),
+            v2::RedisResult::Status("FINE".into()),
+            v2::RedisResult::Nil,
+        ])
+    );
+    let ok = view
+        .execute(borrow(&c), "set".into(), vec![bin(&key), bin("v")])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(debug(ok), debug(vec![v2::RedisResult::Status("OK".into())]));
+    let failing = view
+        .execute(
+            borrow(&c),
+            "EVAL".into(),
+            vec![
+                bin("return redis.error_reply('NOPE bad')"),
+                v2::RedisParameter::Int64(0),
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(&failing, Err(v2::Error::Other(m)) if m.contains("NOPE")),
+        "{failing:?}"
+    );
+
+    // Commands that would change or stall the shared connection are refused.
+    for (command, args) in [
+        ("MULTI", vec![]),
+        ("select", vec![bin("1")]),
+        ("CLIENT", vec![bin("SETNAME"), bin("x")]),
+        ("BLPOP", vec![bin(&key), v2::RedisParameter::Int64(1)]),
+        (
+            "XREAD",
+            vec![bin("BLOCK"), bin("0"), bin("STREAMS"), bin("s"), bin("$")],
+        ),
+    ] {
+        let refused = view
+            .execute(borrow(&c), command.into(), args)
+            .await
+            .unwrap();
+        assert!(
+            matches!(&refused, Err(v2::Error::Other(m)) if m.contains("not supported")),
+            "{command}: {refused:?}"
+        );
+    }
+
+    let deleted = view.del(
+        borrow(&c),
+        vec![key.clone(), set_key.clone(), format!("{key}:absent")],
+    );
+    assert_eq!(deleted.await.unwrap().unwrap(), 2);
+    v2::HostConnection::drop(&mut view, c).await.unwrap();
+
+    // Every request shares the one connection per address.
+    assert_eq!(app.redis.connections.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn denied_and_invalid_addresses() {
+    let app = app();
+    let component = component_with(&["redis://127.0.0.1:6379"], Default::default(), &[]);
+    let mut request = Request::new(&app, &component);
+    let mut view = request.view();
+    let denied = view
+        .open("redis://:secret@10.0.0.1:6379".into())
+        .await
+        .unwrap();
+    assert!(
+        matches!(denied, Err(v2::Error::InvalidAddress)),
+        "{denied:?}"
+    );
+    let invalid = view.open("not a url".into()).await.unwrap();
+    assert!(
+        matches!(invalid, Err(v2::Error::InvalidAddress)),
+        "{invalid:?}"
+    );
+    assert_eq!(
+        redacted("redis://:secret@10.0.0.1:6379/0"),
+        "redis://10.0.0.1:6379"
+    );
+}
+
+/// A throwaway redis-server on a free loopback port, stopped on drop.
+struct TestRedis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl TestRedis {
+    fn start(port: u16) -> Option<Self> {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        Some(Self {
+            port,
+            child: Some(child),
+        })
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .is_err()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn ping(
+    app: &Arc<AppCapabilities>,
+    component: &Arc<ComponentCapabilities>,
+    url: &str,
+) -> Result<(), String> {
+    let mut request = Request::new(app, component);
+    let mut view = request.view();
+    let connection = view
+        .open(url.to_owned())
+        .await
+        .unwrap()
+        .map_err(|e| format!("{e:?}"))?;
+    let reply = view
+        .execute(borrow(&connection), "PING".into(), vec![])
+        .await
+        .unwrap();
+    reply.map(|_| ()).map_err(|e| format!("{e:?}"))
+}
+
+#[tokio::test]
+async fn the_shared_connection_fails_fast_and_recovers() {
+    if Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipping: redis-server is not installed");
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let app = app();
+    let component = component_with(&[origin_of(&url).as_str()], Default::default(), &[]);
+
+    let mut server = TestRedis::start(port).expect("redis-server starts");
+    server.wait_ready().await;
+    ping(&app, &component, &url).await.unwrap();
+
+    server.stop();
+    let started = std::time::Instant::now();
+    let mut failures = 0;
+    for _ in 0..3 {
+        if ping(&app, &component, &url).await.is_err() {
+            failures += 1;
+        }
+    }
+    assert!(failures >= 2, "calls fail while Redis is down");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "and they fail fast: {:?}",
+        started.elapsed()
+    );
+
+    let server = TestRedis::start(port).expect("redis-server restarts");
+    server.wait_ready().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match ping(&app, &component, &url).await {
+            Ok(()) => break,
+            Err(err) => assert!(std::time::Instant::now() < deadline, "no recovery: {err}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
