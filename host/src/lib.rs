@@ -30,3 +30,154 @@ pub mod runtime_config;
 pub mod template;
 pub mod triggers;
 pub mod variables;
+
+/// The import graph, checked: every top-level module of the host (and of the Todo API's
+/// shared `common` crate) may use only modules that do not use it back, directly or
+/// through others. The picture in host/README.md is the intent; this keeps it true.
+#[cfg(test)]
+mod import_graph {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::path::Path;
+
+    /// `module -> modules it names as crate::X`, read from the sources outside
+    /// `#[cfg(test)]` code (tests may reach across layers).
+    fn graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
+        let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut files = vec![src.to_path_buf()];
+        while let Some(path) = files.pop() {
+            if path.is_dir() {
+                files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+                continue;
+            }
+            if path.extension().is_none_or(|ext| ext != "rs") || path.ends_with("tests.rs") {
+                continue;
+            }
+            let relative = path.strip_prefix(src).unwrap();
+            let top = relative.iter().next().unwrap().to_string_lossy();
+            let module = top.trim_end_matches(".rs").to_owned();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            let uses = graph.entry(module.clone()).or_default();
+            for name in crate_paths(code) {
+                if name != module && !["lib", "main"].contains(&module.as_str()) {
+                    uses.insert(name);
+                }
+            }
+        }
+        graph
+    }
+
+    /// Module names after `crate::`, in plain paths and in `use crate::{a, b::c}` lists,
+    /// skipping comment lines.
+    fn crate_paths(code: &str) -> Vec<String> {
+        let code: String = code
+            .lines()
+            .filter(|line| !line.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut names = Vec::new();
+        let mut rest = code.as_str();
+        while let Some(at) = rest.find("crate::") {
+            rest = &rest[at + "crate::".len()..];
+            if let Some(list) = rest.strip_prefix('{') {
+                // `use crate::{a::X, b, c::{d, e}};`: the first segment of each item.
+                let mut depth = 0;
+                let mut item_start = true;
+                for c in list.chars() {
+                    match c {
+                        '{' => depth += 1,
+                        '}' if depth == 0 => break,
+                        '}' => depth -= 1,
+                        ',' if depth == 0 => item_start = true,
+                        c if item_start && (c.is_ascii_alphanumeric() || c == '_') => {
+                            names.push(String::new());
+                            item_start = false;
+                            names.last_mut().unwrap().push(c);
+                        }
+                        c if c.is_ascii_alphanumeric() || c == '_' => {
+                            if let Some(word) = names.last_mut().filter(|_| depth == 0) {
+                                if !word.ends_with(':') {
+                                    word.push(c);
+                                }
+                            }
+                        }
+                        ':' if depth == 0 => {
+                            if let Some(word) = names.last_mut() {
+                                word.push(':');
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            } else {
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                names.push(name);
+            }
+        }
+        for name in &mut names {
+            if let Some(at) = name.find(':') {
+                name.truncate(at);
+            }
+        }
+        names.retain(|name| !name.is_empty() && name != "self");
+        names
+    }
+
+    /// A cycle through `start`, if there is one, as the modules along it.
+    fn cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+        fn visit(
+            graph: &BTreeMap<String, BTreeSet<String>>,
+            node: &str,
+            path: &mut Vec<String>,
+            done: &mut BTreeSet<String>,
+        ) -> Option<Vec<String>> {
+            if let Some(at) = path.iter().position(|seen| seen == node) {
+                let mut found = path[at..].to_vec();
+                found.push(node.to_owned());
+                return Some(found);
+            }
+            if !done.insert(node.to_owned()) {
+                return None;
+            }
+            path.push(node.to_owned());
+            for next in graph.get(node).into_iter().flatten() {
+                if let Some(found) = visit(graph, next, path, done) {
+                    return Some(found);
+                }
+            }
+            path.pop();
+            None
+        }
+        let mut done = BTreeSet::new();
+        graph
+            .keys()
+            .find_map(|start| visit(graph, start, &mut Vec::new(), &mut done))
+    }
+
+    #[test]
+    fn the_cycle_finder_finds_a_cycle() {
+        let graph = BTreeMap::from([
+            ("a".to_owned(), BTreeSet::from(["b".to_owned()])),
+            ("b".to_owned(), BTreeSet::from(["c".to_owned()])),
+            ("c".to_owned(), BTreeSet::from(["a".to_owned()])),
+        ]);
+        assert_eq!(cycle(&graph).unwrap(), ["a", "b", "c", "a"]);
+        assert_eq!(
+            crate_paths("use crate::{app::App, engine};\nlet x = crate::routes::Router::new();\n// crate::nope"),
+            ["app", "engine", "routes"]
+        );
+    }
+
+    #[test]
+    fn host_modules_import_one_way() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let graph = graph(&src);
+        assert!(graph.contains_key("triggers") && graph["triggers"].contains("app"));
+        if let Some(found) = cycle(&graph) {
+            panic!("module cycle in host/src: {}", found.join(" -> "));
+        }
+    }
+}
