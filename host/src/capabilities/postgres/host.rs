@@ -147,6 +147,26 @@ fn v2_params(params: Vec<v2_types::ParameterValue>) -> Result<Vec<PgParam>, PgEr
     v4_params(params)
 }
 
+/// A 4.0.0 row set in an older interface's column and value types (their `RowSet`
+/// records differ only in those).
+fn older_row_set<C, V>(
+    rows: v4::RowSet,
+    column: impl Fn(String, v4::DbDataType) -> C,
+    value: impl Fn(v4::DbValue) -> V,
+) -> (Vec<C>, Vec<Vec<V>>) {
+    let columns = rows
+        .columns
+        .into_iter()
+        .map(|c| column(c.name, c.data_type))
+        .collect();
+    let rows = rows
+        .rows
+        .into_iter()
+        .map(|row| row.into_iter().map(&value).collect())
+        .collect();
+    (columns, rows)
+}
+
 impl v4::Host for CapabilityView<'_> {}
 
 impl v4::HostConnection for CapabilityView<'_> {
@@ -207,20 +227,16 @@ impl v3::HostConnection for CapabilityView<'_> {
             .postgres_query(&connection, &statement, v3_params(params))
             .await?;
         Ok(result
-            .map(|rows| v3::RowSet {
-                columns: rows
-                    .columns
-                    .into_iter()
-                    .map(|column| v3::Column {
-                        name: column.name,
-                        data_type: convert::data_type_v4_to_v3(column.data_type),
-                    })
-                    .collect(),
-                rows: rows
-                    .rows
-                    .into_iter()
-                    .map(|row| row.into_iter().map(convert::value_v4_to_v3).collect())
-                    .collect(),
+            .map(|rows| {
+                let (columns, rows) = older_row_set(
+                    rows,
+                    |name, data_type| v3::Column {
+                        name,
+                        data_type: convert::data_type_v4_to_v3(data_type),
+                    },
+                    convert::value_v4_to_v3,
+                );
+                v3::RowSet { columns, rows }
             })
             .map_err(Into::into))
     }
@@ -268,20 +284,16 @@ impl v2::HostConnection for CapabilityView<'_> {
             .postgres_query(&connection, &statement, v2_params(params))
             .await?;
         Ok(result
-            .map(|rows| v2_types::RowSet {
-                columns: rows
-                    .columns
-                    .into_iter()
-                    .map(|column| v2_types::Column {
-                        name: column.name,
-                        data_type: convert::data_type_v4_to_v2(column.data_type),
-                    })
-                    .collect(),
-                rows: rows
-                    .rows
-                    .into_iter()
-                    .map(|row| row.into_iter().map(convert::value_v4_to_v2).collect())
-                    .collect(),
+            .map(|rows| {
+                let (columns, rows) = older_row_set(
+                    rows,
+                    |name, data_type| v2_types::Column {
+                        name,
+                        data_type: convert::data_type_v4_to_v2(data_type),
+                    },
+                    convert::value_v4_to_v2,
+                );
+                v2_types::RowSet { columns, rows }
             })
             .map_err(Into::into))
     }
