@@ -149,11 +149,7 @@ fn login(ctx: &mut Ctx, req: &Request, vars: &dyn VariableSource) -> Result<Resp
     let db = Db::open(&store.db_url)?;
     let credentials = repo::find_credentials(&db, &username)?;
     // Unknown user and wrong password: same work (one argon2 pass), same error.
-    let stored = credentials.as_ref().map(|(_, hash)| hash.as_str());
-    if !passwords::verify(&password, stored) {
-        return Err(ApiError::InvalidCredentials);
-    }
-    let (user, _) = credentials.ok_or(ApiError::InvalidCredentials)?;
+    let user = passwords::check_credentials(&password, credentials)?;
     ctx.user_id = Some(user.to_string());
 
     let access_token = key.issue_access_token(&user, &settings)?;

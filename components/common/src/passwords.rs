@@ -55,9 +55,50 @@ pub fn verify(password: &Password, stored: Option<&str>) -> bool {
     }
 }
 
+/// The login decision: the user behind `credentials` (as the repository found them:
+/// user and stored hash) when `password` matches, and otherwise the one
+/// [`ApiError::InvalidCredentials`] whatever the cause (unknown user, wrong password, an
+/// unreadable stored hash), after the same single argon2 pass, so neither the answer nor
+/// its timing tells a client which usernames exist.
+pub fn check_credentials<U>(
+    password: &Password,
+    credentials: Option<(U, String)>,
+) -> Result<U, ApiError> {
+    let stored = credentials.as_ref().map(|(_, hash)| hash.as_str());
+    if !verify(password, stored) {
+        return Err(ApiError::InvalidCredentials);
+    }
+    credentials
+        .map(|(user, _)| user)
+        .ok_or(ApiError::InvalidCredentials)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_problem_is_the_same_for_every_cause() {
+        let right = Password::parse("correct horse battery").unwrap();
+        let wrong = Password::parse("incorrect horse battery").unwrap();
+        let stored = hash(&right).unwrap();
+        assert_eq!(
+            check_credentials(&right, Some(("ann", stored.clone()))).unwrap(),
+            "ann"
+        );
+        let problem = |outcome: Result<&str, ApiError>| {
+            serde_json::to_string(&outcome.unwrap_err().to_problem(Some("req"))).unwrap()
+        };
+        let unknown_user = problem(check_credentials(&right, None));
+        let wrong_password = problem(check_credentials(&wrong, Some(("ann", stored))));
+        let corrupt_hash = problem(check_credentials(
+            &right,
+            Some(("ann", "$argon2id$x".into())),
+        ));
+        assert_eq!(unknown_user, wrong_password);
+        assert_eq!(unknown_user, corrupt_hash);
+        assert!(unknown_user.contains("401"), "{unknown_user}");
+    }
 
     #[test]
     fn hash_and_verify() {
