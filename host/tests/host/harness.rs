@@ -64,8 +64,12 @@ impl Host {
         if !extra_args.contains(&"--cache-dir") {
             command.arg("--cache-dir").arg(tempfile_dir());
         }
+        let ready_dir = tempfile::tempdir().expect("temp dir for the ready file");
+        let ready_file = ready_dir.path().join("ready.json");
         let mut child = command
             .args(extra_args)
+            .arg("--ready-file")
+            .arg(&ready_file)
             .env("SPIN_VARIABLE_SECRET_TOKEN", "test-token")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
@@ -73,38 +77,46 @@ impl Host {
             .spawn()
             .expect("starting edge-host");
         let output = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().unwrap();
-        let sink = output.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("edge-host: {line}");
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let sink = output.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("Serving ") {
-                    let _ = tx.send(addr.trim().to_owned());
-                } else if line.starts_with("Redis channel") {
-                    // A Redis-only app has no URL; its banner still says it is ready.
-                    let _ = tx.send(String::new());
+        let mut readers = Vec::new();
+        for stream in [
+            Box::new(child.stderr.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stdout.take().unwrap()),
+        ] {
+            let sink = output.clone();
+            readers.push(std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    eprintln!("edge-host: {line}");
+                    sink.lock().unwrap().push(line);
                 }
-                eprintln!("edge-host: {line}");
-                sink.lock().unwrap().push(line);
+            }));
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let base_url = loop {
+            // The host writes the file atomically, so a file that exists is complete.
+            if let Ok(text) = std::fs::read_to_string(&ready_file) {
+                let ready: serde_json::Value =
+                    serde_json::from_str(&text).expect("ready file is JSON");
+                // A Redis-only app has no URL.
+                break ready["url"].as_str().unwrap_or_default().to_owned();
             }
-        });
-        let base_url = match rx.recv_timeout(Duration::from_secs(120)) {
-            Ok(url) => url,
-            Err(_) => {
-                let _ = child.kill();
+            if let Ok(Some(status)) = child.try_wait() {
+                // The pipes close when the child exits: collect everything it wrote.
+                for reader in readers {
+                    let _ = reader.join();
+                }
                 panic!(
-                    "edge-host did not print `Serving ...` in time; output:\n{}",
+                    "edge-host exited ({status}) before writing its ready file; output:\n{}",
                     output.lock().unwrap().join("\n")
                 );
             }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "edge-host did not write its ready file in time; output:\n{}",
+                    output.lock().unwrap().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
         };
         Host {
             child,

@@ -23,9 +23,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::oneshot;
 
-/// How long a freshly started host may take to print `Serving http://ADDR`. A cold compile
+/// How long a freshly started host may take to write its ready file. A cold compile
 /// cache makes the first start of a debug-built host slow; `EDGE_E2E_START_TIMEOUT_SECS`
 /// raises it on slow machines.
 fn start_timeout() -> Duration {
@@ -199,7 +198,7 @@ impl TestApp {
         }
     }
 
-    /// Starts `edge-host up` on 127.0.0.1:0 and waits for its `Serving http://ADDR` line.
+    /// Starts `edge-host up` on 127.0.0.1:0 and waits for its ready file.
     pub async fn try_spawn(options: HostOptions) -> Result<TestApp> {
         let host = HostProcess::start(&options).await?;
         Ok(TestApp {
@@ -283,6 +282,8 @@ fn edge_host_binary() -> Result<PathBuf> {
 struct HostProcess {
     child: Child,
     addr: SocketAddr,
+    /// Holds the ready file; removed on drop.
+    ready_dir: PathBuf,
 }
 
 impl HostProcess {
@@ -305,39 +306,45 @@ impl HostProcess {
             command.env(format!("SPIN_VARIABLE_{}", name.to_uppercase()), value);
         }
         command.args(&options.args);
+        let ready_dir = unique_temp_dir("edge-host-ready")?;
+        let ready_file = ready_dir.join("ready.json");
+        command.arg("--ready-file").arg(&ready_file);
         let mut child = command
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
 
-        let (serving_tx, serving_rx) = oneshot::channel();
         let stdout = child.stdout.take().context("edge-host stdout is piped")?;
         let stderr = child.stderr.take().context("edge-host stderr is piped")?;
-        forward_output(stdout, Some(serving_tx));
-        forward_output(stderr, None);
+        forward_output(stdout);
+        forward_output(stderr);
 
         let mut host = HostProcess {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ready_dir,
         };
         let timeout = start_timeout();
-        match tokio::time::timeout(timeout, serving_rx).await {
-            Ok(Ok(addr)) => {
-                host.addr = addr;
-                Ok(host)
+        let deadline = Instant::now() + timeout;
+        loop {
+            // The host writes the file atomically, so a file that exists is complete.
+            if let Ok(text) = std::fs::read_to_string(&ready_file) {
+                host.addr = ready_address(&text)?;
+                return Ok(host);
             }
-            Ok(Err(_closed)) => {
-                // stdout closed without the line: the host exited (or closed stdout).
-                let status = wait_for_exit(&mut host.child, Duration::from_secs(5));
+            if let Ok(Some(status)) = host.child.try_wait() {
                 bail!(
-                    "edge-host stopped before printing `Serving http://ADDR` ({status}); its \
-                     output is above"
-                )
+                    "edge-host exited ({status}) before writing its ready file; its output is \
+                     above"
+                );
             }
-            Err(_elapsed) => bail!(
-                "edge-host did not print `Serving http://ADDR` within {} s (raise \
-                 EDGE_E2E_START_TIMEOUT_SECS on a slow machine); its output is above",
-                timeout.as_secs()
-            ),
+            if Instant::now() > deadline {
+                bail!(
+                    "edge-host did not write its ready file within {} s (raise \
+                     EDGE_E2E_START_TIMEOUT_SECS on a slow machine); its output is above",
+                    timeout.as_secs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }
@@ -346,53 +353,45 @@ impl Drop for HostProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.ready_dir);
     }
 }
 
-/// Copies a child's output to our stderr on a thread, looking for the `Serving http://ADDR`
-/// line when `serving` is given.
-fn forward_output(
-    stream: impl Read + Send + 'static,
-    serving: Option<oneshot::Sender<SocketAddr>>,
-) {
+/// Copies a child's output to our stderr on a thread, line by line.
+fn forward_output(stream: impl Read + Send + 'static) {
     std::thread::spawn(move || {
-        let mut serving = serving;
-        let mut lines = BufReader::new(stream);
-        let mut line = String::new();
-        loop {
-            line.clear();
-            match lines.read_line(&mut line) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-            let text = line.trim_end();
-            eprintln!("[edge-host] {text}");
-            if let Some(addr) = serving_address(text) {
-                if let Some(tx) = serving.take() {
-                    let _ = tx.send(addr);
-                }
-            }
+        for line in BufReader::new(stream).lines().map_while(|line| line.ok()) {
+            eprintln!("[edge-host] {line}");
         }
     });
 }
 
-/// Parses the address out of a line like `Serving http://127.0.0.1:41234`.
-fn serving_address(line: &str) -> Option<SocketAddr> {
-    let rest = &line[line.find("Serving http://")? + "Serving http://".len()..];
-    let addr = rest.split(|c: char| c.is_whitespace() || c == '/').next()?;
-    addr.parse().ok()
+/// A fresh, empty directory under the system temp dir.
+fn unique_temp_dir(prefix: &str) -> Result<PathBuf> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
 }
 
-fn wait_for_exit(child: &mut Child, limit: Duration) -> String {
-    let deadline = Instant::now() + limit;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return status.to_string(),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            Ok(None) => return "still running, stdout closed".to_string(),
-            Err(e) => return format!("status unknown: {e}"),
-        }
-    }
+/// The listening address in edge-host's ready file, `{"url":"http://ADDR","pid":N}`.
+fn ready_address(text: &str) -> Result<SocketAddr> {
+    let ready: serde_json::Value =
+        serde_json::from_str(text).with_context(|| format!("ready file is not JSON: {text}"))?;
+    let url = ready["url"].as_str().with_context(|| {
+        format!("ready file has no url (an app without HTTP triggers?): {text}")
+    })?;
+    let addr = url
+        .strip_prefix("http://")
+        .with_context(|| format!("ready url is not http://: {url}"))?;
+    addr.trim_end_matches('/')
+        .parse()
+        .with_context(|| format!("ready url has no socket address: {url}"))
 }
 
 /// Polls `check` every 100 ms until it returns `Ok`, or fails with the last error once
@@ -671,16 +670,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn serving_line_is_parsed() {
+    fn ready_file_address_is_parsed() {
         assert_eq!(
-            serving_address("Serving http://127.0.0.1:41234"),
-            Some("127.0.0.1:41234".parse().unwrap())
+            ready_address(r#"{"url":"http://127.0.0.1:41234","pid":7}"#).unwrap(),
+            "127.0.0.1:41234".parse().unwrap()
         );
-        assert_eq!(
-            serving_address("2026-01-01 INFO Serving http://127.0.0.1:80/ (3 routes)"),
-            Some("127.0.0.1:80".parse().unwrap())
-        );
-        assert_eq!(serving_address("Listening on 127.0.0.1:80"), None);
+        assert!(ready_address(r#"{"url":null,"pid":7}"#).is_err());
+        assert!(ready_address("not json").is_err());
     }
 
     #[test]
