@@ -417,17 +417,33 @@ where
 /// test can stop and restart Redis without disturbing other tests. Killed on drop.
 pub struct PrivateRedis {
     port: u16,
+    /// `requirepass`, when the test wants a secret in the server's address.
+    password: Option<String>,
     child: Option<Child>,
 }
 
 impl PrivateRedis {
     /// Starts a server on a free port and waits until it answers PING.
     pub async fn start() -> PrivateRedis {
+        Self::start_with(None).await
+    }
+
+    /// Starts a server that requires `password`; its [`url`](Self::url) carries it, as a
+    /// production Redis address does.
+    pub async fn start_with_password(password: &str) -> PrivateRedis {
+        Self::start_with(Some(password.to_owned())).await
+    }
+
+    async fn start_with(password: Option<String>) -> PrivateRedis {
         let mut last_error = None;
         // A port found free can be taken before redis binds it; try a few.
         for _ in 0..5 {
             let port = free_port().expect("a free loopback port");
-            let mut redis = PrivateRedis { port, child: None };
+            let mut redis = PrivateRedis {
+                port,
+                password: password.clone(),
+                child: None,
+            };
             match redis.launch().await {
                 Ok(()) => return redis,
                 Err(e) => last_error = Some(e),
@@ -441,7 +457,10 @@ impl PrivateRedis {
 
     /// `redis://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match &self.password {
+            Some(password) => format!("redis://:{password}@127.0.0.1:{}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
     }
 
     /// `127.0.0.1:PORT`, as `allowed_outbound_hosts` wants it.
@@ -481,9 +500,14 @@ impl PrivateRedis {
 
     async fn launch(&mut self) -> Result<()> {
         let bin = std::env::var_os("REDIS_SERVER_BIN").unwrap_or_else(|| "redis-server".into());
-        let mut child = Command::new(&bin)
+        let mut command = Command::new(&bin);
+        command
             .args(["--bind", "127.0.0.1", "--port"])
-            .arg(self.port.to_string())
+            .arg(self.port.to_string());
+        if let Some(password) = &self.password {
+            command.arg("--requirepass").arg(password);
+        }
+        let mut child = command
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .args(["--protected-mode", "yes", "--loglevel", "warning"])
             .arg("--dir")
@@ -498,7 +522,10 @@ impl PrivateRedis {
             if let Some(status) = child.try_wait()? {
                 bail!("redis-server on port {} exited: {status}", self.port);
             }
-            if redis_ping(self.port).await.is_ok() {
+            if redis_ping(self.port, self.password.as_deref())
+                .await
+                .is_ok()
+            {
                 self.child = Some(child);
                 return Ok(());
             }
@@ -525,8 +552,17 @@ impl Drop for PrivateRedis {
 }
 
 /// Sends `PING` in RESP and expects `+PONG`.
-async fn redis_ping(port: u16) -> Result<()> {
+async fn redis_ping(port: u16, password: Option<&str>) -> Result<()> {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    if let Some(password) = password {
+        let auth = format!("*2\r\n$4\r\nAUTH\r\n${}\r\n{password}\r\n", password.len());
+        stream.write_all(auth.as_bytes()).await?;
+        let mut reply = [0u8; 5];
+        stream.read_exact(&mut reply).await?;
+        if &reply != b"+OK\r\n" {
+            bail!("AUTH answered {:?}", String::from_utf8_lossy(&reply));
+        }
+    }
     stream.write_all(b"*1\r\n$4\r\nPING\r\n").await?;
     let mut reply = [0u8; 7];
     stream.read_exact(&mut reply).await?;

@@ -121,10 +121,16 @@ async fn readiness_is_503_naming_redis_while_it_is_down_and_200_after_it_restart
 
 #[tokio::test]
 async fn readiness_does_not_leak_connection_details_when_redis_is_down() {
-    let mut redis = PrivateRedis::start().await;
+    // The failing dependency's own address must hold a secret, or the test could not
+    // see a leak of it.
+    let redis_password = format!("leak-canary-{}", std::process::id());
+    let mut redis = PrivateRedis::start_with_password(&redis_password).await;
     let Some(app) = TestApp::spawn_with(HostOptions::new().redis(&redis)).await else {
         return;
     };
+    // Ready first: the app really talks to Redis through the address with the secret.
+    let (status, body) = get_json(&app, "/health/ready").await.unwrap();
+    assert_eq!(status, 200, "{body}");
     redis.stop().await;
 
     let body = eventually(
@@ -141,6 +147,10 @@ async fn readiness_does_not_leak_connection_details_when_redis_is_down() {
     .await;
 
     let text = body.to_string();
+    assert!(
+        !text.contains(&redis_password) && !text.contains(&redis.url()),
+        "the Redis address or its password leaked: {text}"
+    );
     let password = crate::harness::service_setting("DATABASE_URL")
         .ok()
         .and_then(|url| password_of(&url));
