@@ -149,8 +149,9 @@ impl ComponentCompiler {
     }
 }
 
-/// Writes to a temporary file and renames it, so a crash never leaves half a file.
-fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+/// Writes to a temporary file and renames it, so a crash never leaves half a file and a
+/// reader never sees one (the compile cache, and `up --ready-file`).
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let dir = path.parent().context("cache path has no directory")?;
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(

@@ -81,49 +81,49 @@ mod import_graph {
             rest = &rest[at + "crate::".len()..];
             if let Some(list) = rest.strip_prefix('{') {
                 // `use crate::{a::X, b, c::{d, e}};`: the first segment of each item.
-                let mut depth = 0;
-                let mut item_start = true;
-                for c in list.chars() {
-                    match c {
-                        '{' => depth += 1,
-                        '}' if depth == 0 => break,
-                        '}' => depth -= 1,
-                        ',' if depth == 0 => item_start = true,
-                        c if item_start && (c.is_ascii_alphanumeric() || c == '_') => {
-                            names.push(String::new());
-                            item_start = false;
-                            names.last_mut().unwrap().push(c);
-                        }
-                        c if c.is_ascii_alphanumeric() || c == '_' => {
-                            if let Some(word) = names.last_mut().filter(|_| depth == 0) {
-                                if !word.ends_with(':') {
-                                    word.push(c);
-                                }
-                            }
-                        }
-                        ':' if depth == 0 => {
-                            if let Some(word) = names.last_mut() {
-                                word.push(':');
-                            }
-                        }
-                        _ => {}
-                    }
-                }
+                names.extend(top_level_items(list).map(|item| first_segment(item).to_owned()));
             } else {
-                let name: String = rest
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                names.push(name);
-            }
-        }
-        for name in &mut names {
-            if let Some(at) = name.find(':') {
-                name.truncate(at);
+                names.push(first_segment(rest).to_owned());
             }
         }
         names.retain(|name| !name.is_empty() && name != "self");
         names
+    }
+
+    /// The comma-separated items of a `{...}` list (its closing brace ends it), nested
+    /// lists left inside their item.
+    fn top_level_items(list: &str) -> impl Iterator<Item = &str> {
+        let mut depth = 0;
+        let end = list
+            .char_indices()
+            .find(|&(_, c)| {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => return true,
+                    '}' => depth -= 1,
+                    _ => {}
+                }
+                false
+            })
+            .map_or(list.len(), |(at, _)| at);
+        let mut depth = 0;
+        list[..end].split(move |c| {
+            match c {
+                '{' => depth += 1,
+                '}' => depth -= 1,
+                _ => {}
+            }
+            c == ',' && depth == 0
+        })
+    }
+
+    /// The leading identifier of a path such as `app::App` or ` engine`.
+    fn first_segment(path: &str) -> &str {
+        let path = path.trim_start();
+        let len = path
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(path.len());
+        &path[..len]
     }
 
     /// A cycle through `start`, if there is one, as the modules along it.

@@ -196,7 +196,7 @@ async fn serve(
     drop(stdout);
     if let Some(path) = ready_file {
         let ready = serde_json::json!({ "url": url, "pid": std::process::id() });
-        write_ready_file(path, &ready.to_string())
+        engine::write_atomically(path, ready.to_string().as_bytes())
             .with_context(|| format!("writing the ready file {}", path.display()))?;
     }
 
@@ -237,17 +237,6 @@ async fn shutdown_signal() {
     {
         let _ = ctrl_c.await;
     }
-}
-
-/// Writes the ready file aside and renames it into place, so a reader polling for it
-/// never sees half of it.
-fn write_ready_file(path: &Path, contents: &str) -> anyhow::Result<()> {
-    let mut aside = path.as_os_str().to_owned();
-    aside.push(format!(".{}.tmp", std::process::id()));
-    let aside = PathBuf::from(aside);
-    std::fs::write(&aside, contents)?;
-    std::fs::rename(&aside, path)?;
-    Ok(())
 }
 
 /// `edge-host routes`: the table from the same parser and [`Router`] the HTTP trigger
