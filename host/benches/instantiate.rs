@@ -16,9 +16,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use edge_host::app::{App, AppOptions};
-use edge_host::engine::EngineLimits;
+use edge_host::engine::{EngineLimits, MemoryReset};
 use edge_host::runtime_config::RuntimeConfig;
 use edge_host::triggers::http::HttpTrigger;
+use edge_host::triggers::reuse::{Range, ReuseConfig};
 use edge_host::variables::ResolvedVariables;
 use http_body_util::{BodyExt, Empty};
 
@@ -26,23 +27,10 @@ const WARMUP: usize = 500;
 const ITERATIONS: usize = 5_000;
 
 fn main() -> anyhow::Result<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let manifest = edge_host::manifest::load(&root.join("tests/fixtures/probe.toml"))?;
-    let env = HashMap::from([("SPIN_VARIABLE_SECRET_TOKEN".to_owned(), "bench".to_owned())]);
-    let variables = ResolvedVariables::resolve(&manifest.manifest, &[], &env)?;
-    let cache = std::env::temp_dir().join("edge-host-bench-cache");
-    let app = Arc::new(App::load(AppOptions {
-        manifest,
-        variables,
-        runtime_config: RuntimeConfig::default(),
-        limits: EngineLimits::default(),
-        cache_dir: Some(cache),
-        execution_timeout: Duration::from_secs(30),
-    })?);
-    let trigger = HttpTrigger::new(app.clone(), 10 << 20)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let app = load_app(MemoryReset::default())?;
     let component = app.components["probe"].clone();
 
     let store_only = runtime.block_on(async {
@@ -66,29 +54,80 @@ fn main() -> anyhow::Result<()> {
     });
     report("instantiate (new store + instance)", &instantiate);
 
-    let client: SocketAddr = "127.0.0.1:40000".parse()?;
-    // Measure from inside a runtime task, as a connection task is in the server, so the
-    // guest task and its caller share a worker instead of waking the bench thread.
-    let trigger = Arc::new(trigger);
-    let handle = runtime.block_on(runtime.spawn(async move {
-        let trigger = trigger.clone();
-        measure(move || {
-            let trigger = trigger.clone();
-            async move {
-                let request = http::Request::get("http://localhost/probe/")
-                    .body(Empty::<Bytes>::new().map_err(
-                        |never: Infallible| -> wasmtime_wasi_http::Error { match never {} },
-                    ))
-                    .expect("request");
-                let response = trigger.handle(request, client).await;
-                assert_eq!(response.status(), 200);
-                response.into_body().collect().await.expect("body");
-            }
-        })
-        .await
-    }))?;
-    report("handle (route + instance + guest + body)", &handle);
+    // The whole request path, side by side: how slots are reset between fresh
+    // instances, and reuse.
+    let reuse_on = ReuseConfig {
+        max_instance_reuse_count: Range::Value(usize::MAX),
+        idle_instance_timeout: Range::Value(Duration::from_secs(3600)),
+        ..ReuseConfig::default()
+    };
+    for (name, reset, reuse) in [
+        (
+            "fresh instance, slots decommitted",
+            MemoryReset::Decommit,
+            ReuseConfig::default(),
+        ),
+        (
+            "fresh instance, dirty pages reset",
+            MemoryReset::ScanDirty,
+            ReuseConfig::default(),
+        ),
+        ("reused instance", MemoryReset::default(), reuse_on),
+    ] {
+        let trigger = Arc::new(HttpTrigger::new(load_app(reset)?, 10 << 20, reuse)?);
+        let samples = runtime.block_on(measure_handle(&runtime, trigger))?;
+        report(
+            &format!("handle, {name} (route + instance + guest + body)"),
+            &samples,
+        );
+    }
     Ok(())
+}
+
+fn load_app(memory_reset: MemoryReset) -> anyhow::Result<Arc<App>> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest = edge_host::manifest::load(&root.join("tests/fixtures/probe.toml"))?;
+    let env = HashMap::from([("SPIN_VARIABLE_SECRET_TOKEN".to_owned(), "bench".to_owned())]);
+    let variables = ResolvedVariables::resolve(&manifest.manifest, &[], &env)?;
+    let cache = std::env::temp_dir().join("edge-host-bench-cache");
+    Ok(Arc::new(App::load(AppOptions {
+        manifest,
+        variables,
+        runtime_config: RuntimeConfig::default(),
+        limits: EngineLimits {
+            memory_reset,
+            ..EngineLimits::default()
+        },
+        cache_dir: Some(cache),
+        execution_timeout: Duration::from_secs(30),
+    })?))
+}
+
+/// Measures from inside a runtime task, as a connection task is in the server, so the
+/// guest task and its caller share a worker instead of waking the bench thread.
+async fn measure_handle(
+    runtime: &tokio::runtime::Runtime,
+    trigger: Arc<HttpTrigger>,
+) -> anyhow::Result<Vec<Duration>> {
+    let client: SocketAddr = "127.0.0.1:40000".parse()?;
+    Ok(runtime
+        .spawn(async move {
+            measure(move || {
+                let trigger = trigger.clone();
+                async move {
+                    let request = http::Request::get("http://localhost/probe/")
+                        .body(Empty::<Bytes>::new().map_err(
+                            |never: Infallible| -> wasmtime_wasi_http::Error { match never {} },
+                        ))
+                        .expect("request");
+                    let response = trigger.handle(request, client).await;
+                    assert_eq!(response.status(), 200);
+                    response.into_body().collect().await.expect("body");
+                }
+            })
+            .await
+        })
+        .await?)
 }
 
 async fn measure<F, Fut>(mut run: F) -> Vec<Duration>

@@ -126,6 +126,18 @@ impl App {
             .acquire_owned()
             .await
             .expect("the instance semaphore is never closed");
+        self.instance_in(slot, component)
+    }
+
+    /// Like [`start_instance`](Self::start_instance) when a slot is free right now;
+    /// `None` when every slot is taken (the HTTP trigger then frees one held by an idle
+    /// reusable instance before it waits).
+    pub fn try_start_instance(&self, component: &AppComponent) -> Option<InstanceRun> {
+        let slot = self.instance_slots.clone().try_acquire_owned().ok()?;
+        Some(self.instance_in(slot, component))
+    }
+
+    fn instance_in(&self, slot: OwnedSemaphorePermit, component: &AppComponent) -> InstanceRun {
         InstanceRun {
             store: component.new_store(),
             _slot: slot,
@@ -139,11 +151,11 @@ impl App {
 pub type InstanceWork<'s, T> = futures::future::BoxFuture<'s, wasmtime::Result<T>>;
 
 /// One instance from slot to teardown, the same for every trigger: a pool slot, a
-/// fresh store, the work under the execution deadline, then the store dropped before
-/// the slot is handed on (so the next waiter finds the pooling allocator's slot free).
+/// fresh store, work under the execution deadline (once, or once per request when the
+/// HTTP trigger reuses the instance), then the store dropped before the slot is handed
+/// on (so the next waiter finds the pooling allocator's slot free).
 pub struct InstanceRun {
-    // Field order is drop order: an `InstanceRun` dropped without running (a request
-    // that failed while being set up) still frees the store before the permit.
+    // Field order is drop order: the store is freed before the permit.
     store: Store<InstanceState>,
     _slot: OwnedSemaphorePermit,
     timeout: Duration,
@@ -157,24 +169,20 @@ impl InstanceRun {
         &mut self.store
     }
 
-    /// Runs `work` within the execution deadline and tears the instance down.
+    /// Runs `work` within the execution deadline. An instance whose work failed (a
+    /// trap, an error, the deadline) is in an unknown state: drop it, never reuse it.
+    /// Dropping an `InstanceRun` frees the store before the slot, so the next waiter
+    /// finds the pooling allocator's slot free.
     pub async fn run<T>(
-        mut self,
+        &mut self,
         work: impl for<'s> FnOnce(&'s mut Store<InstanceState>) -> InstanceWork<'s, T>,
     ) -> anyhow::Result<T> {
-        let outcome = tokio::time::timeout(self.timeout, work(&mut self.store)).await;
-        let Self {
-            store,
-            _slot: slot,
-            timeout,
-            component_id,
-        } = self;
-        drop(store);
-        drop(slot);
-        match outcome {
+        match tokio::time::timeout(self.timeout, work(&mut self.store)).await {
             Ok(result) => result.map_err(anyhow::Error::from),
             Err(_) => Err(anyhow::anyhow!(
-                "component `{component_id}` exceeded the execution timeout of {timeout:?}"
+                "component `{}` exceeded the execution timeout of {:?}",
+                self.component_id,
+                self.timeout
             )),
         }
     }

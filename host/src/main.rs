@@ -4,6 +4,7 @@
 //! same variables and the same habits work with this host and with Spin itself.
 
 use edge_host::routes::Router;
+use edge_host::triggers::reuse::{Range, ReuseConfig};
 use edge_host::{app, engine, logs, manifest, runtime_config, triggers, variables};
 
 use std::collections::HashMap;
@@ -27,7 +28,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the application: serve its HTTP routes and its Redis subscriptions.
-    Up(UpArgs),
+    Up(Box<UpArgs>),
     /// Run each component's `[component.X.build] command`, like `spin build`.
     Build(BuildArgs),
     /// Show the HTTP routing table in the order requests are matched (most specific
@@ -73,6 +74,21 @@ struct UpArgs {
     /// Longest a request or message may run, in seconds.
     #[arg(long, default_value_t = 60)]
     execution_timeout_secs: u64,
+    /// Requests one instance may serve before it is dropped: a number, or a range `A..B`
+    /// from which each new instance draws its own. 1 (the default) gives every request a
+    /// fresh instance, as Spin does for WASI 0.2 components; more reuses an instance that
+    /// answered cleanly for the next request to its component (much faster; the
+    /// component must keep no request state in statics; see host/README.md).
+    #[arg(long, value_name = "N|A..B", default_value = "1", value_parser = Range::parse_count)]
+    max_instance_reuse_count: Range<usize>,
+    /// Requests one instance may serve at once, as in Spin. WASI 0.2 components cannot
+    /// be entered twice at once, so for them this has no effect.
+    #[arg(long, value_name = "N|A..B", default_value = "1", value_parser = Range::parse_count)]
+    max_instance_concurrent_reuse_count: Range<usize>,
+    /// How long an idle instance is kept for reuse: seconds, or a number with `s`, `ms`,
+    /// `us` or `ns`, or a range of them, as in Spin.
+    #[arg(long, env = "SPIN_HTTP_IDLE_INSTANCE_TIMEOUT_SECS", value_name = "DURATION", default_value = "1s", value_parser = Range::parse_duration)]
+    idle_instance_timeout: Range<std::time::Duration>,
     /// Once serving, write `{"url": "http://ADDR" | null, "pid": N}` to this file
     /// (atomically: written aside, then renamed), so scripts and tests know the host is
     /// ready and where it listens without parsing the banner.
@@ -105,7 +121,7 @@ struct BuildArgs {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Up(args) => up(args),
+        Command::Up(args) => up(*args),
         Command::Build(args) => build(&args),
         Command::Routes(args) => routes(&args),
     };
@@ -142,15 +158,22 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
             limits: engine::EngineLimits {
                 max_instance_memory: args.max_instance_memory_mb << 20,
                 max_instances: args.max_instances,
+                ..engine::EngineLimits::default()
             },
             cache_dir,
             execution_timeout: Duration::from_secs(args.execution_timeout_secs),
         };
         let app = Arc::new(tokio::task::block_in_place(|| app::App::load(options))?);
+        let reuse = ReuseConfig {
+            max_instance_reuse_count: args.max_instance_reuse_count,
+            max_instance_concurrent_reuse_count: args.max_instance_concurrent_reuse_count,
+            idle_instance_timeout: args.idle_instance_timeout,
+        };
         serve(
             app,
             args.listen,
             args.max_request_body_mb << 20,
+            reuse,
             args.ready_file.as_deref(),
         )
         .await
@@ -161,11 +184,13 @@ async fn serve(
     app: Arc<app::App>,
     listen: SocketAddr,
     max_request_body: u64,
+    reuse: ReuseConfig,
     ready_file: Option<&Path>,
 ) -> anyhow::Result<()> {
     let http = Arc::new(triggers::http::HttpTrigger::new(
         app.clone(),
         max_request_body,
+        reuse,
     )?);
     let redis = Arc::new(triggers::redis::RedisTrigger::new(app.clone())?);
     if !http.has_routes() && !redis.has_subscriptions() {

@@ -57,6 +57,21 @@ pub struct InstanceState {
     pub capabilities: CapabilityState,
 }
 
+impl InstanceState {
+    /// Ends a request on an instance that will serve another: releases the host state the
+    /// request may have left behind, so the next request starts as it would on a fresh
+    /// instance. Only PostgreSQL connections carry per-connection state (a transaction,
+    /// `SET`s, temporary tables, locks): they go back to their pool through the same reset
+    /// as a dropped handle. Redis handles share one multiplexed connection per address on
+    /// which commands that would change connection state are refused, and outbound HTTP
+    /// keeps nothing between requests, so neither needs anything here.
+    pub fn end_request(&mut self) {
+        self.capabilities
+            .postgres_sessions
+            .release_all(&mut self.table);
+    }
+}
+
 impl WasiView for InstanceState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
@@ -137,16 +152,23 @@ pub struct ComponentCapabilities {
 }
 
 /// Per-instance state: what one request's guest holds. Resource handles (connections)
-/// live in the store's `ResourceTable`, so dropping the store releases them.
+/// live in the store's `ResourceTable`, so dropping the store releases them; a reused
+/// instance releases them at the end of each request instead ([`InstanceState::end_request`]).
 pub struct CapabilityState {
     pub app: Arc<AppCapabilities>,
     pub component: Arc<ComponentCapabilities>,
+    /// PostgreSQL connections the guest opened (each holds a pooled connection).
+    pub postgres_sessions: postgres::OpenedSessions,
 }
 
 impl CapabilityState {
     /// Fresh state for a new instance.
     pub fn new(app: Arc<AppCapabilities>, component: Arc<ComponentCapabilities>) -> Self {
-        Self { app, component }
+        Self {
+            app,
+            component,
+            postgres_sessions: postgres::OpenedSessions::default(),
+        }
     }
 }
 

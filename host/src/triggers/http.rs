@@ -16,13 +16,14 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::WasiHttpView;
 
-use crate::app::{App, AppComponent};
+use crate::app::{App, AppComponent, InstanceRun};
 use crate::capabilities::InstanceState;
 use crate::routes::{RouteMatch, RoutePattern, Router};
+use crate::triggers::reuse::{InstancePool, Lease, ReuseConfig};
 
 /// Where a route leads.
 struct RouteTarget {
@@ -35,14 +36,18 @@ pub struct HttpTrigger {
     app: Arc<App>,
     router: Router<RouteTarget>,
     max_request_body: u64,
+    /// Idle instances kept for reuse; `None` when every request gets a fresh instance
+    /// (the default, Spin's semantics for WASI 0.2 components).
+    reuse: Option<Arc<InstancePool<Proxy>>>,
 }
 
 impl HttpTrigger {
     /// Builds the routing table from the manifest's `[[trigger.http]]` entries. Request
     /// bodies larger than `max_request_body` bytes are refused with 413 (announced by
     /// `content-length`) or cut off with an error (streamed), so one client cannot make
-    /// a guest buffer an unbounded body.
-    pub fn new(app: Arc<App>, max_request_body: u64) -> anyhow::Result<Self> {
+    /// a guest buffer an unbounded body. `reuse` says whether and how long instances
+    /// serve more than one request (see [`crate::triggers::reuse`]).
+    pub fn new(app: Arc<App>, max_request_body: u64, reuse: ReuseConfig) -> anyhow::Result<Self> {
         let mut routes = Vec::new();
         for trigger in &app.manifest.http_triggers {
             let Some(route) = &trigger.route else {
@@ -64,6 +69,7 @@ impl HttpTrigger {
             app,
             router: Router::new(routes)?,
             max_request_body,
+            reuse: reuse.reuses().then(|| InstancePool::new(reuse)),
         })
     }
 
@@ -74,6 +80,9 @@ impl HttpTrigger {
 
     /// Binds `listen` and serves until the process is stopped.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> anyhow::Result<()> {
+        if let Some(pool) = &self.reuse {
+            tokio::spawn(pool.clone().sweep());
+        }
         loop {
             let (stream, client) = match listener.accept().await {
                 Ok(accepted) => accepted,
@@ -162,8 +171,9 @@ impl HttpTrigger {
         response
     }
 
-    /// Instantiates the component and runs its handler in a task of its own, so the
-    /// guest can keep streaming the body after it has sent the response head.
+    /// Runs the request on a fresh instance (or, with reuse on, an idle one of the same
+    /// component), with the handler in a task of its own so the guest can keep streaming
+    /// the body after it has sent the response head.
     async fn run<B>(
         &self,
         target: &RouteTarget,
@@ -173,23 +183,58 @@ impl HttpTrigger {
         B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        let mut instance = self.app.start_instance(&target.component).await;
+        let component = &target.component;
+        let mut lease = match self
+            .reuse
+            .as_ref()
+            .and_then(|pool| pool.take(&component.id))
+        {
+            Some(lease) => lease,
+            None => Lease::fresh(self.start_instance(component).await, self.reuse.as_deref()),
+        };
         let (sender, receiver) = tokio::sync::oneshot::channel();
-        let mut http = instance.store_mut().data_mut().http();
+        let mut http = lease.instance.store_mut().data_mut().http();
         let incoming = http.new_incoming_request(Scheme::Http, request)?;
         let outparam = http.new_response_outparam(sender)?;
         let proxy = target.proxy.clone();
-        let task = tokio::spawn(instance.run(move |store| {
-            Box::pin(async move {
-                let instance = proxy.instantiate_async(&mut *store).await?;
-                instance
-                    .wasi_http_incoming_handler()
-                    .call_handle(store, incoming, outparam)
-                    .await
-            })
-        }));
+        let reuse = self.reuse.clone();
+        let owner = component.clone();
+        let (finished, finished_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let export = lease.export.take();
+            let outcome = lease
+                .instance
+                .run(move |store| {
+                    Box::pin(async move {
+                        let export = match export {
+                            Some(export) => export,
+                            None => proxy.instantiate_async(&mut *store).await?,
+                        };
+                        export
+                            .wasi_http_incoming_handler()
+                            .call_handle(&mut *store, incoming, outparam)
+                            .await?;
+                        Ok(export)
+                    })
+                })
+                .await;
+            let outcome = outcome.map(|export| {
+                if let Some(pool) = reuse {
+                    lease.instance.store_mut().data_mut().end_request();
+                    lease.export = Some(export);
+                    pool.give_back(&owner.id, lease);
+                }
+            });
+            // Only now does the response body end (see `EndsAfter`): a client that sends
+            // its next request on seeing the end finds this instance idle again.
+            let _ = finished.send(());
+            outcome
+        });
         match receiver.await {
-            Ok(Ok(response)) => Ok(response),
+            Ok(Ok(response)) => Ok(match self.reuse {
+                Some(_) => response.map(|body| EndsAfter::new(body, finished_rx).boxed_unsync()),
+                None => response,
+            }),
             Ok(Err(code)) => Err(anyhow::anyhow!("guest answered with error code {code:?}")),
             Err(_) => match task.await {
                 Ok(Ok(())) => Err(anyhow::anyhow!("guest returned without sending a response")),
@@ -197,6 +242,23 @@ impl HttpTrigger {
                 Err(join) => Err(anyhow::anyhow!("guest task failed: {join}")),
             },
         }
+    }
+
+    /// A fresh instance; when every pooling-allocator slot is taken and reuse is on,
+    /// an idle instance gives its slot up first rather than the request waiting for one
+    /// to expire.
+    async fn start_instance(&self, component: &AppComponent) -> InstanceRun {
+        if let Some(pool) = &self.reuse {
+            loop {
+                if let Some(instance) = self.app.try_start_instance(component) {
+                    return instance;
+                }
+                if !pool.evict_oldest() {
+                    break;
+                }
+            }
+        }
+        self.app.start_instance(component).await
     }
 }
 
@@ -276,6 +338,63 @@ fn plain(status: StatusCode, body: &'static str) -> Response<HyperOutgoingBody> 
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
+}
+
+/// A response body that ends only once `finished` fires: the guest's body has ended and
+/// its instance has been put back for reuse. Without it a keep-alive client's next
+/// request can arrive in the few microseconds before that, find no idle instance and
+/// pay for a fresh one.
+struct EndsAfter<B> {
+    inner: B,
+    inner_ended: bool,
+    finished: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+impl<B> EndsAfter<B> {
+    fn new(inner: B, finished: tokio::sync::oneshot::Receiver<()>) -> Self {
+        Self {
+            inner,
+            inner_ended: false,
+            finished: Some(finished),
+        }
+    }
+}
+
+impl<B> hyper::body::Body for EndsAfter<B>
+where
+    B: hyper::body::Body + Unpin,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<B::Data>, B::Error>>> {
+        use std::task::Poll;
+        if !self.inner_ended {
+            match std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
+                Poll::Ready(None) => self.inner_ended = true,
+                other => return other,
+            }
+        }
+        if let Some(finished) = self.finished.as_mut() {
+            // Sent or dropped (the task ended either way): the body is complete.
+            if std::future::Future::poll(std::pin::Pin::new(finished), cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.finished = None;
+        }
+        Poll::Ready(None)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.finished.is_none() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// A request body that fails once more than `remaining` bytes have arrived.

@@ -168,7 +168,7 @@ async fn handle_message(
     subscription: &Subscription,
     payload: Vec<u8>,
 ) -> anyhow::Result<()> {
-    let instance = app.start_instance(&subscription.component).await;
+    let mut instance = app.start_instance(&subscription.component).await;
     let pre = subscription.pre.clone();
     let handled = instance
         .run(move |store| {

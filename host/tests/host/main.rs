@@ -3,5 +3,6 @@
 
 mod harness;
 mod http_trigger;
+mod instance_reuse;
 mod manifest_errors;
 mod redis_trigger;

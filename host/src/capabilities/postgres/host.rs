@@ -52,6 +52,14 @@ impl From<PgError> for v2_types::Error {
 }
 
 impl CapabilityView<'_> {
+    /// Hands the guest its handle to `session` and records it, so the end of the request
+    /// releases it if the guest has not (see `OpenedSessions`).
+    fn push_session<W: 'static>(&mut self, session: PgSession) -> wasmtime::Result<Resource<W>> {
+        let handle = self.push_resource(session)?;
+        self.state.postgres_sessions.record(handle.rep());
+        Ok(handle)
+    }
+
     /// Checks `allowed_outbound_hosts` for every host of the connection string, then
     /// checks a connection out of the pool.
     async fn open_postgres(&mut self, address: &str) -> Result<PgSession, PgError> {
@@ -172,7 +180,7 @@ impl v4::Host for CapabilityView<'_> {}
 impl v4::HostConnection for CapabilityView<'_> {
     async fn open(&mut self, address: String) -> Outcome<Resource<v4::Connection>, v4::Error> {
         match self.open_postgres(&address).await {
-            Ok(session) => Ok(Ok(self.push_resource(session)?)),
+            Ok(session) => Ok(Ok(self.push_session(session)?)),
             Err(err) => Ok(Err(err.into())),
         }
     }
@@ -212,7 +220,7 @@ impl v3::Host for CapabilityView<'_> {}
 impl v3::HostConnection for CapabilityView<'_> {
     async fn open(&mut self, address: String) -> Outcome<Resource<v3::Connection>, v3::Error> {
         match self.open_postgres(&address).await {
-            Ok(session) => Ok(Ok(self.push_resource(session)?)),
+            Ok(session) => Ok(Ok(self.push_session(session)?)),
             Err(err) => Ok(Err(err.into())),
         }
     }
@@ -269,7 +277,7 @@ impl v2::HostConnection for CapabilityView<'_> {
         address: String,
     ) -> Outcome<Resource<v2::Connection>, v2_types::Error> {
         match self.open_postgres(&address).await {
-            Ok(session) => Ok(Ok(self.push_resource(session)?)),
+            Ok(session) => Ok(Ok(self.push_session(session)?)),
             Err(err) => Ok(Err(err.into())),
         }
     }

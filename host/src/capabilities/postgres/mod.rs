@@ -461,6 +461,29 @@ impl Hygiene {
     }
 }
 
+/// The connection handles an instance's guest has opened, so that the end of a request
+/// on a reused instance can release the ones still open (dropping the store does it for
+/// instances that serve one request).
+#[derive(Default)]
+pub struct OpenedSessions(Vec<u32>);
+
+impl OpenedSessions {
+    pub(crate) fn record(&mut self, rep: u32) {
+        self.0.push(rep);
+    }
+
+    /// Releases every connection still open. A handle the guest already dropped is no
+    /// longer in the table (or its slot now holds another object), and is skipped.
+    pub fn release_all(&mut self, table: &mut wasmtime::component::ResourceTable) {
+        for rep in self.0.drain(..) {
+            let handle = wasmtime::component::Resource::<PgSession>::new_borrow(rep);
+            if let Ok(session) = table.get_mut(&handle) {
+                session.release();
+            }
+        }
+    }
+}
+
 /// A pooled connection held by one guest handle. Dropping it returns the connection to
 /// its pool, after a reset when the guest may have left session state behind.
 pub struct PgSession {
@@ -484,9 +507,13 @@ impl<'a> FromSql<'a> for RawValue<'a> {
 
 impl PgSession {
     fn client(&self) -> Result<&deadpool_postgres::Object, PgError> {
-        self.object
-            .as_ref()
-            .ok_or_else(|| PgError::Other("connection already released".into()))
+        self.object.as_ref().ok_or_else(|| {
+            PgError::ConnectionFailed(
+                "connection released: a connection lasts at most until the end of the \
+                     request that opened it"
+                    .into(),
+            )
+        })
     }
 
     /// Runs a statement that returns rows.
@@ -552,6 +579,16 @@ fn typed_params(params: &[PgParam]) -> Vec<(&(dyn ToSql + Sync), Type)> {
 
 impl Drop for PgSession {
     fn drop(&mut self) {
+        self.release();
+    }
+}
+
+impl PgSession {
+    /// Gives the connection back to its pool (after a reset when the guest may have left
+    /// session state behind); later calls on this handle fail with `connection-failed`.
+    /// Runs when the guest drops the handle, when the store goes, and when a reused
+    /// instance's request ends with the handle still open.
+    pub fn release(&mut self) {
         let Some(object) = self.object.take() else {
             return;
         };
