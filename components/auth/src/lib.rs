@@ -4,12 +4,12 @@
 //! Build: `cargo build --target wasm32-wasip2 --release -p auth`. The handlers are thin:
 //! validation, tokens, hashing and SQL live in the `common` crate.
 
-use common::config::{RateLimitName, StoreSettings, TokenSettings, VariableSource};
+use common::config::{Component, RateLimitName};
 use common::domain::{Email, Password, Username};
-use common::http::{self, Ctx};
+use common::http::{self, check_rate_limit, Ctx};
 use common::rate_limit::Counter;
 use common::repo::{self, Rotation};
-use common::store::{check_rate_limit, Db, Redis, SpinVariables};
+use common::store::{Db, Redis, SpinVariables};
 use common::tokens::{self, RefreshToken};
 use common::{jobs, log, passwords, ApiError};
 use serde::Serialize;
@@ -18,13 +18,11 @@ use spin_sdk::http_component;
 
 #[http_component]
 fn handle(req: Request) -> Response {
-    http::serve(req, "auth", &SpinVariables, |ctx, req| {
-        route(ctx, req, &SpinVariables)
-    })
+    http::serve(req, Component::Auth, &SpinVariables, route)
 }
 
 /// Exact routes only: Spin routes `/auth/...` here, anything else under it is a 404.
-fn route(ctx: &mut Ctx, req: &Request, vars: &dyn VariableSource) -> Result<Response, ApiError> {
+fn route(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
     let post = *req.method() == Method::Post;
     let (route, allow): (&'static str, &'static str) = match req.path() {
         "/auth/register" => ("/auth/register", "POST"),
@@ -36,11 +34,11 @@ fn route(ctx: &mut Ctx, req: &Request, vars: &dyn VariableSource) -> Result<Resp
     };
     ctx.route = route;
     match route {
-        "/auth/register" if post => register(ctx, req, vars),
-        "/auth/login" if post => login(ctx, req, vars),
-        "/auth/refresh" if post => refresh(ctx, req, vars),
-        "/auth/logout" if post => logout(ctx, req, vars),
-        "/.well-known/jwks.json" if *req.method() == Method::Get => jwks(vars),
+        "/auth/register" if post => register(ctx, req),
+        "/auth/login" if post => login(ctx, req),
+        "/auth/refresh" if post => refresh(ctx, req),
+        "/auth/logout" if post => logout(ctx, req),
+        "/.well-known/jwks.json" if *req.method() == Method::Get => jwks(ctx),
         _ => Err(ApiError::MethodNotAllowed { allow }),
     }
 }
@@ -49,15 +47,15 @@ fn missing(field: &str) -> ApiError {
     ApiError::Internal(format!("{field} absent after successful validation"))
 }
 
-fn register(ctx: &mut Ctx, req: &Request, vars: &dyn VariableSource) -> Result<Response, ApiError> {
-    let store = StoreSettings::load(vars)?;
+fn register(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
+    let store = ctx.config.store()?;
     let redis = Redis::open(&store.redis_url);
     // Counted before any work, so failed and invalid attempts count too.
     let counter = Counter::new(
         &store.redis_key_prefix,
         "register-address",
         &ctx.client_addr,
-        RateLimitName::RegisterAddress.load(vars)?,
+        ctx.config.rate_limit(RateLimitName::RegisterAddress)?,
     );
     check_rate_limit(ctx, &redis, &[counter], None)?;
 
@@ -73,7 +71,7 @@ fn register(ctx: &mut Ctx, req: &Request, vars: &dyn VariableSource) -> Result<R
     let email = email.ok_or_else(|| missing("email"))?;
     let password = password.ok_or_else(|| missing("password"))?;
 
-    let jobs_channel = jobs::channel(vars)?;
+    let jobs_channel = ctx.config.jobs_channel()?;
     let password_hash = passwords::hash(&password)?;
     let db = Db::open(&store.db_url)?;
     let welcome = jobs::welcome_email(&username, &email);
@@ -114,7 +112,7 @@ struct TokenPair<'a> {
     refresh_token: &'a str,
 }
 
-fn login(ctx: &mut Ctx, req: &Request, vars: &dyn VariableSource) -> Result<Response, ApiError> {
+fn login(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
     let mut body = ctx.json_body(req)?;
     let username = body.required_str("username");
     let username = body.parse_with("username", username, Username::parse);
@@ -124,26 +122,27 @@ fn login(ctx: &mut Ctx, req: &Request, vars: &dyn VariableSource) -> Result<Resp
     let username = username.ok_or_else(|| missing("username"))?;
     let password = password.ok_or_else(|| missing("password"))?;
 
-    let store = StoreSettings::load(vars)?;
+    let store = ctx.config.store()?;
     let redis = Redis::open(&store.redis_url);
     let counters = [
         Counter::new(
             &store.redis_key_prefix,
             "login-address",
             &ctx.client_addr,
-            RateLimitName::LoginAddress.load(vars)?,
+            ctx.config.rate_limit(RateLimitName::LoginAddress)?,
         ),
         Counter::new(
             &store.redis_key_prefix,
             "login-username",
             &username.normalized(),
-            RateLimitName::LoginUsername.load(vars)?,
+            ctx.config.rate_limit(RateLimitName::LoginUsername)?,
         ),
     ];
     check_rate_limit(ctx, &redis, &counters, None)?;
 
     // Fail on a missing key before spending an argon2 pass.
-    let settings = TokenSettings::load(vars)?;
+    let settings = ctx.config.tokens()?;
+    let lifetimes = ctx.config.token_lifetimes()?;
     let key = tokens::signing_key(&settings)?;
 
     let db = Db::open(&store.db_url)?;
@@ -152,20 +151,21 @@ fn login(ctx: &mut Ctx, req: &Request, vars: &dyn VariableSource) -> Result<Resp
     let user = passwords::check_credentials(&password, credentials)?;
     ctx.user_id = Some(user.to_string());
 
-    let access_token = key.issue_access_token(&user, &settings)?;
+    let access_token =
+        key.issue_access_token(&user, &settings, lifetimes.access_token_ttl_seconds)?;
     let refresh_token = RefreshToken::generate()?;
     repo::start_refresh_family(
         &db,
         &user,
         refresh_token.hash(),
-        settings.refresh_token_ttl_seconds,
+        lifetimes.refresh_token_ttl_seconds,
     )?;
     http::json(
         200,
         &TokenPair {
             access_token,
             token_type: "Bearer",
-            expires_in: settings.access_token_ttl_seconds,
+            expires_in: lifetimes.access_token_ttl_seconds,
             refresh_token: refresh_token.as_str(),
         },
     )
@@ -179,27 +179,31 @@ fn refresh_token_body(ctx: &Ctx, req: &Request) -> Result<RefreshToken, ApiError
     RefreshToken::parse(&token.ok_or_else(|| missing("refresh_token"))?)
 }
 
-fn refresh(ctx: &mut Ctx, req: &Request, vars: &dyn VariableSource) -> Result<Response, ApiError> {
+fn refresh(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
     let presented = refresh_token_body(ctx, req)?;
-    let settings = TokenSettings::load(vars)?;
+    let settings = ctx.config.tokens()?;
+    let lifetimes = ctx.config.token_lifetimes()?;
     let key = tokens::signing_key(&settings)?;
-    let store = StoreSettings::load(vars)?;
-    let db = Db::open(&store.db_url)?;
+    let db = Db::open(&ctx.config.db_url()?)?;
     let replacement = RefreshToken::generate()?;
     match repo::rotate_refresh_token(
         &db,
         presented.hash(),
         replacement.hash(),
-        settings.refresh_token_ttl_seconds,
+        lifetimes.refresh_token_ttl_seconds,
     )? {
         Rotation::Rotated { user } => {
             ctx.user_id = Some(user.to_string());
             http::json(
                 200,
                 &TokenPair {
-                    access_token: key.issue_access_token(&user, &settings)?,
+                    access_token: key.issue_access_token(
+                        &user,
+                        &settings,
+                        lifetimes.access_token_ttl_seconds,
+                    )?,
                     token_type: "Bearer",
-                    expires_in: settings.access_token_ttl_seconds,
+                    expires_in: lifetimes.access_token_ttl_seconds,
                     refresh_token: replacement.as_str(),
                 },
             )
@@ -216,17 +220,16 @@ fn refresh(ctx: &mut Ctx, req: &Request, vars: &dyn VariableSource) -> Result<Re
     }
 }
 
-fn logout(ctx: &mut Ctx, req: &Request, vars: &dyn VariableSource) -> Result<Response, ApiError> {
+fn logout(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
     let presented = refresh_token_body(ctx, req)?;
-    let store = StoreSettings::load(vars)?;
-    let db = Db::open(&store.db_url)?;
+    let db = Db::open(&ctx.config.db_url()?)?;
     // 204 whether or not the token was known: logout is idempotent and not an oracle.
     repo::revoke_refresh_family(&db, presented.hash())?;
     Ok(http::no_content())
 }
 
-fn jwks(vars: &dyn VariableSource) -> Result<Response, ApiError> {
-    let settings = TokenSettings::load(vars)?;
+fn jwks(ctx: &Ctx) -> Result<Response, ApiError> {
+    let settings = ctx.config.tokens()?;
     let key = tokens::verifying_key(&settings)?;
     let mut resp = http::json_bytes(200, key.jwks_json().into_bytes());
     resp.set_header("content-type", "application/jwk-set+json");

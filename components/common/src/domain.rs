@@ -2,8 +2,7 @@
 //!
 //! Handlers never see a raw `String` from a client: they get a [`Username`], an
 //! [`Email`], a [`TodoTitle`]... whose constructors are the only validation there is.
-
-use crate::error::{ApiError, FieldError};
+//! Reading them out of a request body is the HTTP layer's job (`crate::http::JsonObject`).
 
 /// A username: 3–32 characters of `[A-Za-z0-9_.-]`. Compared case-insensitively by the
 /// database (unique index on `lower(username)`), stored as given.
@@ -177,107 +176,6 @@ impl std::fmt::Display for Uuid {
     }
 }
 
-/// A strict reader over a JSON object body: typed field access, every problem collected
-/// with its field name, and unknown fields rejected by [`JsonObject::finish`].
-pub struct JsonObject {
-    fields: serde_json::Map<String, serde_json::Value>,
-    errors: Vec<FieldError>,
-}
-
-impl JsonObject {
-    /// Parses `body` as a JSON object. Invalid JSON is a 400; valid JSON that is not an
-    /// object is a 422.
-    pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
-        let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
-            // serde_json's message names line/column only, never the payload itself.
-            ApiError::MalformedJson(e.to_string())
-        })?;
-        match value {
-            serde_json::Value::Object(fields) => Ok(Self {
-                fields,
-                errors: Vec::new(),
-            }),
-            _ => Err(ApiError::invalid_field("(body)", "must be a JSON object")),
-        }
-    }
-
-    /// A required string field; records an error and returns `None` if absent or not a string.
-    pub fn required_str(&mut self, name: &str) -> Option<String> {
-        match self.fields.remove(name) {
-            Some(serde_json::Value::String(s)) => Some(s),
-            Some(_) => {
-                self.error(name, "must be a string");
-                None
-            }
-            None => {
-                self.error(name, "is required");
-                None
-            }
-        }
-    }
-
-    /// An optional string field (absent is fine; `null` or a non-string is an error).
-    pub fn optional_str(&mut self, name: &str) -> Option<String> {
-        match self.fields.remove(name) {
-            Some(serde_json::Value::String(s)) => Some(s),
-            Some(_) => {
-                self.error(name, "must be a string");
-                None
-            }
-            None => None,
-        }
-    }
-
-    /// An optional boolean field (absent is fine; `null` or a non-boolean is an error).
-    pub fn optional_bool(&mut self, name: &str) -> Option<bool> {
-        match self.fields.remove(name) {
-            Some(serde_json::Value::Bool(b)) => Some(b),
-            Some(_) => {
-                self.error(name, "must be a boolean");
-                None
-            }
-            None => None,
-        }
-    }
-
-    /// Parses a present field's value with a domain constructor, recording its error.
-    pub fn parse_with<T>(
-        &mut self,
-        name: &str,
-        value: Option<String>,
-        parse: impl FnOnce(&str) -> Result<T, String>,
-    ) -> Option<T> {
-        let value = value?;
-        match parse(&value) {
-            Ok(v) => Some(v),
-            Err(message) => {
-                self.error(name, message);
-                None
-            }
-        }
-    }
-
-    /// Records a field error.
-    pub fn error(&mut self, field: &str, message: impl Into<String>) {
-        self.errors.push(FieldError::new(field, message));
-    }
-
-    /// Rejects unknown fields and returns all recorded errors as one 422, if any.
-    pub fn finish(mut self) -> Result<(), ApiError> {
-        let mut unknown: Vec<String> = self.fields.keys().cloned().collect();
-        unknown.sort();
-        for name in unknown {
-            self.errors
-                .push(FieldError::new(name, "is not a known field"));
-        }
-        if self.errors.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::Validation(self.errors))
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,33 +244,5 @@ mod tests {
         assert!(Uuid::parse("3f2504e0-4f89-11d3-9a0c-0305e82c330").is_none());
         assert!(Uuid::parse("3f2504e0x4f89-11d3-9a0c-0305e82c3301").is_none());
         assert!(Uuid::parse("' OR 1=1 --").is_none());
-    }
-
-    #[test]
-    fn json_object_collects_all_errors_and_unknown_fields() {
-        let mut obj = JsonObject::parse(br#"{"title": 5, "extra": 1, "other": true}"#).unwrap();
-        assert_eq!(obj.required_str("title"), None);
-        assert_eq!(obj.optional_bool("completed"), None);
-        let err = obj.finish().unwrap_err();
-        let ApiError::Validation(errors) = err else {
-            panic!("expected validation error")
-        };
-        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["title", "extra", "other"]);
-    }
-
-    #[test]
-    fn json_object_distinguishes_malformed_from_wrong_shape() {
-        assert!(matches!(
-            JsonObject::parse(b"{not json"),
-            Err(ApiError::MalformedJson(_))
-        ));
-        assert!(matches!(
-            JsonObject::parse(b"[1,2]"),
-            Err(ApiError::Validation(_))
-        ));
-        let mut obj = JsonObject::parse(br#"{"completed": null}"#).unwrap();
-        assert_eq!(obj.optional_bool("completed"), None);
-        assert!(obj.finish().is_err());
     }
 }

@@ -84,6 +84,10 @@ pub enum ApiError {
     /// The deployment lacks required configuration, e.g. the signing key (503).
     #[error("not configured: {0}")]
     NotConfigured(&'static str),
+    /// The component has no such variable: its `[component.X.variables]` in `spin.toml`
+    /// does not map it (503). The problem names the variable, so the deployment can be fixed.
+    #[error("variable `{0}` is not defined for this component")]
+    MissingVariable(&'static str),
     /// A configuration value is invalid (503). The string names the variable, for the log.
     #[error("misconfigured: {0}")]
     Misconfigured(String),
@@ -136,9 +140,10 @@ impl ApiError {
             ApiError::Validation(_) => 422,
             ApiError::RateLimited(_) => 429,
             ApiError::Internal(_) => 500,
-            ApiError::NotConfigured(_) | ApiError::Misconfigured(_) | ApiError::Unavailable(_) => {
-                503
-            }
+            ApiError::NotConfigured(_)
+            | ApiError::MissingVariable(_)
+            | ApiError::Misconfigured(_)
+            | ApiError::Unavailable(_) => 503,
         }
     }
 
@@ -233,6 +238,15 @@ impl ApiError {
                     format!("The service is not configured: {what}."),
                     Vec::new(),
                 ),
+                ApiError::MissingVariable(name) => (
+                    "not-configured",
+                    "Service not configured",
+                    format!(
+                        "The service is not configured: variable `{name}` is not defined for \
+                         this component."
+                    ),
+                    Vec::new(),
+                ),
                 ApiError::Misconfigured(_) => (
                     "not-configured",
                     "Service not configured",
@@ -266,7 +280,13 @@ impl ApiError {
 
 impl From<crate::config::ConfigError> for ApiError {
     fn from(e: crate::config::ConfigError) -> Self {
-        ApiError::Misconfigured(e.to_string())
+        use crate::config::ConfigError;
+        match e {
+            ConfigError::Missing(name) => ApiError::MissingVariable(name),
+            // A bug, not a deployment problem: a 500 whose detail stays in the log.
+            e @ ConfigError::NotListed { .. } => ApiError::Internal(e.to_string()),
+            e => ApiError::Misconfigured(e.to_string()),
+        }
     }
 }
 
@@ -296,6 +316,24 @@ mod tests {
         let json = serde_json::to_value(&p).unwrap();
         assert_eq!(json["errors"][0]["field"], "username");
         assert_eq!(json["request_id"], "req-1");
+    }
+
+    #[test]
+    fn a_missing_variable_is_a_503_naming_it() {
+        let err = ApiError::from(crate::config::ConfigError::Missing("rate_limit_api"));
+        let p = err.to_problem(Some("req-2"));
+        assert_eq!(p.status, 503);
+        assert_eq!(p.problem_type, "urn:todo-api:problem:not-configured");
+        assert!(p.detail.contains("`rate_limit_api`"), "{}", p.detail);
+        let err = ApiError::from(crate::config::ConfigError::Invalid {
+            name: "db_url",
+            reason: "postgres://secret".into(),
+        });
+        let body = serde_json::to_string(&err.to_problem(None)).unwrap();
+        assert!(
+            !body.contains("secret") && body.contains("\"status\":503"),
+            "{body}"
+        );
     }
 
     #[test]

@@ -16,15 +16,13 @@
 //! the job done causes a second POST with the same `Idempotency-Key` (the job id), which
 //! is what the receiving service de-duplicates on.
 //!
-//! The pure parts (payloads, backoff, message parsing, settings) are tested natively.
+//! This module is the pure part (payloads, backoff, message parsing), tested natively; the
+//! statements that claim and record jobs are in `crate::repo`, the settings in
+//! `crate::config`.
 
 use serde::{Deserialize, Serialize};
-use spin_sdk::pg4::ParameterValue;
 
-use crate::config::{self, ConfigError, VariableSource};
 use crate::domain::{Email, Username, Uuid};
-use crate::error::ApiError;
-use crate::store::{text, Db, RowReader};
 
 /// The `kind` of the welcome e-mail job (the only kind so far; the table's CHECK lists it).
 pub const WELCOME_EMAIL: &str = "welcome_email";
@@ -60,19 +58,6 @@ pub fn welcome_email(username: &Username, email: &Email) -> MailMessage {
     }
 }
 
-/// The Redis channel job ids are published on (`jobs_channel`, default `jobs`). The
-/// notifier's `[[trigger.redis]]` subscribes to the same variable.
-pub fn channel(src: &dyn VariableSource) -> Result<String, ConfigError> {
-    let channel = config::optional(src, "jobs_channel")?.unwrap_or_else(|| "jobs".to_owned());
-    if channel.len() > 128 || channel.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(ConfigError::Invalid {
-            name: "jobs_channel",
-            reason: "use at most 128 visible characters".into(),
-        });
-    }
-    Ok(channel)
-}
-
 /// Retry policy: exponential backoff with a cap, and a maximum number of attempts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -94,23 +79,6 @@ pub enum AfterFailure {
 }
 
 impl RetryPolicy {
-    /// Reads and validates the policy.
-    pub fn load(src: &dyn VariableSource) -> Result<Self, ConfigError> {
-        let base_seconds = config::number(src, "jobs_retry_base_seconds", 2, 1..=3_600)?;
-        let max_seconds = config::number(src, "jobs_retry_max_seconds", 600, 1..=86_400)?;
-        if max_seconds < base_seconds {
-            return Err(ConfigError::Invalid {
-                name: "jobs_retry_max_seconds",
-                reason: format!("{max_seconds} is below jobs_retry_base_seconds ({base_seconds})"),
-            });
-        }
-        Ok(Self {
-            base_seconds,
-            max_seconds,
-            max_attempts: config::number(src, "jobs_max_attempts", 8, 1..=100)?,
-        })
-    }
-
     /// After attempt number `attempts` (1 for the first) failed: `base * 2^(attempts-1)`,
     /// capped at `max_seconds`, or give up once `max_attempts` attempts were made.
     pub fn after_failure(&self, attempts: u32) -> AfterFailure {
@@ -183,120 +151,14 @@ pub struct ClaimedJob {
     pub kind: String,
     /// The payload as JSON text.
     pub payload: String,
-    /// Attempts including this one; the fence for [`reschedule`] and [`mark_failed`].
+    /// Attempts including this one; the fence for `crate::repo::reschedule_job` and
+    /// `crate::repo::mark_job_failed`.
     pub attempts: u32,
-}
-
-/// The columns every claim returns, in [`claimed_from`]'s order.
-const CLAIM_RETURNING: &str = "RETURNING id::text, kind, payload::text, attempts::int8";
-
-fn claimed_from(row: &[spin_sdk::pg4::DbValue]) -> Result<ClaimedJob, ApiError> {
-    let r = RowReader(row);
-    let id = Uuid::parse(&r.text(0)?).ok_or_else(|| ApiError::Internal("bad job id".into()))?;
-    let attempts = u32::try_from(r.int(3)?)
-        .map_err(|_| ApiError::Internal("job attempts out of range".into()))?;
-    Ok(ClaimedJob {
-        id,
-        kind: r.text(1)?,
-        payload: r.text(2)?,
-        attempts,
-    })
-}
-
-/// Claims one job by id if it is pending, due, and not locked by another worker. One
-/// statement, so the row lock (`FOR UPDATE SKIP LOCKED`) and the lease are one atomic step
-/// and no transaction stays open while the e-mail is sent.
-pub fn claim_by_id(db: &Db, id: &Uuid) -> Result<Option<ClaimedJob>, ApiError> {
-    let sql = format!(
-        "UPDATE jobs SET attempts = attempts + 1, updated_at = now(), \
-             next_attempt_at = now() + $2::int8 * interval '1 second' \
-         WHERE id = (SELECT id FROM jobs \
-                     WHERE id = $1::text::uuid AND status = 'pending' AND next_attempt_at <= now() \
-                     FOR UPDATE SKIP LOCKED) \
-         {CLAIM_RETURNING}"
-    );
-    let rows = db.query(
-        &sql,
-        &[
-            text(id.as_str()),
-            ParameterValue::Int64(i64::from(LEASE_SECONDS)),
-        ],
-    )?;
-    rows.rows.first().map(|row| claimed_from(row)).transpose()
-}
-
-/// Claims up to `limit` due jobs, oldest due first (the drain and the sweep).
-pub fn claim_due(db: &Db, limit: u32) -> Result<Vec<ClaimedJob>, ApiError> {
-    let sql = format!(
-        "UPDATE jobs SET attempts = attempts + 1, updated_at = now(), \
-             next_attempt_at = now() + $2::int8 * interval '1 second' \
-         WHERE id IN (SELECT id FROM jobs \
-                      WHERE status = 'pending' AND next_attempt_at <= now() \
-                      ORDER BY next_attempt_at LIMIT $1::int8 \
-                      FOR UPDATE SKIP LOCKED) \
-         {CLAIM_RETURNING}"
-    );
-    let rows = db.query(
-        &sql,
-        &[
-            ParameterValue::Int64(i64::from(limit)),
-            ParameterValue::Int64(i64::from(LEASE_SECONDS)),
-        ],
-    )?;
-    rows.rows.iter().map(|row| claimed_from(row)).collect()
-}
-
-/// Marks a delivered job done. Not fenced by `attempts`: the e-mail went out, so `done` is
-/// true even if this worker's lease had ended meanwhile.
-pub fn mark_done(db: &Db, id: &Uuid) -> Result<(), ApiError> {
-    db.execute(
-        "UPDATE jobs SET status = 'done', last_error = NULL, updated_at = now() \
-         WHERE id = $1::text::uuid AND status = 'pending'",
-        &[text(id.as_str())],
-    )?;
-    Ok(())
-}
-
-/// Schedules the next attempt of a job whose attempt failed. Fenced by `attempts`: if the
-/// lease ended and another worker claimed the job since, its newer claim stands.
-pub fn reschedule(
-    db: &Db,
-    job: &ClaimedJob,
-    delay_seconds: u32,
-    error: &str,
-) -> Result<(), ApiError> {
-    db.execute(
-        "UPDATE jobs SET next_attempt_at = now() + $3::int8 * interval '1 second', \
-             last_error = $4::text, updated_at = now() \
-         WHERE id = $1::text::uuid AND status = 'pending' AND attempts = $2::int8",
-        &[
-            text(job.id.as_str()),
-            ParameterValue::Int64(i64::from(job.attempts)),
-            ParameterValue::Int64(i64::from(delay_seconds)),
-            text(error),
-        ],
-    )?;
-    Ok(())
-}
-
-/// Marks a job `failed` (attempts used up, or a payload that can never be delivered).
-pub fn mark_failed(db: &Db, job: &ClaimedJob, error: &str) -> Result<(), ApiError> {
-    db.execute(
-        "UPDATE jobs SET status = 'failed', last_error = $3::text, updated_at = now() \
-         WHERE id = $1::text::uuid AND status = 'pending' AND attempts = $2::int8",
-        &[
-            text(job.id.as_str()),
-            ParameterValue::Int64(i64::from(job.attempts)),
-            text(error),
-        ],
-    )?;
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     const ID: &str = "0b5e3c0e-8f0a-4b8e-9a53-5d0f1f3a2b7c";
 
@@ -324,29 +186,6 @@ mod tests {
             max_attempts: 100,
         };
         assert_eq!(long.after_failure(99), AfterFailure::RetryIn(86_400));
-    }
-
-    #[test]
-    fn policy_defaults_and_validation() {
-        let vars: HashMap<&str, &str> = HashMap::new();
-        assert_eq!(
-            RetryPolicy::load(&vars).unwrap(),
-            RetryPolicy {
-                base_seconds: 2,
-                max_seconds: 600,
-                max_attempts: 8
-            }
-        );
-        let vars = HashMap::from([
-            ("jobs_retry_base_seconds", "30"),
-            ("jobs_retry_max_seconds", "5"),
-        ]);
-        let err = RetryPolicy::load(&vars).unwrap_err();
-        assert!(err.to_string().contains("jobs_retry_max_seconds"), "{err}");
-        let vars = HashMap::from([("jobs_max_attempts", "0")]);
-        assert!(RetryPolicy::load(&vars).is_err());
-        assert_eq!(channel(&HashMap::new()).unwrap(), "jobs");
-        assert!(channel(&HashMap::from([("jobs_channel", "a b")])).is_err());
     }
 
     #[test]

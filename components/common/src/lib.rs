@@ -4,13 +4,16 @@
 //!
 //! - [`error`]: the one error type and its problem+json form.
 //! - [`domain`]: values that can only be built valid (username, e-mail, title, ids).
-//! - [`config`]: typed settings from Spin variables.
-//! - [`http`]: the request pipeline (request id, CORS, security headers, logs).
+//! - [`config`]: every variable the app reads, per component, and the typed settings;
+//!   read once per request through [`config::Config`].
+//! - [`http`]: the request pipeline (request id, CORS, security headers, logs), the JSON
+//!   body reader, authentication and the rate-limit check.
 //! - [`tokens`]: EdDSA access tokens, JWKS, refresh tokens (feature `tokens`).
 //! - [`passwords`]: argon2id (feature `passwords`).
-//! - [`rate_limit`], [`todo_list`]: the pure logic of the limiter and the list cache.
-//! - [`store`], [`repo`]: the host's PostgreSQL and Redis, and every SQL statement.
-//! - [`jobs`]: the background-job outbox shared by `auth` (producer) and `notifier`.
+//! - [`rate_limit`], [`todo_list`], [`jobs`]: pure logic of the limiter (script and reply
+//!   decoding), the list cache and the background-job outbox.
+//! - [`store`], [`repo`]: the host's PostgreSQL, Redis and variables, and every SQL
+//!   statement.
 //!
 //! Everything except `store`/`repo` (and the pipeline's host calls) is plain Rust, tested
 //! natively with `cargo test -p common`.

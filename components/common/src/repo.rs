@@ -3,11 +3,11 @@
 //! See `crate::store` for the casting conventions. Writes that touch several tables are
 //! single statements with data-modifying CTEs, so they are atomic on any host.
 
-use spin_sdk::pg4::ParameterValue;
+use spin_sdk::pg4::{DbValue, ParameterValue};
 
 use crate::domain::{Email, TodoTitle, Username, Uuid};
 use crate::error::ApiError;
-use crate::jobs::MailMessage;
+use crate::jobs::{ClaimedJob, MailMessage, LEASE_SECONDS};
 use crate::store::{text, Db, RowReader};
 use crate::todo_list::{Cursor, ListQuery, Todo};
 
@@ -416,4 +416,112 @@ pub fn delete_todo(db: &Db, user: &Uuid, id: &Uuid) -> Result<bool, ApiError> {
         .first()
         .ok_or_else(|| ApiError::Internal("count returned no row".into()))?;
     Ok(RowReader(row).int(0)? > 0)
+}
+
+// --- Background jobs (the worker side of the outbox; see `crate::jobs`) -----------------
+
+/// The columns every claim returns, in [`claimed_from`]'s order.
+const CLAIM_RETURNING: &str = "RETURNING id::text, kind, payload::text, attempts::int8";
+
+fn claimed_from(row: &[DbValue]) -> Result<ClaimedJob, ApiError> {
+    let r = RowReader(row);
+    let id = Uuid::parse(&r.text(0)?).ok_or_else(|| ApiError::Internal("bad job id".into()))?;
+    let attempts = u32::try_from(r.int(3)?)
+        .map_err(|_| ApiError::Internal("job attempts out of range".into()))?;
+    Ok(ClaimedJob {
+        id,
+        kind: r.text(1)?,
+        payload: r.text(2)?,
+        attempts,
+    })
+}
+
+/// Claims one job by id if it is pending, due, and not locked by another worker. One
+/// statement, so the row lock (`FOR UPDATE SKIP LOCKED`) and the lease are one atomic step
+/// and no transaction stays open while the e-mail is sent.
+pub fn claim_job_by_id(db: &Db, id: &Uuid) -> Result<Option<ClaimedJob>, ApiError> {
+    let sql = format!(
+        "UPDATE jobs SET attempts = attempts + 1, updated_at = now(), \
+             next_attempt_at = now() + $2::int8 * interval '1 second' \
+         WHERE id = (SELECT id FROM jobs \
+                     WHERE id = $1::text::uuid AND status = 'pending' AND next_attempt_at <= now() \
+                     FOR UPDATE SKIP LOCKED) \
+         {CLAIM_RETURNING}"
+    );
+    let rows = db.query(
+        &sql,
+        &[
+            text(id.as_str()),
+            ParameterValue::Int64(i64::from(LEASE_SECONDS)),
+        ],
+    )?;
+    rows.rows.first().map(|row| claimed_from(row)).transpose()
+}
+
+/// Claims up to `limit` due jobs, oldest due first (the drain and the sweep).
+pub fn claim_due_jobs(db: &Db, limit: u32) -> Result<Vec<ClaimedJob>, ApiError> {
+    let sql = format!(
+        "UPDATE jobs SET attempts = attempts + 1, updated_at = now(), \
+             next_attempt_at = now() + $2::int8 * interval '1 second' \
+         WHERE id IN (SELECT id FROM jobs \
+                      WHERE status = 'pending' AND next_attempt_at <= now() \
+                      ORDER BY next_attempt_at LIMIT $1::int8 \
+                      FOR UPDATE SKIP LOCKED) \
+         {CLAIM_RETURNING}"
+    );
+    let rows = db.query(
+        &sql,
+        &[
+            ParameterValue::Int64(i64::from(limit)),
+            ParameterValue::Int64(i64::from(LEASE_SECONDS)),
+        ],
+    )?;
+    rows.rows.iter().map(|row| claimed_from(row)).collect()
+}
+
+/// Marks a delivered job done. Not fenced by `attempts`: the e-mail went out, so `done` is
+/// true even if this worker's lease had ended meanwhile.
+pub fn mark_job_done(db: &Db, id: &Uuid) -> Result<(), ApiError> {
+    db.execute(
+        "UPDATE jobs SET status = 'done', last_error = NULL, updated_at = now() \
+         WHERE id = $1::text::uuid AND status = 'pending'",
+        &[text(id.as_str())],
+    )?;
+    Ok(())
+}
+
+/// Schedules the next attempt of a job whose attempt failed. Fenced by `attempts`: if the
+/// lease ended and another worker claimed the job since, its newer claim stands.
+pub fn reschedule_job(
+    db: &Db,
+    job: &ClaimedJob,
+    delay_seconds: u32,
+    error: &str,
+) -> Result<(), ApiError> {
+    db.execute(
+        "UPDATE jobs SET next_attempt_at = now() + $3::int8 * interval '1 second', \
+             last_error = $4::text, updated_at = now() \
+         WHERE id = $1::text::uuid AND status = 'pending' AND attempts = $2::int8",
+        &[
+            text(job.id.as_str()),
+            ParameterValue::Int64(i64::from(job.attempts)),
+            ParameterValue::Int64(i64::from(delay_seconds)),
+            text(error),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Marks a job `failed` (attempts used up, or a payload that can never be delivered).
+pub fn mark_job_failed(db: &Db, job: &ClaimedJob, error: &str) -> Result<(), ApiError> {
+    db.execute(
+        "UPDATE jobs SET status = 'failed', last_error = $3::text, updated_at = now() \
+         WHERE id = $1::text::uuid AND status = 'pending' AND attempts = $2::int8",
+        &[
+            text(job.id.as_str()),
+            ParameterValue::Int64(i64::from(job.attempts)),
+            text(error),
+        ],
+    )?;
+    Ok(())
 }

@@ -1,5 +1,7 @@
-//! Thin wrappers over the host's PostgreSQL (`spin_sdk::pg4`) and Redis
-//! (`spin_sdk::redis`) interfaces, plus the rate-limit check that runs the Lua script.
+//! Thin wrappers over the host's PostgreSQL (`spin_sdk::pg4`), Redis (`spin_sdk::redis`)
+//! and variables (`spin_sdk::variables`) interfaces. What to do with them per request
+//! (the rate-limit check, degrading without Redis) is the HTTP layer's
+//! (`crate::http::check_rate_limit`); the SQL is in `crate::repo`.
 //!
 //! Conventions that keep the SQL portable across hosts (ours and real Spin):
 //! every parameter is cast in the statement (`$1::text::uuid`, `$2::int8`, `$3::bytea`) so
@@ -12,9 +14,8 @@ use spin_sdk::pg4::{self, DbValue, ParameterValue, QueryError, RowSet};
 use spin_sdk::redis::{self, RedisParameter, RedisResult};
 
 use crate::error::ApiError;
-use crate::http::Ctx;
 use crate::log;
-use crate::rate_limit::{self, Counter, ReplyValue};
+use crate::rate_limit::ReplyValue;
 
 /// An open PostgreSQL connection (pooled by the host).
 pub struct Db(pg4::Connection);
@@ -211,56 +212,9 @@ impl Redis {
     }
 }
 
-/// Logs a Redis failure once per request and marks the request degraded.
-pub fn redis_degraded(ctx: &mut Ctx, what: &'static str, detail: &str) {
-    if !ctx.degraded.contains(&"redis") {
-        ctx.degraded.push("redis");
-    }
-    log::event(
-        "warn",
-        "redis unavailable, continuing without it",
-        &[
-            ("component", ctx.component),
-            ("request_id", &ctx.request_id),
-            ("operation", what),
-            ("detail", &log::sanitize(detail)),
-        ],
-    );
-}
-
-/// Counts this request against `counters` and, in the same round trip, reads
-/// `cache_key`. Refused → `Err(RateLimited)`; Redis failure → allowed (fail open), logged.
-pub fn check_rate_limit(
-    ctx: &mut Ctx,
-    redis: &Redis,
-    counters: &[Counter],
-    cache_key: Option<&str>,
-) -> Result<Option<Vec<u8>>, ApiError> {
-    let (keys, args) = rate_limit::eval_arguments(counters, cache_key);
-    let reply = match redis.eval(rate_limit::SCRIPT, &keys, &args) {
-        Ok(reply) => reply,
-        Err(e) => {
-            redis_degraded(ctx, "rate-limit", &e);
-            return Ok(None);
-        }
-    };
-    match rate_limit::decode_reply(counters, &reply) {
-        Ok(outcome) => {
-            ctx.rate_limit = Some(outcome.decision);
-            if outcome.decision.allowed {
-                Ok(outcome.cached)
-            } else {
-                Err(ApiError::RateLimited(outcome.decision))
-            }
-        }
-        Err(e) => {
-            redis_degraded(ctx, "rate-limit", &e);
-            Ok(None)
-        }
-    }
-}
-
-/// Spin's variables interface as a [`crate::config::VariableSource`].
+/// Spin's variables interface as a [`crate::config::VariableSource`]. `Undefined` (the
+/// component's `[component.X.variables]` does not map the name) is `Ok(None)`, which the
+/// configuration turns into a 503 naming the variable.
 pub struct SpinVariables;
 
 impl crate::config::VariableSource for SpinVariables {

@@ -169,11 +169,13 @@ impl SigningKey {
         Ok(Self { kid, key })
     }
 
-    /// Signs an access token for `user_id`, valid for `access_token_ttl_seconds`.
+    /// Signs an access token for `user_id`, valid for `ttl_seconds`
+    /// (`access_token_ttl_seconds`).
     pub fn issue_access_token(
         &self,
         user_id: &Uuid,
         settings: &TokenSettings,
+        ttl_seconds: u32,
     ) -> Result<String, ApiError> {
         let now = now_seconds();
         let header = encode_json(&Header {
@@ -188,7 +190,7 @@ impl SigningKey {
             sub: user_id.as_str(),
             iat: now,
             nbf: now,
-            exp: now + i64::from(settings.access_token_ttl_seconds),
+            exp: now + i64::from(ttl_seconds),
         })?;
         let signing_input = format!("{header}.{claims}");
         let signature = self.key.sign(signing_input.as_bytes());
@@ -318,36 +320,6 @@ pub fn verifying_key(settings: &TokenSettings) -> Result<VerifyingKey, ApiError>
         .ok_or(ApiError::NotConfigured(NO_SIGNING_KEY))?;
     VerifyingKey::parse(raw)
         .map_err(|e| ApiError::Misconfigured(format!("variable `jwt_signing_key`: {e}")))
-}
-
-/// Authenticates a request by its bearer token; records the user in `ctx` for the log.
-pub fn authenticate(
-    ctx: &mut crate::http::Ctx,
-    req: &spin_sdk::http::Request,
-    vars: &dyn crate::config::VariableSource,
-) -> Result<(Uuid, TokenSettings), ApiError> {
-    let token = bearer_token(req.header("authorization").and_then(|v| v.as_str()))?;
-    let settings = TokenSettings::load_for_verifying(vars)?;
-    let user = verifying_key(&settings)?.verify_access_token(token, &settings)?;
-    ctx.user_id = Some(user.to_string());
-    Ok((user, settings))
-}
-
-/// Extracts the token from an `Authorization: Bearer <token>` header value.
-pub fn bearer_token(header: Option<&str>) -> Result<&str, ApiError> {
-    let value = header.ok_or(ApiError::InvalidAccessToken("missing bearer token"))?;
-    let (scheme, token) = value
-        .trim()
-        .split_once(' ')
-        .ok_or(ApiError::InvalidAccessToken(
-            "malformed Authorization header",
-        ))?;
-    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-        return Err(ApiError::InvalidAccessToken(
-            "malformed Authorization header",
-        ));
-    }
-    Ok(token.trim())
 }
 
 /// A refresh token as handed to the client: 32 random bytes, base64url (43 characters).
@@ -511,8 +483,6 @@ mod tests {
             signing_key: Some(test_key()),
             issuer: "todo-api".into(),
             audience: "todo-api".into(),
-            access_token_ttl_seconds: 900,
-            refresh_token_ttl_seconds: 3600,
         }
     }
 
@@ -525,7 +495,7 @@ mod tests {
         let s = settings();
         let signer = SigningKey::parse(&test_key()).unwrap();
         let verifier = VerifyingKey::parse(&test_key()).unwrap();
-        let token = signer.issue_access_token(&user(), &s).unwrap();
+        let token = signer.issue_access_token(&user(), &s, 900).unwrap();
         assert_eq!(verifier.verify_access_token(&token, &s).unwrap(), user());
         let header = token.split('.').next().unwrap();
         let header = Base64UrlSafeNoPadding::decode_to_vec(header, None).unwrap();
@@ -539,7 +509,7 @@ mod tests {
         let s = settings();
         let signer = SigningKey::parse(&test_key()).unwrap();
         let verifier = VerifyingKey::parse(&test_key()).unwrap();
-        let token = signer.issue_access_token(&user(), &s).unwrap();
+        let token = signer.issue_access_token(&user(), &s, 900).unwrap();
 
         let other_aud = TokenSettings {
             audience: "other".into(),
@@ -579,7 +549,7 @@ mod tests {
         );
         let token = SigningKey::parse(&other)
             .unwrap()
-            .issue_access_token(&user(), &s)
+            .issue_access_token(&user(), &s, 900)
             .unwrap();
         assert!(verifier.verify_access_token(&token, &s).is_err());
 
@@ -624,7 +594,9 @@ mod tests {
         let key = String::from_utf8(out.stdout).unwrap();
         let signer = SigningKey::parse(&key).expect("gen-dev-key output parses and matches");
         let verifier = VerifyingKey::parse(&key).unwrap();
-        let token = signer.issue_access_token(&user(), &settings()).unwrap();
+        let token = signer
+            .issue_access_token(&user(), &settings(), 900)
+            .unwrap();
         assert_eq!(
             verifier.verify_access_token(&token, &settings()).unwrap(),
             user()
@@ -642,15 +614,6 @@ mod tests {
         assert_eq!(key["kid"], "test-1");
         assert!(key.get("d").is_none());
         assert_eq!(key["x"].as_str().unwrap().len(), 43);
-    }
-
-    #[test]
-    fn bearer_header_parsing() {
-        assert_eq!(bearer_token(Some("Bearer abc")).unwrap(), "abc");
-        assert_eq!(bearer_token(Some("bearer  abc ")).unwrap(), "abc");
-        assert!(bearer_token(None).is_err());
-        assert!(bearer_token(Some("Basic abc")).is_err());
-        assert!(bearer_token(Some("Bearer")).is_err());
     }
 
     #[test]

@@ -7,73 +7,67 @@
 //!   `{"status":"ready","checks":{"postgres":{"status":"up","latency_ms":N},"redis":{...}}}`
 //!   or `503` with `"status":"unavailable"` and the failing check as
 //!   `{"status":"down","error":"<short reason>"}`. Reasons are sanitised: no URLs with
-//!   credentials, no passwords. Failures are logged as one JSON line.
+//!   credentials, no passwords. Failures are logged as one JSON line. A variable the
+//!   component lacks is a 503 problem naming it.
+//! - Other paths and methods: the shared problem+json 404/405 (`common::http`).
 //!
 //! Build: `cargo build --target wasm32-wasip2 --release -p health`.
 
 use std::time::Instant;
 
-use common::log;
+use common::config::{Component, Config, ConfigError};
+use common::store::SpinVariables;
+use common::{http, log, ApiError};
 use serde_json::{json, Value};
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
 use spin_sdk::redis::RedisResult;
-use spin_sdk::{pg4, redis, variables};
+use spin_sdk::{pg4, redis};
 
 #[http_component]
 fn handle(req: Request) -> Response {
-    let body_and_status = match (req.method(), req.path()) {
+    let request_id = http::request_id(req.header("x-request-id").and_then(|v| v.as_str()));
+    let result = match (req.method(), req.path()) {
         (Method::Get | Method::Head, "/health") => Ok((200, json!({"status": "ok"}))),
-        (Method::Get | Method::Head, "/health/ready") => Ok(readiness()),
-        (_, "/health" | "/health/ready") => Err((405, "GET")),
-        _ => Err((404, "")),
+        (Method::Get | Method::Head, "/health/ready") => {
+            readiness(&Config::new(Component::Health, &SpinVariables))
+        }
+        (_, "/health" | "/health/ready") => Err(ApiError::MethodNotAllowed { allow: "GET" }),
+        _ => Err(ApiError::NotFound),
     };
-    match body_and_status {
-        Ok((status, body)) => respond(status, "application/json", body.to_string(), None),
-        Err((405, allow)) => respond(
-            405,
-            "application/problem+json",
-            problem(405, "method-not-allowed", "Method not allowed"),
-            Some(allow),
-        ),
-        Err(_) => respond(
-            404,
-            "application/problem+json",
-            problem(404, "not-found", "Not found"),
-            None,
-        ),
-    }
-}
-
-fn problem(status: u16, slug: &str, title: &str) -> String {
-    json!({
-        "type": format!("{}{slug}", common::error::PROBLEM_TYPE_PREFIX),
-        "title": title,
-        "status": status,
-        "detail": title,
-    })
-    .to_string()
-}
-
-fn respond(status: u16, content_type: &str, body: String, allow: Option<&str>) -> Response {
-    let mut builder = Response::builder();
-    builder
-        .status(status)
-        .header("content-type", content_type)
-        .header("cache-control", "no-store")
-        .header("x-content-type-options", "nosniff");
-    if let Some(allow) = allow {
-        builder.header("allow", allow);
-    }
-    builder.body(body).build()
+    let mut resp = match result {
+        Ok((status, body)) => http::json_bytes(status, body.to_string().into_bytes()),
+        Err(err) => {
+            if err.is_server_side() {
+                log::event(
+                    "error",
+                    "health request failed",
+                    &[
+                        ("component", "health"),
+                        ("request_id", &request_id),
+                        ("error", &log::sanitize(&err.to_string())),
+                    ],
+                );
+            }
+            http::problem_response(&err, &request_id)
+        }
+    };
+    resp.set_header("cache-control", "no-store");
+    resp.set_header("x-content-type-options", "nosniff");
+    resp.set_header("x-request-id", &request_id);
+    resp
 }
 
 /// A check's result: `Ok(latency_ms)` or `Err(short reason)`.
 type Check = Result<f64, String>;
 
-fn readiness() -> (u16, Value) {
-    let postgres = timed(check_postgres);
-    let redis = timed(check_redis);
+/// Readiness. A variable the component lacks is a 503 problem naming it, like in every
+/// component; an empty one is a failed check.
+fn readiness(config: &Config) -> Result<(u16, Value), ApiError> {
+    let db_url = url(config.db_url())?;
+    let redis_url = url(config.redis_url())?;
+    let postgres = timed(|| check_postgres(db_url?));
+    let redis = timed(|| check_redis(redis_url?));
     let ready = postgres.is_ok() && redis.is_ok();
     for (name, check) in [("postgres", &postgres), ("redis", &redis)] {
         if let Err(reason) = check {
@@ -91,7 +85,21 @@ fn readiness() -> (u16, Value) {
             "redis": describe(&redis),
         },
     });
-    (if ready { 200 } else { 503 }, body)
+    Ok((if ready { 200 } else { 503 }, body))
+}
+
+/// A URL variable: missing → the request fails; empty or unreadable → the check fails.
+fn url(value: Result<String, ConfigError>) -> Result<Result<String, String>, ApiError> {
+    match value {
+        Ok(url) => Ok(Ok(url)),
+        Err(ConfigError::Missing(name)) => Err(ApiError::MissingVariable(name)),
+        Err(
+            ConfigError::Empty(name)
+            | ConfigError::Invalid { name, .. }
+            | ConfigError::Host { name, .. }
+            | ConfigError::NotListed { name, .. },
+        ) => Ok(Err(format!("not configured (variable {name})"))),
+    }
 }
 
 fn describe(check: &Check) -> Value {
@@ -101,18 +109,11 @@ fn describe(check: &Check) -> Value {
     }
 }
 
-fn timed(check: fn() -> Result<(), String>) -> Check {
+fn timed(check: impl FnOnce() -> Result<(), String>) -> Check {
     let start = Instant::now();
     check()?;
     // Three decimals: microsecond resolution is all a loopback round trip needs.
     Ok((start.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0)
-}
-
-fn variable(name: &str) -> Result<String, String> {
-    match variables::get(name) {
-        Ok(value) if !value.trim().is_empty() => Ok(value),
-        _ => Err(format!("not configured (variable {name})")),
-    }
 }
 
 /// A short, secret-free reason: the error's kind plus its sanitised message.
@@ -126,8 +127,7 @@ fn reason(kind: &str, message: &str) -> String {
     }
 }
 
-fn check_postgres() -> Result<(), String> {
-    let url = variable("db_url")?;
+fn check_postgres(url: String) -> Result<(), String> {
     let conn = pg4::Connection::open(&url).map_err(pg_reason)?;
     let rows = conn.query("SELECT 1", &[]).map_err(pg_reason)?;
     match rows.rows.first().and_then(|row| row.first()) {
@@ -149,8 +149,7 @@ fn pg_reason(e: pg4::PgError) -> String {
     }
 }
 
-fn check_redis() -> Result<(), String> {
-    let url = variable("redis_url")?;
+fn check_redis(url: String) -> Result<(), String> {
     let conn = redis::Connection::open(&url).map_err(redis_reason)?;
     let reply = conn.execute("PING", &[]).map_err(redis_reason)?;
     match reply.first() {

@@ -27,7 +27,7 @@ mod worker;
 
 use std::time::Instant;
 
-use common::config::VariableSource;
+use common::config::{Component, Config, VariableSource};
 use common::http::{self, Ctx};
 use common::jobs::{self, JobMessage};
 use common::store::SpinVariables;
@@ -74,7 +74,8 @@ fn log_error(msg: &str, detail: &str) {
 
 /// One Redis message: a job id (jobs channel) or a key name (expiry events).
 fn handle_message(vars: &dyn VariableSource, message: &[u8]) -> Result<(), NotHandled> {
-    let prefix = match common::config::StoreSettings::load(vars) {
+    let config = Config::new(Component::Notifier, vars);
+    let prefix = match config.store() {
         Ok(store) => store.redis_key_prefix,
         Err(e) => {
             log_error("notifier misconfigured", &e.to_string());
@@ -94,7 +95,7 @@ fn handle_message(vars: &dyn VariableSource, message: &[u8]) -> Result<(), NotHa
             return Err(NotHandled);
         }
     };
-    let result = Worker::open(vars).and_then(|worker| {
+    let result = Worker::open(&config).and_then(|worker| {
         worker.run_one(&id)?;
         worker.drain(DRAIN_BATCH)
     });
@@ -107,12 +108,10 @@ fn handle_message(vars: &dyn VariableSource, message: &[u8]) -> Result<(), NotHa
 
 #[http_component]
 fn handle_http(req: Request) -> Response {
-    http::serve(req, "notifier", &SpinVariables, |ctx, req| {
-        route(ctx, req, &SpinVariables)
-    })
+    http::serve(req, Component::Notifier, &SpinVariables, route)
 }
 
-fn route(ctx: &mut Ctx, req: &Request, vars: &dyn VariableSource) -> Result<Response, ApiError> {
+fn route(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
     if req.path() != "/internal/jobs/sweep" {
         return Err(ApiError::NotFound);
     }
@@ -120,19 +119,18 @@ fn route(ctx: &mut Ctx, req: &Request, vars: &dyn VariableSource) -> Result<Resp
     if *req.method() != Method::Post {
         return Err(ApiError::MethodNotAllowed { allow: "POST" });
     }
-    authorize_sweep(req, vars)?;
-    let tally = sweep(&Worker::open(vars)?)?;
+    authorize_sweep(ctx, req)?;
+    let tally = sweep(&Worker::open(&ctx.config)?)?;
     http::json(200, &tally)
 }
 
 /// Checks `x-sweep-token` against `jobs_sweep_token` in constant time. No token configured
 /// means the route is off (503), never open.
-fn authorize_sweep(req: &Request, vars: &dyn VariableSource) -> Result<(), ApiError> {
-    let expected = match vars.get("jobs_sweep_token") {
-        Ok(Some(token)) if !token.trim().is_empty() => token.trim().to_owned(),
-        Ok(_) => return Err(ApiError::NotConfigured("jobs_sweep_token is not set")),
-        Err(e) => return Err(ApiError::Misconfigured(format!("jobs_sweep_token: {e}"))),
-    };
+fn authorize_sweep(ctx: &Ctx, req: &Request) -> Result<(), ApiError> {
+    let expected = ctx
+        .config
+        .jobs_sweep_token()?
+        .ok_or(ApiError::NotConfigured("jobs_sweep_token is not set"))?;
     let presented = req
         .header("x-sweep-token")
         .map(|v| v.as_bytes())

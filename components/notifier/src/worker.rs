@@ -3,9 +3,10 @@
 //! Every outcome is written back to the job row, so the table always says what happened:
 //! `done`, `pending` with the next attempt time and `last_error`, or `failed`.
 
-use common::config::{ConfigError, StoreSettings, VariableSource};
+use common::config::Config;
 use common::domain::Uuid;
 use common::jobs::{self, AfterFailure, ClaimedJob, MailMessage, RetryPolicy};
+use common::repo;
 use common::store::{Db, Redis};
 use common::{log, ApiError};
 use serde::Serialize;
@@ -19,29 +20,6 @@ pub const DRAIN_BATCH: u32 = 10;
 /// Extra time on a retry timer beyond the job's `next_attempt_at`, so the expiry event
 /// never arrives before the job is due (Redis and PostgreSQL clocks may differ slightly).
 const RETRY_TIMER_MARGIN_MS: u64 = 250;
-
-/// Where e-mails go (`mail_webhook_url`, secret because a webhook URL often carries a
-/// token). Unset: e-mails are written to the log and recorded as delivered, for local
-/// development without a mail service.
-fn webhook_url(src: &dyn VariableSource) -> Result<Option<String>, ConfigError> {
-    match src.get("mail_webhook_url") {
-        Ok(Some(v)) if !v.trim().is_empty() => {
-            let url = v.trim().to_owned();
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(ConfigError::Invalid {
-                    name: "mail_webhook_url",
-                    reason: "must be an http:// or https:// URL".into(),
-                });
-            }
-            Ok(Some(url))
-        }
-        Ok(_) => Ok(None),
-        Err(reason) => Err(ConfigError::Host {
-            name: "mail_webhook_url",
-            reason,
-        }),
-    }
-}
 
 /// What happened to one claimed job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,27 +65,28 @@ pub struct Worker {
     redis: Redis,
     redis_key_prefix: String,
     policy: RetryPolicy,
+    /// Where e-mails go (`mail_webhook_url`); `None`: they are logged, for development.
     webhook_url: Option<String>,
 }
 
 impl Worker {
     /// Reads the settings and opens PostgreSQL (required) and Redis (used for retry timers
     /// only; a failure there is logged when a timer cannot be set).
-    pub fn open(src: &dyn VariableSource) -> Result<Self, ApiError> {
-        let store = StoreSettings::load(src)?;
+    pub fn open(config: &Config) -> Result<Self, ApiError> {
+        let store = config.store()?;
         Ok(Self {
             db: Db::open(&store.db_url)?,
             redis: Redis::open(&store.redis_url),
             redis_key_prefix: store.redis_key_prefix,
-            policy: RetryPolicy::load(src)?,
-            webhook_url: webhook_url(src)?,
+            policy: config.retry_policy()?,
+            webhook_url: config.mail_webhook_url()?,
         })
     }
 
     /// Handles the job a message named, if it is still pending and due (another replica,
     /// an earlier drain or the sweep may have taken it: then there is nothing to do).
     pub fn run_one(&self, id: &Uuid) -> Result<Option<Outcome>, ApiError> {
-        match jobs::claim_by_id(&self.db, id)? {
+        match repo::claim_job_by_id(&self.db, id)? {
             Some(job) => Ok(Some(self.process(&job)?)),
             None => Ok(None),
         }
@@ -116,7 +95,7 @@ impl Worker {
     /// Claims up to `limit` due jobs and handles them.
     pub fn drain(&self, limit: u32) -> Result<Tally, ApiError> {
         let mut tally = Tally::default();
-        for job in jobs::claim_due(&self.db, limit)? {
+        for job in repo::claim_due_jobs(&self.db, limit)? {
             tally.add(self.process(&job)?);
         }
         Ok(tally)
@@ -130,33 +109,33 @@ impl Worker {
                 Err(e) => {
                     // A payload this code cannot read will not improve with retries.
                     let error = format!("unreadable payload: {e}");
-                    jobs::mark_failed(&self.db, job, &error)?;
+                    repo::mark_job_failed(&self.db, job, &error)?;
                     self.log_outcome("error", "job failed", job, &error);
                     return Ok(Outcome::Failed);
                 }
             },
             other => {
                 let error = format!("unknown job kind `{}`", log::sanitize(other));
-                jobs::mark_failed(&self.db, job, &error)?;
+                repo::mark_job_failed(&self.db, job, &error)?;
                 self.log_outcome("error", "job failed", job, &error);
                 return Ok(Outcome::Failed);
             }
         };
         match result {
             Ok(()) => {
-                jobs::mark_done(&self.db, &job.id)?;
+                repo::mark_job_done(&self.db, &job.id)?;
                 self.log_outcome("info", "job delivered", job, "");
                 Ok(Outcome::Delivered)
             }
             Err(error) => match self.policy.after_failure(job.attempts) {
                 AfterFailure::RetryIn(seconds) => {
-                    jobs::reschedule(&self.db, job, seconds, &error)?;
+                    repo::reschedule_job(&self.db, job, seconds, &error)?;
                     self.arm_retry_timer(job, seconds);
                     self.log_outcome("warn", "job attempt failed, will retry", job, &error);
                     Ok(Outcome::Retrying(seconds))
                 }
                 AfterFailure::GiveUp => {
-                    jobs::mark_failed(&self.db, job, &error)?;
+                    repo::mark_job_failed(&self.db, job, &error)?;
                     self.log_outcome("error", "job failed: attempts used up", job, &error);
                     Ok(Outcome::Failed)
                 }

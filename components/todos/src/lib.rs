@@ -7,33 +7,30 @@
 //! one PostgreSQL primary-key lookup (the user's list version; see
 //! `common::todo_list` for why freshness is decided by PostgreSQL, not Redis).
 
-use common::config::{self, RateLimitName, StoreSettings, VariableSource};
+use common::config::{Component, RateLimitName, StoreSettings};
 use common::domain::{TodoTitle, Uuid};
-use common::http::{self, Ctx};
+use common::http::{self, authenticate, check_rate_limit, redis_degraded, Ctx};
 use common::rate_limit::Counter;
 use common::repo;
-use common::store::{check_rate_limit, redis_degraded, Db, Redis, SpinVariables};
+use common::store::{Db, Redis, SpinVariables};
 use common::todo_list::{self, Cursor, ListQuery, TodoPage};
-use common::tokens::authenticate;
 use common::ApiError;
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
 
 #[http_component]
 fn handle(req: Request) -> Response {
-    http::serve(req, "todos", &SpinVariables, |ctx, req| {
-        route(ctx, req, &SpinVariables)
-    })
+    http::serve(req, Component::Todos, &SpinVariables, route)
 }
 
-fn route(ctx: &mut Ctx, req: &Request, vars: &dyn VariableSource) -> Result<Response, ApiError> {
+fn route(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
     let path = req.path();
     let method = req.method();
     if path == "/todos" {
         ctx.route = "/todos";
         return match method {
-            Method::Get => list(ctx, req, vars),
-            Method::Post => create(ctx, req, vars),
+            Method::Get => list(ctx, req),
+            Method::Post => create(ctx, req),
             _ => Err(ApiError::MethodNotAllowed { allow: "GET, POST" }),
         };
     }
@@ -42,9 +39,9 @@ fn route(ctx: &mut Ctx, req: &Request, vars: &dyn VariableSource) -> Result<Resp
     };
     ctx.route = "/todos/:id";
     match method {
-        Method::Get => get_one(ctx, req, vars, id),
-        Method::Patch => update(ctx, req, vars, id),
-        Method::Delete => delete(ctx, req, vars, id),
+        Method::Get => get_one(ctx, req, id),
+        Method::Patch => update(ctx, req, id),
+        Method::Delete => delete(ctx, req, id),
         _ => Err(ApiError::MethodNotAllowed {
             allow: "GET, PATCH, DELETE",
         }),
@@ -58,15 +55,15 @@ struct Session {
     store: StoreSettings,
 }
 
-fn begin(ctx: &mut Ctx, req: &Request, vars: &dyn VariableSource) -> Result<Session, ApiError> {
-    let (user, _) = authenticate(ctx, req, vars)?;
-    let store = StoreSettings::load(vars)?;
+fn begin(ctx: &mut Ctx, req: &Request) -> Result<Session, ApiError> {
+    let (user, _) = authenticate(ctx, req)?;
+    let store = ctx.config.store()?;
     let redis = Redis::open(&store.redis_url);
     let counter = Counter::new(
         &store.redis_key_prefix,
         "user",
         user.as_str(),
-        RateLimitName::Api.load(vars)?,
+        ctx.config.rate_limit(RateLimitName::Api)?,
     );
     check_rate_limit(ctx, &redis, &[counter], None)?;
     Ok(Session { user, store })
@@ -77,19 +74,19 @@ fn user_gone() -> ApiError {
     ApiError::InvalidAccessToken("the token's user no longer exists")
 }
 
-fn list(ctx: &mut Ctx, req: &Request, vars: &dyn VariableSource) -> Result<Response, ApiError> {
+fn list(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
     // Authenticate first: unauthenticated callers learn nothing, not even query errors.
-    let (user, _) = authenticate(ctx, req, vars)?;
+    let (user, _) = authenticate(ctx, req)?;
     let query = ListQuery::parse(req.query())?;
-    let ttl = config::todos_cache_ttl_seconds(vars)?;
-    let store = StoreSettings::load(vars)?;
+    let ttl = ctx.config.todos_cache_ttl_seconds()?;
+    let store = ctx.config.store()?;
     let redis = Redis::open(&store.redis_url);
     let cache_key = (ttl > 0).then(|| query.cache_key(&store.redis_key_prefix, &user));
     let counter = Counter::new(
         &store.redis_key_prefix,
         "user",
         user.as_str(),
-        RateLimitName::Api.load(vars)?,
+        ctx.config.rate_limit(RateLimitName::Api)?,
     );
     let cached = check_rate_limit(ctx, &redis, &[counter], cache_key.as_deref())?;
     let db = Db::open(&store.db_url)?;
@@ -131,8 +128,8 @@ fn list(ctx: &mut Ctx, req: &Request, vars: &dyn VariableSource) -> Result<Respo
     Ok(http::json_bytes(200, body))
 }
 
-fn create(ctx: &mut Ctx, req: &Request, vars: &dyn VariableSource) -> Result<Response, ApiError> {
-    let session = begin(ctx, req, vars)?;
+fn create(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
+    let session = begin(ctx, req)?;
     let mut body = ctx.json_body(req)?;
     let title = body.required_str("title");
     let title = body.parse_with("title", title, TodoTitle::parse);
@@ -153,13 +150,8 @@ fn todo_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse(raw).ok_or(ApiError::NotFound)
 }
 
-fn get_one(
-    ctx: &mut Ctx,
-    req: &Request,
-    vars: &dyn VariableSource,
-    raw_id: &str,
-) -> Result<Response, ApiError> {
-    let session = begin(ctx, req, vars)?;
+fn get_one(ctx: &mut Ctx, req: &Request, raw_id: &str) -> Result<Response, ApiError> {
+    let session = begin(ctx, req)?;
     let id = todo_id(raw_id)?;
     let db = Db::open(&session.store.db_url)?;
     // Another user's todo is "not found", never "forbidden": no existence leak.
@@ -167,13 +159,8 @@ fn get_one(
     http::json(200, &todo)
 }
 
-fn update(
-    ctx: &mut Ctx,
-    req: &Request,
-    vars: &dyn VariableSource,
-    raw_id: &str,
-) -> Result<Response, ApiError> {
-    let session = begin(ctx, req, vars)?;
+fn update(ctx: &mut Ctx, req: &Request, raw_id: &str) -> Result<Response, ApiError> {
+    let session = begin(ctx, req)?;
     let id = todo_id(raw_id)?;
     let mut body = ctx.json_body(req)?;
     let title = body.optional_str("title");
@@ -192,13 +179,8 @@ fn update(
     http::json(200, &todo)
 }
 
-fn delete(
-    ctx: &mut Ctx,
-    req: &Request,
-    vars: &dyn VariableSource,
-    raw_id: &str,
-) -> Result<Response, ApiError> {
-    let session = begin(ctx, req, vars)?;
+fn delete(ctx: &mut Ctx, req: &Request, raw_id: &str) -> Result<Response, ApiError> {
+    let session = begin(ctx, req)?;
     let id = todo_id(raw_id)?;
     let db = Db::open(&session.store.db_url)?;
     if repo::delete_todo(&db, &session.user, &id)? {

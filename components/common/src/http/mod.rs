@@ -5,17 +5,32 @@
 //! and response headers, origins from `cors_allowed_origins`), security headers,
 //! `Cache-Control: no-store`, turning an [`ApiError`] into `application/problem+json`,
 //! rate-limit headers, and one JSON log line per request.
+//!
+//! The layer's other parts, each used by handlers through [`Ctx`]:
+//! - `body`: the JSON request body reader ([`Ctx::json_body`], [`JsonObject`]);
+//! - `auth`: the bearer-token check ([`authenticate`], feature `tokens`);
+//! - `limits`: the rate-limit check and the "Redis failed, carry on" record
+//!   ([`check_rate_limit`], [`redis_degraded`]).
+
+#[cfg(feature = "tokens")]
+mod auth;
+mod body;
+mod limits;
 
 use std::time::Instant;
 
 use serde::Serialize;
 use spin_sdk::http::{Method, Request, Response};
 
-use crate::config::{HttpSettings, VariableSource};
-use crate::domain::JsonObject;
+use crate::config::{Component, Config, HttpSettings, VariableSource};
 use crate::error::ApiError;
 use crate::log;
 use crate::rate_limit::RateLimitDecision;
+
+#[cfg(feature = "tokens")]
+pub use auth::{authenticate, bearer_token};
+pub use body::{is_json_media_type, JsonObject};
+pub use limits::{check_rate_limit, redis_degraded};
 
 /// Headers browsers may read from cross-origin responses.
 const EXPOSED_HEADERS: &str =
@@ -24,7 +39,7 @@ const EXPOSED_HEADERS: &str =
 /// What a handler knows about its request besides the request itself, and what it reports
 /// back for the response headers and the log line.
 #[derive(Debug)]
-pub struct Ctx {
+pub struct Ctx<'v> {
     /// Echoed in `x-request-id`, logged, and quoted in problem bodies.
     pub request_id: String,
     /// The component name for the log line.
@@ -43,44 +58,17 @@ pub struct Ctx {
     pub rate_limit: Option<RateLimitDecision>,
     /// The HTTP settings in force.
     pub http: HttpSettings,
+    /// The component's configuration for this request: every other setting a handler
+    /// needs is read through it (each variable at most once).
+    pub config: Config<'v>,
     started: Instant,
 }
 
-impl Ctx {
-    /// Reads a JSON object body: 413 when over the limit, 415 when not JSON, 400 when
-    /// malformed.
-    pub fn json_body(&self, req: &Request) -> Result<JsonObject, ApiError> {
-        let body = req.body();
-        if body.len() > self.http.max_body_bytes {
-            return Err(ApiError::PayloadTooLarge {
-                limit: self.http.max_body_bytes,
-            });
-        }
-        let content_type = req
-            .header("content-type")
-            .and_then(|v| v.as_str())
-            .unwrap_or("");
-        if !is_json_media_type(content_type) {
-            return Err(ApiError::UnsupportedMediaType);
-        }
-        JsonObject::parse(body)
-    }
-
+impl Ctx<'_> {
     /// Milliseconds since the request arrived.
     pub fn elapsed_ms(&self) -> f64 {
         self.started.elapsed().as_secs_f64() * 1000.0
     }
-}
-
-/// `application/json` or any `application/*+json`, parameters (charset) ignored.
-pub fn is_json_media_type(value: &str) -> bool {
-    let media = value
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    media == "application/json" || (media.starts_with("application/") && media.ends_with("+json"))
 }
 
 /// Accepts a client's request id if it is short and tame, otherwise makes one.
@@ -169,10 +157,11 @@ pub fn problem_response(err: &ApiError, request_id: &str) -> Response {
     resp
 }
 
-/// Runs `handler` for `req` inside the pipeline described in the module docs.
+/// Runs `handler` for `req` inside the pipeline described in the module docs, with
+/// `component`'s configuration read from `vars`.
 pub fn serve(
     req: Request,
-    component: &'static str,
+    component: Component,
     vars: &dyn VariableSource,
     handler: impl FnOnce(&mut Ctx, &Request) -> Result<Response, ApiError>,
 ) -> Response {
@@ -186,14 +175,22 @@ pub fn serve(
     let method = req.method().to_string();
     let path = req.path().to_owned();
 
-    let http = match HttpSettings::load(vars) {
+    let config = Config::new(component, vars);
+    let http = match config.http() {
         Ok(http) => http,
         Err(e) => {
-            let err = ApiError::NotConfigured("invalid HTTP settings");
+            let err = match ApiError::from(e.clone()) {
+                missing @ ApiError::MissingVariable(_) => missing,
+                _ => ApiError::NotConfigured("invalid HTTP settings"),
+            };
             log::event(
                 "error",
                 "config_invalid",
-                &[("request_id", &request_id), ("detail", &e.to_string())],
+                &[
+                    ("component", component.name()),
+                    ("request_id", &request_id),
+                    ("detail", &e.to_string()),
+                ],
             );
             let mut resp = problem_response(&err, &request_id);
             finish_headers(&mut resp, &request_id, None);
@@ -203,7 +200,7 @@ pub fn serve(
     let allowed_origin = origin.as_deref().and_then(|o| http.allowed_origin(o));
     let mut ctx = Ctx {
         request_id,
-        component,
+        component: component.name(),
         route: "",
         user_id: None,
         client_addr,
@@ -211,6 +208,7 @@ pub fn serve(
         degraded: Vec::new(),
         rate_limit: None,
         http,
+        config,
         started,
     };
 
@@ -326,23 +324,16 @@ mod tests {
     use std::collections::HashMap;
 
     fn vars() -> HashMap<&'static str, &'static str> {
-        HashMap::from([("cors_allowed_origins", "https://app.example.com")])
+        HashMap::from([
+            ("cors_allowed_origins", "https://app.example.com"),
+            ("max_body_bytes", "65536"),
+        ])
     }
 
     fn header(resp: &Response, name: &str) -> Option<String> {
         resp.header(name)
             .and_then(|v| v.as_str())
             .map(str::to_owned)
-    }
-
-    #[test]
-    fn media_types() {
-        assert!(is_json_media_type("application/json"));
-        assert!(is_json_media_type("Application/JSON; charset=utf-8"));
-        assert!(is_json_media_type("application/merge-patch+json"));
-        assert!(!is_json_media_type("text/plain"));
-        assert!(!is_json_media_type(""));
-        assert!(!is_json_media_type("application/jsonx"));
     }
 
     #[test]
@@ -369,7 +360,9 @@ mod tests {
             .header("origin", "https://app.example.com")
             .body(b"{}".to_vec())
             .build();
-        let resp = serve(req, "test", &vars(), |_, _| Err(ApiError::NotFound));
+        let resp = serve(req, Component::Todos, &vars(), |_, _| {
+            Err(ApiError::NotFound)
+        });
         assert_eq!(*resp.status(), 404);
         assert_eq!(header(&resp, "x-request-id").as_deref(), Some("rid-1"));
         assert_eq!(
@@ -398,7 +391,9 @@ mod tests {
             .header("origin", "https://app.example.com")
             .header("access-control-request-method", "POST")
             .build();
-        let resp = serve(req, "test", &vars(), |_, _| panic!("handler must not run"));
+        let resp = serve(req, Component::Todos, &vars(), |_, _| {
+            panic!("handler must not run")
+        });
         assert_eq!(*resp.status(), 204);
         assert!(header(&resp, "access-control-allow-methods").is_some());
 
@@ -407,48 +402,53 @@ mod tests {
             .uri("/todos")
             .header("origin", "https://evil.example.com")
             .build();
-        let resp = serve(req, "test", &vars(), |_, _| panic!("handler must not run"));
+        let resp = serve(req, Component::Todos, &vars(), |_, _| {
+            panic!("handler must not run")
+        });
         assert!(header(&resp, "access-control-allow-origin").is_none());
     }
 
+    fn problem(resp: &Response) -> serde_json::Value {
+        assert_eq!(
+            header(resp, "content-type").as_deref(),
+            Some("application/problem+json")
+        );
+        serde_json::from_slice(resp.body()).unwrap()
+    }
+
     #[test]
-    fn body_checks() {
-        let ctx_for = |limit: usize| Ctx {
-            request_id: "r".into(),
-            component: "t",
-            route: "",
-            user_id: None,
-            client_addr: String::new(),
-            cache: None,
-            degraded: vec![],
-            rate_limit: None,
-            http: HttpSettings {
-                cors_allowed_origins: vec![],
-                max_body_bytes: limit,
-            },
-            started: Instant::now(),
-        };
-        let req = |ct: &str, body: &[u8]| {
-            Request::builder()
-                .method(Method::Post)
-                .uri("/x")
-                .header("content-type", ct)
-                .body(body.to_vec())
-                .build()
-        };
-        let ctx = ctx_for(10);
-        assert!(matches!(
-            ctx.json_body(&req("application/json", b"{\"a\":\"0123456789\"}")),
-            Err(ApiError::PayloadTooLarge { limit: 10 })
-        ));
-        assert!(matches!(
-            ctx.json_body(&req("text/plain", b"{}")),
-            Err(ApiError::UnsupportedMediaType)
-        ));
-        assert!(matches!(
-            ctx.json_body(&req("application/json", b"{")),
-            Err(ApiError::MalformedJson(_))
-        ));
-        assert!(ctx.json_body(&req("application/json", b"{}")).is_ok());
+    fn a_variable_the_component_lacks_is_a_503_naming_it() {
+        let get = || Request::builder().method(Method::Get).uri("/todos").build();
+        // Read by the pipeline itself.
+        let lacking = HashMap::from([("cors_allowed_origins", "")]);
+        let resp = serve(get(), Component::Todos, &lacking, |_, _| {
+            panic!("handler must not run")
+        });
+        assert_eq!(*resp.status(), 503);
+        let body = problem(&resp);
+        assert_eq!(body["type"], "urn:todo-api:problem:not-configured");
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("`max_body_bytes`"),
+            "{body}"
+        );
+        assert!(header(&resp, "x-request-id").is_some());
+        // Read by a handler.
+        let resp = serve(get(), Component::Todos, &vars(), |ctx, _| {
+            let ttl = ctx.config.todos_cache_ttl_seconds()?;
+            panic!("todos_cache_ttl_seconds is not set, yet read as {ttl}")
+        });
+        assert_eq!(*resp.status(), 503);
+        let body = problem(&resp);
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("`todos_cache_ttl_seconds`"),
+            "{body}"
+        );
+        assert!(!body.to_string().contains("app.example.com"), "{body}");
     }
 }
