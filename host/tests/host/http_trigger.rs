@@ -185,9 +185,23 @@ fn requests_beyond_the_instance_limit_wait_for_a_slot() {
         }
     };
     held.set_nonblocking(false).unwrap();
+    held.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    // Read the probe's whole request (a GET: the head only), so answering and closing
+    // later is a clean end of the exchange and not a reset.
+    let mut request = Vec::new();
+    while !request.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        assert_eq!(
+            held.read(&mut byte).unwrap(),
+            1,
+            "the probe's call ended early"
+        );
+        request.push(byte[0]);
+    }
 
-    // A second request while the slot is held is not answered, however long it waits
-    // (a host that ignored the limit answers this route in milliseconds)...
+    // A second request while the slot is held is not answered: none of it within a
+    // second (a host that ignored the limit answers this route in milliseconds)...
     let authority = host.base_url.trim_start_matches("http://");
     let mut second = std::net::TcpStream::connect(authority).unwrap();
     write!(
