@@ -601,7 +601,12 @@ async fn a_handler_that_fails_or_traps_does_not_stop_the_next_message() {
     // A small memory limit, so a message larger than it makes the guest's allocator
     // trap while the host copies the payload in: a real trap, without a test-only path.
     let app = world
-        .host_with(|o| o.arg("--max-instance-memory-mb").arg("16"))
+        .host_with(|o| {
+            o.arg("--max-instance-memory-mb")
+                .arg("16")
+                .arg("--log-format")
+                .arg("json")
+        })
         .await;
     // Let the 24 MiB message through Redis's per-subscriber output buffer limit.
     redis_command(
@@ -623,17 +628,21 @@ async fn a_handler_that_fails_or_traps_does_not_stop_the_next_message() {
     // A handler error, then a trap.
     assert_eq!(world.publish(b"definitely not a job id").await, 1);
     assert_eq!(world.publish(&vec![b'x'; 24 * 1024 * 1024]).await, 1);
-    // The host ran both and logged each failure with the channel: the handler's error
+    // The host ran both and logged each failure with the channel (one JSON line per event,
+    // as a multi-line trap message would otherwise spread over lines): the handler's error
     // ("handler returned ...", after the notifier's own line naming the bad message) and
-    // the trap (a wasm error, not a value the handler returned).
+    // the trap ("... wasm trap: ...").
     eventually(
         Duration::from_secs(30),
         "the host to log both failed messages",
         || async {
             let output = app.output();
-            let failed: Vec<&String> = output
+            let failed: Vec<String> = output
                 .iter()
-                .filter(|line| line.contains("message handler failed") && line.contains("jobs"))
+                .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+                .filter(|event| event["level"] == "ERROR" && event["channel"] == "jobs")
+                .filter_map(|event| event["message"].as_str().map(str::to_owned))
+                .filter(|message| message.starts_with("message handler failed"))
                 .collect();
             ensure!(
                 output.iter().any(|line| line
@@ -646,7 +655,7 @@ async fn a_handler_that_fails_or_traps_does_not_stop_the_next_message() {
                 "no handler error logged: {failed:?}"
             );
             ensure!(
-                failed.iter().any(|line| !line.contains("handler returned")),
+                failed.iter().any(|line| line.contains("wasm trap")),
                 "no trap logged: {failed:?}"
             );
             Ok(())
