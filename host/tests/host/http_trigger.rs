@@ -152,20 +152,88 @@ fn an_announced_body_over_the_limit_is_refused_before_the_guest_runs() {
 
 #[test]
 fn requests_beyond_the_instance_limit_wait_for_a_slot() {
+    use std::io::{ErrorKind, Read, Write};
     let host = Host::start(
-        &["--max-instances", "1", "--execution-timeout-secs", "2"],
+        &["--max-instances", "1", "--execution-timeout-secs", "60"],
         &[],
     );
-    let busy_url = format!("{}/probe/busy", host.base_url);
-    let busy = std::thread::spawn(move || crate::harness::ureq_like_get(&busy_url).send());
-    // Give the busy request time to take the only slot.
-    std::thread::sleep(Duration::from_millis(300));
-    let started = Instant::now();
-    let (status, body) = host.get("/probe/headers");
-    assert_eq!(status, 200, "second request must wait, not fail: {body}");
-    assert!(
-        started.elapsed() >= Duration::from_millis(500),
-        "second request did not wait for the busy one"
+    // `/probe/hold` calls out to this gate and ends only when the test answers: the test
+    // decides how long the only slot is held.
+    let gate = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hold_url = format!(
+        "{}/probe/hold?url=http://{}/",
+        host.base_url,
+        gate.local_addr().unwrap()
     );
-    assert_eq!(busy.join().unwrap().unwrap().0, 500);
+    let holder = std::thread::spawn(move || crate::harness::ureq_like_get(&hold_url).send());
+    // The call arrives from inside the running instance: from now on the slot is taken.
+    gate.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut held = loop {
+        match gate.accept() {
+            Ok((stream, _)) => break stream,
+            Err(err) if err.kind() == ErrorKind::WouldBlock => {
+                assert!(
+                    !holder.is_finished(),
+                    "the hold request ended before calling the gate: {:?}",
+                    holder.join()
+                );
+                assert!(Instant::now() < deadline, "the probe never called the gate");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(err) => panic!("accepting the probe's call: {err}"),
+        }
+    };
+    held.set_nonblocking(false).unwrap();
+    held.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    // Read the probe's whole request (a GET: the head only), so answering and closing
+    // later is a clean end of the exchange and not a reset.
+    let mut request = Vec::new();
+    while !request.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        assert_eq!(
+            held.read(&mut byte).unwrap(),
+            1,
+            "the probe's call ended early"
+        );
+        request.push(byte[0]);
+    }
+
+    // A second request while the slot is held is not answered: none of it within a
+    // second (a host that ignored the limit answers this route in milliseconds)...
+    let authority = host.base_url.trim_start_matches("http://");
+    let mut second = std::net::TcpStream::connect(authority).unwrap();
+    write!(
+        second,
+        "GET /probe/headers HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    second
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let mut first_byte = [0u8; 1];
+    match second.read(&mut first_byte) {
+        Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+        other => panic!("second request answered while the only slot was held: {other:?}"),
+    }
+    assert!(!holder.is_finished(), "the held request ended on its own");
+
+    // ...and once the gate answers, the held request finishes and the waiting one runs.
+    held.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    drop(held);
+    let (status, body) = holder.join().unwrap().unwrap();
+    assert_eq!(status, 200, "held request: {body}");
+    assert_eq!(json(&body)["released"], 204, "{body}");
+    second
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut answer = Vec::new();
+    second.read_to_end(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "second request must wait, not fail: {answer}"
+    );
 }

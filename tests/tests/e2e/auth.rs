@@ -351,15 +351,13 @@ async fn bad_access_tokens_are_401() {
 }
 
 #[tokio::test]
+#[ignore = "starts an edge-host of its own, so not under BASE_URL (run through scripts/test)"]
 async fn expired_tokens_and_foreign_audiences_are_401() {
     let key = TestKey::generate("e2e-key");
-    let Some(app) = spawn_api(Some(
+    let app = spawn_api(Some(
         HostOptions::new().variable("jwt_signing_key", key.variable()),
     ))
-    .await
-    else {
-        return;
-    };
+    .await;
     let user = new_user(&app).await;
     assert_eq!(jwt_part(&user.access_token, 0)["kid"], "e2e-key");
 
@@ -404,11 +402,9 @@ async fn expired_tokens_and_foreign_audiences_are_401() {
 }
 
 #[tokio::test]
+#[ignore = "starts an edge-host of its own, so not under BASE_URL (run through scripts/test)"]
 async fn without_a_signing_key_token_routes_answer_503() {
-    let Some(app) = spawn_api(Some(HostOptions::new().variable("jwt_signing_key", ""))).await
-    else {
-        return;
-    };
+    let app = spawn_api(Some(HostOptions::new().variable("jwt_signing_key", ""))).await;
     let username = unique("nokey");
     let resp = register(
         &app,
@@ -439,14 +435,12 @@ async fn without_a_signing_key_token_routes_answer_503() {
 }
 
 #[tokio::test]
+#[ignore = "starts an edge-host of its own, so not under BASE_URL (run through scripts/test)"]
 async fn login_is_rate_limited_per_username() {
-    let Some(app) = spawn_api(Some(
+    let app = spawn_api(Some(
         HostOptions::new().variable("rate_limit_login_username", "3/60"),
     ))
-    .await
-    else {
-        return;
-    };
+    .await;
     let user = new_user(&app).await; // one login used
     for _ in 0..2 {
         expect_problem(
@@ -473,14 +467,12 @@ async fn login_is_rate_limited_per_username() {
 }
 
 #[tokio::test]
+#[ignore = "starts an edge-host of its own, so not under BASE_URL (run through scripts/test)"]
 async fn responses_carry_request_ids_security_headers_and_cors() {
-    let Some(app) = spawn_api(Some(
+    let app = spawn_api(Some(
         HostOptions::new().variable("cors_allowed_origins", "https://app.example.com"),
     ))
-    .await
-    else {
-        return;
-    };
+    .await;
     let resp = app
         .get("/.well-known/jwks.json")
         .header("x-request-id", "e2e-request-1")

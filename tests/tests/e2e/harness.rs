@@ -18,7 +18,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -175,19 +175,17 @@ impl TestApp {
         }
     }
 
-    /// Starts a host with some variables overridden. Returns `None` (and says why) when
-    /// `BASE_URL` is set: an existing deployment cannot be reconfigured, so such a test
-    /// skips itself.
-    pub async fn spawn_with(options: HostOptions) -> Option<TestApp> {
+    /// Starts a host with some variables overridden. Such a test cannot run against
+    /// `BASE_URL` (an existing deployment cannot be reconfigured): it is marked `#[ignore]`
+    /// (`scripts/test` runs it with `--include-ignored`) and fails here, naming the reason,
+    /// when run under `BASE_URL` anyway.
+    pub async fn spawn_with(options: HostOptions) -> TestApp {
         if let Some(url) = external_base_url() {
-            eprintln!("skipped: this test needs its own edge-host, but BASE_URL={url} is set");
-            return None;
+            panic!("this test needs an edge-host of its own, but BASE_URL={url} is set");
         }
-        Some(
-            TestApp::try_spawn(options)
-                .await
-                .unwrap_or_else(|e| panic!("starting edge-host: {e:#}")),
-        )
+        TestApp::try_spawn(options)
+            .await
+            .unwrap_or_else(|e| panic!("starting edge-host: {e:#}"))
     }
 
     fn external(url: String) -> TestApp {
@@ -206,6 +204,16 @@ impl TestApp {
             client: http_client(),
             host: Some(host),
         })
+    }
+
+    /// Every line the host has written so far to stdout or stderr (its logs and the
+    /// components' output), oldest first; empty under `BASE_URL`. Wait for a line with
+    /// [`eventually`].
+    pub fn output(&self) -> Vec<String> {
+        self.host
+            .as_ref()
+            .map(|host| host.output.lock().expect("output lock").clone())
+            .unwrap_or_default()
     }
 
     /// True when the suite tests `BASE_URL` instead of a host it started.
@@ -278,10 +286,12 @@ fn edge_host_binary() -> Result<PathBuf> {
 }
 
 /// A running `edge-host`, killed (and reaped) on drop. Its stdout and stderr are forwarded
-/// line by line to the test's stderr, which the test runner shows when the test fails.
+/// line by line to the test's stderr, which the test runner shows when the test fails, and
+/// kept for [`TestApp::output`].
 struct HostProcess {
     child: Child,
     addr: SocketAddr,
+    output: Arc<Mutex<Vec<String>>>,
     /// Holds the ready file; removed on drop.
     ready_dir: PathBuf,
 }
@@ -315,12 +325,14 @@ impl HostProcess {
 
         let stdout = child.stdout.take().context("edge-host stdout is piped")?;
         let stderr = child.stderr.take().context("edge-host stderr is piped")?;
-        forward_output(stdout);
-        forward_output(stderr);
+        let output = Arc::new(Mutex::new(Vec::new()));
+        forward_output(stdout, output.clone());
+        forward_output(stderr, output.clone());
 
         let mut host = HostProcess {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            output,
             ready_dir,
         };
         let timeout = start_timeout();
@@ -357,11 +369,12 @@ impl Drop for HostProcess {
     }
 }
 
-/// Copies a child's output to our stderr on a thread, line by line.
-fn forward_output(stream: impl Read + Send + 'static) {
+/// Copies a child's output to our stderr on a thread, line by line, and keeps each line.
+fn forward_output(stream: impl Read + Send + 'static, kept: Arc<Mutex<Vec<String>>>) {
     std::thread::spawn(move || {
         for line in BufReader::new(stream).lines().map_while(|line| line.ok()) {
             eprintln!("[edge-host] {line}");
+            kept.lock().expect("output lock").push(line);
         }
     });
 }

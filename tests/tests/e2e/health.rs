@@ -73,11 +73,10 @@ async fn readiness_reports_postgres_and_redis_up_with_latency() {
 }
 
 #[tokio::test]
+#[ignore = "starts an edge-host of its own, so not under BASE_URL (run through scripts/test)"]
 async fn readiness_is_503_naming_redis_while_it_is_down_and_200_after_it_restarts() {
     let mut redis = PrivateRedis::start().await;
-    let Some(app) = TestApp::spawn_with(HostOptions::new().redis(&redis)).await else {
-        return;
-    };
+    let app = TestApp::spawn_with(HostOptions::new().redis(&redis)).await;
     let (status, body) = get_json(&app, "/health/ready")
         .await
         .expect("GET /health/ready");
@@ -120,14 +119,13 @@ async fn readiness_is_503_naming_redis_while_it_is_down_and_200_after_it_restart
 }
 
 #[tokio::test]
+#[ignore = "starts an edge-host of its own, so not under BASE_URL (run through scripts/test)"]
 async fn readiness_does_not_leak_connection_details_when_redis_is_down() {
     // The failing dependency's own address must hold a secret, or the test could not
     // see a leak of it.
     let redis_password = format!("leak-canary-{}", std::process::id());
     let mut redis = PrivateRedis::start_with_password(&redis_password).await;
-    let Some(app) = TestApp::spawn_with(HostOptions::new().redis(&redis)).await else {
-        return;
-    };
+    let app = TestApp::spawn_with(HostOptions::new().redis(&redis)).await;
     // Ready first: the app really talks to Redis through the address with the secret.
     let (status, body) = get_json(&app, "/health/ready").await.unwrap();
     assert_eq!(status, 200, "{body}");
@@ -170,6 +168,7 @@ fn password_of(url: &str) -> Option<String> {
 }
 
 #[tokio::test]
+#[ignore = "starts an edge-host of its own, so not under BASE_URL (run through scripts/test)"]
 async fn readiness_is_503_naming_postgres_when_it_is_unreachable() {
     // A loopback port nothing listens on: connecting fails at once.
     let port = crate::harness::free_port().expect("a free port");
@@ -179,9 +178,7 @@ async fn readiness_is_503_naming_postgres_when_it_is_unreachable() {
             format!("postgres://todo:unused@127.0.0.1:{port}/todo"),
         )
         .variable("db_host", format!("127.0.0.1:{port}"));
-    let Some(app) = TestApp::spawn_with(options).await else {
-        return;
-    };
+    let app = TestApp::spawn_with(options).await;
 
     let (status, body) = get_json(&app, "/health/ready")
         .await

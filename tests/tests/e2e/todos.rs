@@ -406,11 +406,9 @@ async fn list_cache_hits_and_never_serves_a_list_older_than_a_write() {
 }
 
 #[tokio::test]
+#[ignore = "starts an edge-host of its own, so not under BASE_URL (run through scripts/test)"]
 async fn todo_routes_are_rate_limited_per_user() {
-    let Some(app) = spawn_api(Some(HostOptions::new().variable("rate_limit_api", "5/60"))).await
-    else {
-        return;
-    };
+    let app = spawn_api(Some(HostOptions::new().variable("rate_limit_api", "5/60"))).await;
     let user = new_user(&app).await;
     for i in 0..5 {
         let resp = app
@@ -448,11 +446,10 @@ async fn todo_routes_are_rate_limited_per_user() {
 }
 
 #[tokio::test]
+#[ignore = "starts an edge-host of its own, so not under BASE_URL (run through scripts/test)"]
 async fn todos_are_listed_and_created_while_redis_is_down() {
     let mut redis = PrivateRedis::start().await;
-    let Some(app) = spawn_api(Some(HostOptions::new().redis(&redis))).await else {
-        return;
-    };
+    let app = spawn_api(Some(HostOptions::new().redis(&redis))).await;
     let user = new_user(&app).await;
     create_ok(&app, &user, "before the outage").await;
     list(&app, &user, "").await;
@@ -482,13 +479,12 @@ async fn todos_are_listed_and_created_while_redis_is_down() {
 }
 
 #[tokio::test]
+#[ignore = "starts an edge-host of its own, so not under BASE_URL (run through scripts/test)"]
 async fn a_cached_page_is_not_served_after_a_write_made_while_redis_was_away() {
     // Redis keeps its data across the outage here (a network blip, not a restart): the
     // page cached before the write must still not be served after it.
     let mut redis = PrivateRedis::start().await;
-    let Some(app) = spawn_api(Some(HostOptions::new().redis(&redis))).await else {
-        return;
-    };
+    let app = spawn_api(Some(HostOptions::new().redis(&redis))).await;
     let user = new_user(&app).await;
     create_ok(&app, &user, "one").await;
     list(&app, &user, "").await;
@@ -500,15 +496,12 @@ async fn a_cached_page_is_not_served_after_a_write_made_while_redis_was_away() {
     let dead_host = dead.host();
     let dead_url = dead.url();
     drop(dead);
-    let Some(writer) = spawn_api(Some(
+    let writer = spawn_api(Some(
         HostOptions::new()
             .variable("redis_url", dead_url)
             .variable("redis_host", dead_host),
     ))
-    .await
-    else {
-        return;
-    };
+    .await;
     let resp = writer
         .post("/todos")
         .bearer_auth(&user.access_token)
