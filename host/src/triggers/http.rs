@@ -2,7 +2,10 @@
 //! Spin's semantics, and runs it in a fresh instance through `wasi:http/incoming-handler`.
 //!
 //! A request gets a new `Store` and instance, as in Spin for WASI 0.2 components, so no
-//! state leaks between requests. Whatever happens inside the guest (a trap, a panic,
+//! state leaks between requests (unless instance reuse is turned on: see
+//! [`crate::triggers::reuse`]). The guest runs inside the connection's own task, polled
+//! first by the request and then by the response body, so a request costs no task spawn
+//! and no cross-thread wake-up (Spin and `wasmtime serve` spawn a task per request). Whatever happens inside the guest (a trap, a panic,
 //! running out of memory, overrunning the deadline) costs that request a 500 and a log
 //! line; the host keeps serving.
 
@@ -172,8 +175,8 @@ impl HttpTrigger {
     }
 
     /// Runs the request on a fresh instance (or, with reuse on, an idle one of the same
-    /// component), with the handler in a task of its own so the guest can keep streaming
-    /// the body after it has sent the response head.
+    /// component). The guest can keep streaming the body after it has sent the response
+    /// head: the body drives it from then on.
     async fn run<B>(
         &self,
         target: &RouteTarget,
@@ -199,10 +202,9 @@ impl HttpTrigger {
         let proxy = target.proxy.clone();
         let reuse = self.reuse.clone();
         let owner = component.clone();
-        let (finished, finished_rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
+        let mut guest: GuestRun = Box::pin(async move {
             let export = lease.export.take();
-            let outcome = lease
+            let export = lease
                 .instance
                 .run(move |store| {
                     Box::pin(async move {
@@ -217,30 +219,47 @@ impl HttpTrigger {
                         Ok(export)
                     })
                 })
-                .await;
-            let outcome = outcome.map(|export| {
-                if let Some(pool) = reuse {
+                .await?;
+            match reuse {
+                Some(pool) => {
                     lease.instance.store_mut().data_mut().end_request();
                     lease.export = Some(export);
                     pool.give_back(&owner.id, lease);
+                    Ok(None)
                 }
-            });
-            // Only now does the response body end (see `EndsAfter`): a client that sends
-            // its next request on seeing the end finds this instance idle again.
-            let _ = finished.send(());
-            outcome
+                // Torn down once the response is out, not before its last byte.
+                None => Ok(Some(lease)),
+            }
         });
-        match receiver.await {
-            Ok(Ok(response)) => Ok(match self.reuse {
-                Some(_) => response.map(|body| EndsAfter::new(body, finished_rx).boxed_unsync()),
-                None => response,
-            }),
-            Ok(Err(code)) => Err(anyhow::anyhow!("guest answered with error code {code:?}")),
-            Err(_) => match task.await {
-                Ok(Ok(())) => Err(anyhow::anyhow!("guest returned without sending a response")),
-                Ok(Err(err)) => Err(err),
-                Err(join) => Err(anyhow::anyhow!("guest task failed: {join}")),
-            },
+        // The guest runs in this connection's task, not a task of its own: no spawn and
+        // no cross-thread wake-ups per request. It is polled here until it answers, then
+        // by the response body (`GuestDriven`) while it streams the rest.
+        let mut receiver = receiver;
+        let finished = tokio::select! {
+            biased;
+            head = &mut receiver => {
+                return match head {
+                    Ok(Ok(response)) => Ok(response.map(|body| {
+                        GuestDriven::new(body, guest, target.component.clone()).boxed_unsync()
+                    })),
+                    Ok(Err(code)) => Err(anyhow::anyhow!("guest answered with error code {code:?}")),
+                    // The guest dropped its response slot unset: its own outcome says why.
+                    Err(_) => match guest.await {
+                        Ok(_) => Err(anyhow::anyhow!("guest returned without sending a response")),
+                        Err(err) => Err(err),
+                    },
+                };
+            }
+            finished = &mut guest => finished,
+        };
+        // The guest finished before its answer was read (a small body is all buffered).
+        match (receiver.try_recv(), finished) {
+            (Ok(Ok(response)), Ok(lease)) => Ok(response.map(|body| {
+                GuestDriven::finished(body, lease, target.component.clone()).boxed_unsync()
+            })),
+            (Ok(Err(code)), _) => Err(anyhow::anyhow!("guest answered with error code {code:?}")),
+            (_, Err(err)) => Err(err),
+            (Err(_), Ok(_)) => Err(anyhow::anyhow!("guest returned without sending a response")),
         }
     }
 
@@ -340,27 +359,49 @@ fn plain(status: StatusCode, body: &'static str) -> Response<HyperOutgoingBody> 
     response
 }
 
-/// A response body that ends only once `finished` fires: the guest's body has ended and
-/// its instance has been put back for reuse. Without it a keep-alive client's next
-/// request can arrive in the few microseconds before that, find no idle instance and
-/// pay for a fresh one.
-struct EndsAfter<B> {
+/// A guest's run, from instantiation to the end of its handler. It yields the instance
+/// to tear down after the response (`None` when it went back for reuse).
+type GuestRun = std::pin::Pin<
+    Box<dyn std::future::Future<Output = anyhow::Result<Option<Lease<Proxy>>>> + Send>,
+>;
+
+/// A response body that also drives the guest producing it, in the connection's task.
+/// It ends only once the guest's handler has returned (and, with reuse, its instance is
+/// back in the idle list, so a keep-alive client's next request finds it). Dropping it
+/// early (the client went away) drops the guest's store, which cancels the guest and
+/// its outbound calls.
+struct GuestDriven<B> {
     inner: B,
     inner_ended: bool,
-    finished: Option<tokio::sync::oneshot::Receiver<()>>,
+    guest: Option<GuestRun>,
+    /// The finished instance, torn down when the body is dropped, after the last byte.
+    finished: Option<Lease<Proxy>>,
+    component: Arc<AppComponent>,
 }
 
-impl<B> EndsAfter<B> {
-    fn new(inner: B, finished: tokio::sync::oneshot::Receiver<()>) -> Self {
+impl<B> GuestDriven<B> {
+    fn new(inner: B, guest: GuestRun, component: Arc<AppComponent>) -> Self {
         Self {
             inner,
             inner_ended: false,
-            finished: Some(finished),
+            guest: Some(guest),
+            finished: None,
+            component,
+        }
+    }
+
+    fn finished(inner: B, lease: Option<Lease<Proxy>>, component: Arc<AppComponent>) -> Self {
+        Self {
+            inner,
+            inner_ended: false,
+            guest: None,
+            finished: lease,
+            component,
         }
     }
 }
 
-impl<B> hyper::body::Body for EndsAfter<B>
+impl<B> hyper::body::Body for GuestDriven<B>
 where
     B: hyper::body::Body + Unpin,
 {
@@ -372,24 +413,33 @@ where
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<B::Data>, B::Error>>> {
         use std::task::Poll;
+        if let Some(guest) = self.guest.as_mut() {
+            if let Poll::Ready(outcome) = guest.as_mut().poll(cx) {
+                self.guest = None;
+                match outcome {
+                    Ok(lease) => self.finished = lease,
+                    Err(err) => tracing::error!(
+                        component = %self.component.id,
+                        "component failed after it started its response: {err:#}"
+                    ),
+                }
+            }
+        }
         if !self.inner_ended {
             match std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
                 Poll::Ready(None) => self.inner_ended = true,
                 other => return other,
             }
         }
-        if let Some(finished) = self.finished.as_mut() {
-            // Sent or dropped (the task ended either way): the body is complete.
-            if std::future::Future::poll(std::pin::Pin::new(finished), cx).is_pending() {
-                return Poll::Pending;
-            }
-            self.finished = None;
+        if self.guest.is_some() {
+            // Polled above this call, so its waker is registered.
+            return Poll::Pending;
         }
         Poll::Ready(None)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.finished.is_none() && self.inner.is_end_stream()
+        self.guest.is_none() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> hyper::body::SizeHint {
