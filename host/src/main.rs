@@ -17,13 +17,6 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 
-/// mimalloc instead of glibc's allocator: the request path allocates and frees many small
-/// objects across two threads (hyper buffers, wasi-http resources, header maps), where
-/// glibc's malloc/free and its arena consolidation were about a tenth of the host's CPU
-/// on a trivial route (`perf`, see BENCHMARKS.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// A Spin-compatible WebAssembly host with pooled Postgres and Redis.
 #[derive(Parser)]
 #[command(name = "edge-host", version)]
