@@ -876,3 +876,145 @@ async fn enums_decode_as_text_and_type_lookups_survive_resets() {
         .await
         .unwrap();
 }
+
+/// A throwaway schema for one test, dropped by `drop_schema`.
+async fn create_schema(fixture: &Fixture, name: &str, statements: &[&str]) {
+    let mut request = fixture.request();
+    let mut view = request.view();
+    let connection = open(&mut view, &fixture.url).await;
+    for statement in [
+        format!("DROP SCHEMA IF EXISTS {name} CASCADE"),
+        format!("CREATE SCHEMA {name}"),
+    ]
+    .iter()
+    .map(String::as_str)
+    .chain(statements.iter().copied())
+    {
+        execute(&mut view, &connection, statement)
+            .await
+            .unwrap_or_else(|err| panic!("{statement}: {err:?}"));
+    }
+}
+
+async fn drop_schema(fixture: &Fixture, name: &str) {
+    let mut request = fixture.request();
+    let mut view = request.view();
+    let connection = open(&mut view, &fixture.url).await;
+    execute(
+        &mut view,
+        &connection,
+        &format!("DROP SCHEMA {name} CASCADE"),
+    )
+    .await
+    .unwrap();
+}
+
+/// The SQLSTATE of a failed call, or what it returned instead.
+fn sqlstate<T: std::fmt::Debug>(result: &Result<T, v4::Error>) -> String {
+    match result {
+        Err(v4::Error::QueryFailed(v4::QueryError::DbError(db))) => db.code.clone(),
+        other => format!("not a database error: {other:?}"),
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs DATABASE_URL (run through scripts/test)"]
+async fn a_setting_changed_inside_a_function_does_not_reach_the_next_request() {
+    // One connection in the pool, so the next request gets the same one.
+    let fixture = Fixture::new(1);
+    let schema = format!("edge_host_fn_{}", std::process::id());
+    let function = format!(
+        "CREATE FUNCTION {schema}.remember_tenant(tenant text) RETURNS text LANGUAGE sql \
+         AS $$ SELECT set_config('edge.tenant', tenant, false) $$"
+    );
+    create_schema(&fixture, &schema, &[&function]).await;
+
+    // Nothing in the statement names set_config: only the function body does.
+    let pid = {
+        let mut request = fixture.request();
+        let mut view = request.view();
+        let connection = open(&mut view, &fixture.url).await;
+        let statement = format!("SELECT {schema}.remember_tenant($1)");
+        let (_, value) = scalar(
+            &mut view,
+            &connection,
+            &statement,
+            vec![P::Str("alice".into())],
+        )
+        .await;
+        assert_eq!(debug(value), debug(V::Str("alice".into())));
+        backend_pid(&mut view, &connection).await
+    };
+
+    let mut request = fixture.request();
+    let mut view = request.view();
+    let connection = open(&mut view, &fixture.url).await;
+    assert_eq!(
+        backend_pid(&mut view, &connection).await,
+        pid,
+        "the same pooled connection"
+    );
+    let (_, seen) = scalar(
+        &mut view,
+        &connection,
+        "SELECT coalesce(current_setting('edge.tenant', true), '')",
+        vec![],
+    )
+    .await;
+    assert_eq!(
+        debug(seen),
+        debug(V::Str(String::new())),
+        "the previous request's setting reached the next one"
+    );
+    drop(request);
+    drop_schema(&fixture, &schema).await;
+}
+
+#[tokio::test]
+#[ignore = "needs DATABASE_URL (run through scripts/test)"]
+async fn the_last_inserted_id_does_not_reach_the_next_request() {
+    let fixture = Fixture::new(1);
+    let schema = format!("edge_host_seq_{}", std::process::id());
+    let table = format!("CREATE TABLE {schema}.notes (id serial PRIMARY KEY, owner text)");
+    create_schema(&fixture, &schema, &[&table]).await;
+
+    // A plain insert in autocommit: it sets the session's lastval and currval.
+    let pid = {
+        let mut request = fixture.request();
+        let mut view = request.view();
+        let connection = open(&mut view, &fixture.url).await;
+        let insert = format!("INSERT INTO {schema}.notes (owner) VALUES ('alice')");
+        assert_eq!(execute(&mut view, &connection, &insert).await.unwrap(), 1);
+        backend_pid(&mut view, &connection).await
+    };
+
+    let mut request = fixture.request();
+    let mut view = request.view();
+    let connection = open(&mut view, &fixture.url).await;
+    assert_eq!(
+        backend_pid(&mut view, &connection).await,
+        pid,
+        "the same pooled connection"
+    );
+    // 55000: "lastval is not yet defined in this session", as on a fresh connection.
+    let lastval = query(&mut view, &connection, "SELECT lastval()", vec![]).await;
+    assert_eq!(
+        sqlstate(&lastval),
+        "55000",
+        "alice's id reached the next request: {lastval:?}"
+    );
+    let currval = query(
+        &mut view,
+        &connection,
+        &format!("SELECT currval('{schema}.notes_id_seq')"),
+        vec![],
+    )
+    .await;
+    assert_eq!(
+        sqlstate(&currval),
+        "55000",
+        "alice's id reached the next request: {currval:?}"
+    );
+    drop(request);
+    drop_schema(&fixture, &schema).await;
+}
