@@ -7,18 +7,22 @@
 //!   socket is closed), so a checkout costs no round trip.
 //! - **Instance state**: each guest `connection` handle owns one pooled connection
 //!   ([`PgSession`]) until the guest drops it or the request ends.
-//! - **Session hygiene**: a connection goes back to the pool only when it is known to
-//!   carry nothing from its last user. [`PgSession`] classifies every statement it runs;
-//!   plain `SELECT`/`INSERT`/`UPDATE`/`DELETE`/`WITH`… in autocommit, and complete
-//!   `BEGIN` … `COMMIT`/`ROLLBACK` blocks, leave the session clean, so the connection is
-//!   returned as it is. Anything that may leave session state behind (an open or aborted
-//!   transaction, `SET`, `set_config`, temporary tables, `LISTEN`, session advisory locks,
-//!   a statement still running when the request ended, or any statement it does not
-//!   recognise) marks it dirty, and the connection is reset off the request path (the
-//!   equivalent of `DISCARD ALL`, see [`RESET_SESSION`]) before it can be reused. A
-//!   guest's own prepared statements (`PREPARE`, `DEALLOCATE`, `DISCARD`), `LOAD` and
-//!   `COPY` retire the connection instead (it is closed), because resetting those would
-//!   also invalidate the driver's own cached statements.
+//! - **Session hygiene**: a connection goes back to the pool only when it carries
+//!   nothing from its last user, and no statement is inspected to decide it. One on which
+//!   the guest ran no statement goes back as it is. Any other is reset off the request
+//!   path (in a task spawned by [`PgSession::release`]) with `DISCARD ALL`
+//!   ([`RESET_SESSION`]): settings (also those a function changed with `set_config`), the
+//!   role, open cursors, prepared statements, `LISTEN`, session advisory locks, temporary
+//!   objects and sequence state (`lastval()`, `currval()`) all go, in one round trip. An
+//!   open or failed transaction block makes PostgreSQL refuse it; only then a second round
+//!   trip sends `ROLLBACK` and `DISCARD ALL` again. A statement still running when the
+//!   request ended is cancelled first. A connection whose reset fails or takes longer than
+//!   [`RESET_TIMEOUT`] is closed, and so is one whose driver had prepared its type-lookup
+//!   statements (after a result with an enum, a domain or another type tokio-postgres
+//!   does not know): `DISCARD ALL` deallocates those too, and tokio-postgres cannot be
+//!   told to prepare them again. Not undone, as by any reset: a library loaded with
+//!   `LOAD` (which needs a superuser for anything outside `$libdir/plugins`), `setseed`,
+//!   `dblink` connections.
 //! - **Statements** are sent with the extended protocol as one unnamed statement with
 //!   declared parameter types (Parse/Bind/Describe/Execute/Sync in one write): one round
 //!   trip per call and no server-side prepared statement to clean up.
@@ -37,6 +41,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{FromSql, ToSql, Type};
 use tokio_postgres::NoTls;
 
@@ -53,19 +58,22 @@ const MAX_POOLS: usize = 32;
 /// How long a dirty connection's reset may take before the connection is closed instead.
 const RESET_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Restores a session to its just-connected state. This is what `DISCARD ALL` does,
-/// except `DEALLOCATE ALL`, which would also destroy the driver's cached type-lookup
-/// statements (connections whose guest used prepared statements are retired instead).
-/// It runs as one implicit transaction, which all of these statements allow.
-pub const RESET_SESSION: &str = "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; \
-     UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; \
-     DISCARD SEQUENCES";
+/// Returns a session to its just-connected state: closes cursors, resets the role and
+/// every setting (to the connection's start-up values, so `TimeZone=UTC` and
+/// `application_name` stay), deallocates prepared statements, unlistens, releases
+/// session advisory locks, drops temporary objects and forgets sequence state (`lastval`,
+/// `currval`). One statement, no server warning; PostgreSQL refuses it inside a
+/// transaction block (SQLSTATE 25001, or 25P02 when the block has failed), which is how
+/// [`reset`] learns that one is open.
+pub const RESET_SESSION: &str = "DISCARD ALL";
 
-/// [`RESET_SESSION`] after ending an open or aborted transaction block; used only when
-/// one may be open, because `ROLLBACK` outside a block draws a warning.
-pub const ROLLBACK_AND_RESET_SESSION: &str = "ROLLBACK; CLOSE ALL; SET SESSION AUTHORIZATION \
-     DEFAULT; RESET ALL; UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD PLANS; \
-     DISCARD TEMP; DISCARD SEQUENCES";
+/// Whether the driver holds prepared statements of its own on this connection: the
+/// type-lookup statements tokio-postgres prepares (by protocol, so `from_sql` is false)
+/// the first time a result has a type it does not know (an enum, a domain, ...). A guest
+/// can only create statements with SQL `PREPARE`. Sent with [`RESET_SESSION`] in the same
+/// round trip.
+const DRIVER_STATEMENTS: &str =
+    "SELECT EXISTS (SELECT FROM pg_catalog.pg_prepared_statements WHERE NOT from_sql)";
 
 /// What a guest sees when a PostgreSQL call fails; converts into each interface's WIT
 /// error.
@@ -128,11 +136,12 @@ impl PgError {
 /// Counters of what happened to connections at release, for tests and diagnostics.
 #[derive(Debug, Default)]
 pub struct SessionStats {
-    /// Connections returned to the pool as they were (no reset needed).
+    /// Connections returned to the pool as they were: the guest ran no statement.
     pub returned_clean: AtomicU64,
-    /// Connections reset before being returned.
+    /// Connections reset (`DISCARD ALL`) and returned.
     pub reset: AtomicU64,
-    /// Connections closed instead of returned.
+    /// Connections closed instead of returned: the reset failed or timed out, cost the
+    /// driver its type-lookup statements, or found no runtime to run on.
     pub retired: AtomicU64,
 }
 
@@ -169,7 +178,8 @@ impl PostgresPools {
         })?;
         Ok(PgSession {
             object: Some(object),
-            hygiene: Hygiene::default(),
+            ran_statement: false,
+            in_flight: false,
             stats: self.stats.clone(),
         })
     }
@@ -282,185 +292,6 @@ fn destinations(config: &tokio_postgres::Config) -> Vec<Option<(String, u16)>> {
         .collect()
 }
 
-/// What a statement may do to the session, judged from its leading keywords.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StatementEffect {
-    /// Leaves no session state behind (in autocommit, or inside a transaction).
-    Plain,
-    /// Opens a transaction block.
-    Begin,
-    /// Ends the transaction block.
-    End,
-    /// May leave session state behind: reset before reuse.
-    SessionState,
-    /// Creates state a reset cannot remove without breaking the driver: retire.
-    Retire,
-}
-
-/// Functions whose effects outlive the statement (session settings, session-level
-/// advisory locks, the random seed, remote connections).
-const SESSION_FUNCTIONS: &[&str] = &[
-    "set_config",
-    "pg_advisory_lock",
-    "pg_advisory_lock_shared",
-    "pg_try_advisory_lock",
-    "pg_try_advisory_lock_shared",
-    "setseed",
-    "dblink_connect",
-    "dblink_connect_u",
-];
-
-/// Classifies `statement` conservatively: anything not recognised as harmless may
-/// leave state behind. Runs before every statement, so it only scans, never allocates
-/// per word.
-pub fn classify(statement: &str) -> StatementEffect {
-    let mut words = Words::new(statement);
-    let Some(first) = words.next() else {
-        return StatementEffect::Plain;
-    };
-    let first = first.to_ascii_lowercase();
-    let second = words.clone().next();
-    let has = |word: &str| Words::new(statement).any(|w| w.eq_ignore_ascii_case(word));
-    match first.as_str() {
-        "select" | "insert" | "update" | "delete" | "with" | "values" | "table" | "merge" => {
-            let leaves_state = Words::new(statement).any(|w| {
-                w.eq_ignore_ascii_case("temp")
-                    || w.eq_ignore_ascii_case("temporary")
-                    || w.eq_ignore_ascii_case("pg_temp")
-                    || SESSION_FUNCTIONS.iter().any(|f| w.eq_ignore_ascii_case(f))
-            });
-            if leaves_state {
-                StatementEffect::SessionState
-            } else {
-                StatementEffect::Plain
-            }
-        }
-        // Locks and savepoints live and die with the transaction.
-        "lock" | "savepoint" | "release" => StatementEffect::Plain,
-        "begin" | "start" => StatementEffect::Begin,
-        "commit" | "end" | "rollback" | "abort" => {
-            if has("prepared") {
-                StatementEffect::SessionState
-            } else if has("chain") && !has("no") {
-                // `COMMIT AND CHAIN` starts the next transaction at once.
-                StatementEffect::Begin
-            } else if first == "rollback" && has("to") {
-                // `ROLLBACK TO SAVEPOINT` stays inside the transaction.
-                StatementEffect::Plain
-            } else {
-                StatementEffect::End
-            }
-        }
-        // `SET LOCAL` and `SET TRANSACTION` end with the transaction.
-        "set"
-            if second.is_some_and(|w| {
-                w.eq_ignore_ascii_case("local") || w.eq_ignore_ascii_case("transaction")
-            }) =>
-        {
-            StatementEffect::Plain
-        }
-        "prepare" | "deallocate" | "discard" | "load" | "copy" => StatementEffect::Retire,
-        _ => StatementEffect::SessionState,
-    }
-}
-
-/// The identifier-like words of a statement, comments skipped. String literals are not
-/// skipped: a word inside one can only make the judgement more conservative.
-#[derive(Clone)]
-struct Words<'a> {
-    statement: &'a str,
-    at: usize,
-}
-
-impl<'a> Words<'a> {
-    fn new(statement: &'a str) -> Self {
-        Self { statement, at: 0 }
-    }
-}
-
-impl<'a> Iterator for Words<'a> {
-    type Item = &'a str;
-
-    fn next(&mut self) -> Option<&'a str> {
-        let bytes = self.statement.as_bytes();
-        while self.at < bytes.len() {
-            let rest = &bytes[self.at..];
-            if rest.starts_with(b"--") {
-                self.at += rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
-            } else if rest.starts_with(b"/*") {
-                self.at += rest
-                    .windows(2)
-                    .skip(2)
-                    .position(|w| w == b"*/")
-                    .map_or(rest.len(), |p| p + 4);
-            } else if rest[0].is_ascii_alphabetic() || rest[0] == b'_' {
-                // Starts at an ASCII byte, so the slice is on character boundaries.
-                let len = rest
-                    .iter()
-                    .position(|&b| !(b.is_ascii_alphanumeric() || b == b'_' || b == b'$'))
-                    .unwrap_or(rest.len());
-                let word = &self.statement[self.at..self.at + len];
-                self.at += len;
-                return Some(word);
-            } else {
-                self.at += 1;
-            }
-        }
-        None
-    }
-}
-
-/// What may be left on a connection by the statements run on it so far.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct Hygiene {
-    /// A statement was sent and its result not yet received.
-    in_flight: bool,
-    /// A transaction block may be open (or aborted).
-    in_transaction: bool,
-    /// Session state may have changed.
-    session_changed: bool,
-    /// The connection must be closed rather than reused.
-    retire: bool,
-}
-
-/// What to do with a connection when its guest handle goes away.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Release {
-    Return,
-    Reset,
-    Retire,
-}
-
-impl Hygiene {
-    fn before(&mut self, effect: StatementEffect) {
-        self.in_flight = true;
-        match effect {
-            StatementEffect::SessionState => self.session_changed = true,
-            StatementEffect::Retire => self.retire = true,
-            // Set before the result: a BEGIN whose answer is lost still opened a block.
-            StatementEffect::Begin => self.in_transaction = true,
-            StatementEffect::Plain | StatementEffect::End => {}
-        }
-    }
-
-    fn after(&mut self, effect: StatementEffect, succeeded: bool) {
-        self.in_flight = false;
-        if effect == StatementEffect::End && succeeded {
-            self.in_transaction = false;
-        }
-    }
-
-    fn release(&self) -> Release {
-        if self.retire {
-            Release::Retire
-        } else if self.in_flight || self.in_transaction || self.session_changed {
-            Release::Reset
-        } else {
-            Release::Return
-        }
-    }
-}
-
 /// The connection handles an instance's guest has opened, so that the end of a request
 /// on a reused instance can release the ones still open (dropping the store does it for
 /// instances that serve one request).
@@ -485,10 +316,13 @@ impl OpenedSessions {
 }
 
 /// A pooled connection held by one guest handle. Dropping it returns the connection to
-/// its pool, after a reset when the guest may have left session state behind.
+/// its pool: as it is when the guest ran no statement on it, otherwise after a reset.
 pub struct PgSession {
     object: Option<deadpool_postgres::Object>,
-    hygiene: Hygiene,
+    /// A statement was sent on this connection (whatever it was, and whether it worked).
+    ran_statement: bool,
+    /// A statement was sent and its result not yet received.
+    in_flight: bool,
     stats: Arc<SessionStats>,
 }
 
@@ -516,6 +350,16 @@ impl PgSession {
         })
     }
 
+    /// Marks the session as used before a statement goes out; [`Self::release`] resets
+    /// any session this was called on.
+    fn sending(&mut self) -> Result<&deadpool_postgres::Object, PgError> {
+        if self.object.is_some() {
+            self.ran_statement = true;
+            self.in_flight = true;
+        }
+        self.client()
+    }
+
     /// Runs a statement that returns rows.
     pub async fn query(
         &mut self,
@@ -523,10 +367,8 @@ impl PgSession {
         params: &[PgParam],
     ) -> Result<v4::RowSet, PgError> {
         let typed = typed_params(params);
-        let effect = classify(statement);
-        self.hygiene.before(effect);
-        let result = self.client()?.query_typed(statement, &typed).await;
-        self.hygiene.after(effect, result.is_ok());
+        let result = self.sending()?.query_typed(statement, &typed).await;
+        self.in_flight = false;
         let rows = result.map_err(PgError::from_query)?;
         let columns = rows
             .first()
@@ -562,10 +404,8 @@ impl PgSession {
     /// Runs a statement and returns the number of rows it affected.
     pub async fn execute(&mut self, statement: &str, params: &[PgParam]) -> Result<u64, PgError> {
         let typed = typed_params(params);
-        let effect = classify(statement);
-        self.hygiene.before(effect);
-        let result = self.client()?.execute_typed(statement, &typed).await;
-        self.hygiene.after(effect, result.is_ok());
+        let result = self.sending()?.execute_typed(statement, &typed).await;
+        self.in_flight = false;
         result.map_err(PgError::from_query)
     }
 }
@@ -584,66 +424,105 @@ impl Drop for PgSession {
 }
 
 impl PgSession {
-    /// Gives the connection back to its pool (after a reset when the guest may have left
-    /// session state behind); later calls on this handle fail with `connection-failed`.
-    /// Runs when the guest drops the handle, when the store goes, and when a reused
-    /// instance's request ends with the handle still open.
+    /// Gives the connection back to its pool; later calls on this handle fail with
+    /// `connection-failed`. A connection the guest ran no statement on goes back as it is;
+    /// any other is reset off the request path first ([`reset`]), and closed instead when
+    /// the reset fails, times out ([`RESET_TIMEOUT`]) or cost the driver its own
+    /// statements. Runs when the guest drops the handle, when the store goes, and when a
+    /// reused instance's request ends with the handle still open.
     pub fn release(&mut self) {
         let Some(object) = self.object.take() else {
             return;
         };
         let stats = self.stats.clone();
-        match self.hygiene.release() {
-            Release::Return => {
-                stats.returned_clean.fetch_add(1, Ordering::Relaxed);
-                drop(object);
-            }
-            Release::Retire => {
-                stats.retired.fetch_add(1, Ordering::Relaxed);
-                drop(deadpool_postgres::Object::take(object));
-            }
-            Release::Reset => {
-                let in_flight = self.hygiene.in_flight;
-                let reset_sql = if in_flight || self.hygiene.in_transaction {
-                    ROLLBACK_AND_RESET_SESSION
-                } else {
-                    RESET_SESSION
-                };
-                let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-                    stats.retired.fetch_add(1, Ordering::Relaxed);
-                    drop(deadpool_postgres::Object::take(object));
-                    return;
-                };
-                runtime.spawn(async move {
-                    let reset = async {
-                        if in_flight {
-                            // The request ended mid-statement: stop the statement rather
-                            // than wait for it.
-                            let _ = object.cancel_token().cancel_query(NoTls).await;
-                        }
-                        object.batch_execute(reset_sql).await
-                    };
-                    match tokio::time::timeout(RESET_TIMEOUT, reset).await {
-                        Ok(Ok(())) => {
-                            stats.reset.fetch_add(1, Ordering::Relaxed);
-                            drop(object);
-                        }
-                        outcome => {
-                            let reason = match outcome {
-                                Ok(Err(err)) => err.to_string(),
-                                _ => "timed out".to_owned(),
-                            };
-                            tracing::warn!(
-                                "closing a PostgreSQL connection that could not be reset: {reason}"
-                            );
-                            stats.retired.fetch_add(1, Ordering::Relaxed);
-                            drop(deadpool_postgres::Object::take(object));
-                        }
-                    }
-                });
-            }
+        if !self.ran_statement {
+            stats.returned_clean.fetch_add(1, Ordering::Relaxed);
+            drop(object);
+            return;
         }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            stats.retired.fetch_add(1, Ordering::Relaxed);
+            drop(deadpool_postgres::Object::take(object));
+            return;
+        };
+        let in_flight = self.in_flight;
+        runtime.spawn(async move {
+            let reason = match tokio::time::timeout(RESET_TIMEOUT, reset(&object, in_flight)).await
+            {
+                Ok(Ok(Reset::Clean)) => {
+                    stats.reset.fetch_add(1, Ordering::Relaxed);
+                    drop(object);
+                    return;
+                }
+                // Not worth a warning: the next connection simply starts afresh.
+                Ok(Ok(Reset::DriverStatementsLost)) => None,
+                Ok(Err(err)) => Some(err.to_string()),
+                Err(_) => Some("timed out".to_owned()),
+            };
+            if let Some(reason) = reason {
+                tracing::warn!("closing a PostgreSQL connection that could not be reset: {reason}");
+            }
+            stats.retired.fetch_add(1, Ordering::Relaxed);
+            drop(deadpool_postgres::Object::take(object));
+        });
     }
+}
+
+/// How a [`reset`] that succeeded left the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reset {
+    /// As just connected: it can go back to the pool.
+    Clean,
+    /// Reset, but the driver had type-lookup statements, which [`RESET_SESSION`]
+    /// deallocated: tokio-postgres would keep using them (`Client::clear_type_cache`
+    /// forgets the types it looked up, not these statements), so the connection is closed.
+    DriverStatementsLost,
+}
+
+/// Resets a session the guest ran statements on. A statement still running is cancelled
+/// first. Then one round trip: [`DRIVER_STATEMENTS`] and [`RESET_SESSION`], pipelined
+/// (two simple-protocol messages: `DISCARD ALL` must be a message of its own). Only when
+/// PostgreSQL refuses it because a transaction block is open or has failed does a second
+/// round trip follow: `ROLLBACK` (which would warn outside a block), then both again.
+async fn reset(
+    client: &tokio_postgres::Client,
+    in_flight: bool,
+) -> Result<Reset, tokio_postgres::Error> {
+    if in_flight {
+        // The request ended mid-statement: stop the statement rather than wait for it.
+        let _ = client.cancel_token().cancel_query(NoTls).await;
+    }
+    match discard_all(client).await {
+        Err(err)
+            if err.code().is_some_and(|code| {
+                *code == SqlState::ACTIVE_SQL_TRANSACTION
+                    || *code == SqlState::IN_FAILED_SQL_TRANSACTION
+            }) =>
+        {
+            let (rolled_back, discarded) =
+                futures::join!(client.batch_execute("ROLLBACK"), discard_all(client));
+            rolled_back?;
+            discarded
+        }
+        outcome => outcome,
+    }
+}
+
+/// [`DRIVER_STATEMENTS`] then [`RESET_SESSION`], sent together.
+async fn discard_all(client: &tokio_postgres::Client) -> Result<Reset, tokio_postgres::Error> {
+    let (probe, discarded) = futures::join!(
+        client.simple_query(DRIVER_STATEMENTS),
+        client.batch_execute(RESET_SESSION)
+    );
+    discarded?;
+    let driver_statements = probe?.iter().any(|message| {
+        matches!(message, tokio_postgres::SimpleQueryMessage::Row(row) if row.get(0) == Some("t"))
+    });
+    Ok(if driver_statements {
+        Reset::DriverStatementsLost
+    } else {
+        Reset::Clean
+    })
 }
 
 #[cfg(test)]

@@ -625,6 +625,8 @@ async fn assert_clean_session(fixture: &Fixture, table: &str) -> i32 {
         ("SELECT coalesce(current_setting('edge.leak', true), '')", V::Str(String::new())),
         ("SELECT to_regclass('leaked_temp') IS NULL", V::Boolean(true)),
         ("SELECT count(*)::int4 FROM pg_listening_channels()", V::Int32(0)),
+        ("SELECT count(*)::int4 FROM pg_cursors WHERE name <> ''", V::Int32(0)),
+        ("SELECT count(*)::int4 FROM pg_prepared_statements WHERE from_sql", V::Int32(0)),
         ("SELECT count(*)::int4 FROM pg_prepared_statements WHERE name = 'leaked_plan'", V::Int32(0)),
         (
             "SELECT count(*)::int4 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()",
@@ -661,6 +663,27 @@ async fn assert_clean_session(fixture: &Fixture, table: &str) -> i32 {
     pid
 }
 
+/// The release counters once every earlier release is done.
+struct Counts {
+    clean: u64,
+    reset: u64,
+    retired: u64,
+}
+
+/// Waits for the single pooled connection (so the last release, reset included, is
+/// done), reads the counters, and gives it back unused (one more `clean`).
+async fn settled(fixture: &Fixture) -> Counts {
+    let mut request = fixture.request();
+    let mut view = request.view();
+    let _connection = open(&mut view, &fixture.url).await;
+    let stats = fixture.stats();
+    Counts {
+        clean: stats.returned_clean.load(Ordering::Relaxed),
+        reset: stats.reset.load(Ordering::Relaxed),
+        retired: stats.retired.load(Ordering::Relaxed),
+    }
+}
+
 #[tokio::test]
 #[ignore = "needs DATABASE_URL (run through scripts/test)"]
 async fn pooled_connections_never_leak_session_state() {
@@ -691,48 +714,65 @@ async fn pooled_connections_never_leak_session_state() {
     }
     let first_pid = assert_clean_session(&fixture, &table).await;
 
-    // Clean work costs no reset: plain statements and finished transactions.
-    let resets_before = fixture.stats().reset.load(Ordering::Relaxed);
-    for _ in 0..3 {
-        let pid = dirty_request(
-            &fixture,
-            &[
-                "SELECT 1",
-                &format!("INSERT INTO {table} SELECT 1 WHERE false"),
-                "BEGIN",
-                "SET LOCAL statement_timeout = '5s'",
-                &format!("SELECT * FROM {table} FOR UPDATE"),
-                "COMMIT",
-                "BEGIN",
-                "ROLLBACK",
-            ],
-            false,
-        )
-        .await;
-        assert_eq!(pid, first_pid, "the pooled connection is reused");
+    // A connection the guest ran nothing on goes back with no round trip (`settled`
+    // itself is such a request).
+    let before = settled(&fixture).await;
+    for drop_store_only in [false, true] {
+        let mut request = fixture.request();
+        let mut view = request.view();
+        let connection = open(&mut view, &fixture.url).await;
+        if !drop_store_only {
+            v4::HostConnection::drop(&mut view, connection)
+                .await
+                .unwrap();
+        }
     }
-    assert_eq!(
-        fixture.stats().reset.load(Ordering::Relaxed),
-        resets_before,
-        "no reset for clean sessions"
-    );
+    let after = settled(&fixture).await;
+    assert_eq!(after.clean, before.clean + 3);
+    assert_eq!((after.reset, after.retired), (before.reset, before.retired));
 
-    // Each kind of leftover is reset before the next request, on the same connection.
+    // Any statement costs one reset, on the same connection, whatever it left behind:
+    // nothing (plain statements, finished transactions) or any kind of leftover.
     let dirty: &[&[&str]] = &[
+        &[
+            "SELECT 1",
+            &format!("INSERT INTO {table} SELECT 1 WHERE false"),
+            "BEGIN",
+            "SET LOCAL statement_timeout = '5s'",
+            &format!("SELECT * FROM {table} FOR UPDATE"),
+            "COMMIT",
+            "BEGIN",
+            "ROLLBACK",
+        ],
         &["SET application_name = 'leaked'"],
         &["SET TIME ZONE 'Asia/Tokyo'"],
         &["SELECT set_config('edge.leak', 'yes', false)"],
         &["BEGIN", &format!("INSERT INTO {table} VALUES (1)")],
         &["BEGIN", "SELECT 1 / 0"],
+        &[
+            "START TRANSACTION",
+            "SAVEPOINT a",
+            "SELECT 1 / 0",
+            "ROLLBACK TO a",
+        ],
+        &["COMMIT AND CHAIN"],
+        &["BEGIN", "COMMIT AND CHAIN", "SET edge.leak = 'yes'"],
         &["CREATE TEMP TABLE leaked_temp (x int)"],
         &["LISTEN edge_leak"],
         &["SELECT pg_advisory_lock(4242)"],
         &["SET ROLE NONE", "SET SESSION AUTHORIZATION DEFAULT"],
         &["DO $$ BEGIN PERFORM set_config('edge.leak', 'yes', false); END $$"],
+        &["PREPARE leaked_plan AS SELECT 1"],
+        &[
+            "BEGIN",
+            "PREPARE leaked_plan AS SELECT 1",
+            "DECLARE c CURSOR WITH HOLD FOR SELECT 1",
+        ],
+        &["DECLARE leaked_cursor CURSOR WITH HOLD FOR SELECT 1"],
     ];
     for statements in dirty {
         for drop_store_only in [false, true] {
-            let resets = fixture.stats().reset.load(Ordering::Relaxed);
+            let before = settled(&fixture).await;
             let pid = dirty_request(&fixture, statements, drop_store_only).await;
             assert_eq!(pid, first_pid);
             let next_pid = assert_clean_session(&fixture, &table).await;
@@ -740,20 +780,15 @@ async fn pooled_connections_never_leak_session_state() {
                 next_pid, first_pid,
                 "{statements:?}: reset, not reconnected"
             );
+            // assert_clean_session ran statements too.
+            let after = settled(&fixture).await;
             assert_eq!(
-                fixture.stats().reset.load(Ordering::Relaxed),
-                resets + 1,
-                "{statements:?}: exactly one reset"
+                (after.reset, after.retired),
+                (before.reset + 2, before.retired),
+                "{statements:?}: exactly one reset per request, nothing closed"
             );
         }
     }
-
-    // A guest's own prepared statement retires the connection instead.
-    let retired = fixture.stats().retired.load(Ordering::Relaxed);
-    dirty_request(&fixture, &["PREPARE leaked_plan AS SELECT 1"], false).await;
-    let next_pid = assert_clean_session(&fixture, &table).await;
-    assert_ne!(next_pid, first_pid, "retired connection is not reused");
-    assert_eq!(fixture.stats().retired.load(Ordering::Relaxed), retired + 1);
 
     let mut request = fixture.request();
     let mut view = request.view();
@@ -767,90 +802,104 @@ async fn pooled_connections_never_leak_session_state() {
 #[ignore = "needs DATABASE_URL (run through scripts/test)"]
 async fn a_request_ending_mid_statement_cancels_it() {
     let fixture = Fixture::new(1);
-    let mut request = fixture.request();
-    let mut view = request.view();
-    let connection = open(&mut view, &fixture.url).await;
-    let pid = backend_pid(&mut view, &connection).await;
-    // The request's deadline fires while the statement runs.
-    let slow = execute(&mut view, &connection, "SELECT pg_sleep(30)");
-    assert!(tokio::time::timeout(Duration::from_millis(200), slow)
-        .await
-        .is_err());
-    drop(request);
+    // In autocommit, and inside a block (which the cancel leaves failed: the reset then
+    // needs its ROLLBACK).
+    for opening in [None, Some("BEGIN")] {
+        let mut request = fixture.request();
+        let mut view = request.view();
+        let connection = open(&mut view, &fixture.url).await;
+        let pid = backend_pid(&mut view, &connection).await;
+        if let Some(opening) = opening {
+            execute(&mut view, &connection, opening).await.unwrap();
+        }
+        // The request's deadline fires while the statement runs.
+        let slow = execute(&mut view, &connection, "SELECT pg_sleep(30)");
+        assert!(tokio::time::timeout(Duration::from_millis(200), slow)
+            .await
+            .is_err());
+        drop(request);
 
-    let started = std::time::Instant::now();
-    let mut request = fixture.request();
-    let mut view = request.view();
-    let connection = open(&mut view, &fixture.url).await;
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "the slow statement was cancelled"
-    );
-    assert_eq!(backend_pid(&mut view, &connection).await, pid);
-}
-
-#[test]
-fn statements_are_classified_conservatively() {
-    use StatementEffect::*;
-    let cases = [
-        ("SELECT 1", Plain),
-        ("Select 1 -- a temp note\n", Plain),
-        ("SELECT 'é', Temp FROM t", SessionState),
-        ("  -- comment\n /* block */ select * from t", Plain),
-        ("WITH x AS (SELECT 1) INSERT INTO t SELECT * FROM x", Plain),
-        ("insert into t values ($1)", Plain),
-        ("UPDATE t SET a = 1", Plain),
-        ("SELECT * FROM t FOR UPDATE SKIP LOCKED", Plain),
-        ("BEGIN", Begin),
-        ("START TRANSACTION ISOLATION LEVEL SERIALIZABLE", Begin),
-        ("COMMIT", End),
-        ("end", End),
-        ("ROLLBACK", End),
-        ("ROLLBACK TO SAVEPOINT a", Plain),
-        ("COMMIT AND CHAIN", Begin),
-        ("COMMIT AND NO CHAIN", End),
-        ("COMMIT PREPARED 'x'", SessionState),
-        ("SAVEPOINT a", Plain),
-        ("SET LOCAL search_path = x", Plain),
-        ("SET search_path = x", SessionState),
-        ("SELECT set_config('a.b', 'c', false)", SessionState),
-        ("SELECT pg_advisory_lock(1)", SessionState),
-        ("SELECT pg_advisory_xact_lock(1)", Plain),
-        ("SELECT * INTO TEMP t FROM x", SessionState),
-        ("SELECT * INTO pg_temp.t FROM x", SessionState),
-        ("CREATE TEMPORARY TABLE t (x int)", SessionState),
-        ("LISTEN c", SessionState),
-        ("DO $$ BEGIN END $$", SessionState),
-        ("VACUUM", SessionState),
-        ("PREPARE p AS SELECT 1", Retire),
-        ("DEALLOCATE p", Retire),
-        ("DISCARD ALL", Retire),
-        ("COPY t FROM STDIN", Retire),
-        ("", Plain),
-    ];
-    for (statement, expected) in cases {
-        assert_eq!(classify(statement), expected, "{statement}");
+        let started = std::time::Instant::now();
+        let before = fixture.stats().reset.load(Ordering::Relaxed);
+        let mut request = fixture.request();
+        let mut view = request.view();
+        let connection = open(&mut view, &fixture.url).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{opening:?}: the slow statement was cancelled"
+        );
+        assert_eq!(fixture.stats().reset.load(Ordering::Relaxed), before + 1);
+        assert_eq!(
+            backend_pid(&mut view, &connection).await,
+            pid,
+            "{opening:?}"
+        );
+        let probe = execute(&mut view, &connection, "SAVEPOINT probe").await;
+        assert_eq!(sqlstate(&probe), "25P01", "{opening:?}: no block left open");
     }
-}
-
-#[test]
-fn the_rollback_variant_is_the_reset_after_a_rollback() {
-    assert_eq!(
-        ROLLBACK_AND_RESET_SESSION,
-        format!("ROLLBACK; {RESET_SESSION}")
-    );
 }
 
 #[tokio::test]
 #[ignore = "needs DATABASE_URL (run through scripts/test)"]
-async fn enums_decode_as_text_and_type_lookups_survive_resets() {
+async fn copy_fails_and_the_next_request_still_gets_a_working_connection() {
     let fixture = Fixture::new(1);
-    // The driver looks up a type it does not know with a cached prepared statement; a
-    // reset must not destroy it, or the next unknown type would fail.
+    let schema = format!("edge_host_copy_{}", std::process::id());
+    let table = format!("CREATE TABLE {schema}.rows (x int)");
+    create_schema(&fixture, &schema, &[&table]).await;
+    // The WIT has no COPY data transfer, so the driver fails the call. COPY TO leaves
+    // the connection resettable; COPY FROM leaves the server waiting for data, the reset
+    // fails, and the connection is closed rather than returned.
+    let cases = [
+        ("COPY (SELECT 1) TO STDOUT".to_owned(), false),
+        (format!("COPY {schema}.rows FROM STDIN"), true),
+    ];
+    for (statement, closed) in cases {
+        let retired_before = settled(&fixture).await.retired;
+        let mut request = fixture.request();
+        let mut view = request.view();
+        let connection = open(&mut view, &fixture.url).await;
+        let pid = backend_pid(&mut view, &connection).await;
+        let copy = execute(&mut view, &connection, &statement).await;
+        assert!(copy.is_err(), "{statement}: {copy:?}");
+        drop(request);
+
+        let retired = settled(&fixture).await.retired - retired_before;
+        let mut request = fixture.request();
+        let mut view = request.view();
+        let connection = open(&mut view, &fixture.url).await;
+        let next_pid = backend_pid(&mut view, &connection).await;
+        assert_eq!(next_pid != pid, closed, "{statement}: closed");
+        let (_, count) = scalar(
+            &mut view,
+            &connection,
+            &format!("SELECT count(*)::int4 FROM {schema}.rows"),
+            vec![],
+        )
+        .await;
+        assert_eq!(debug(count), debug(V::Int32(0)), "{statement}");
+        drop(request);
+        assert_eq!(
+            retired,
+            u64::from(closed),
+            "{statement}: counted as retired"
+        );
+    }
+    drop_schema(&fixture, &schema).await;
+}
+
+#[tokio::test]
+#[ignore = "needs DATABASE_URL (run through scripts/test)"]
+async fn enums_decode_as_text_and_a_connection_that_looked_up_a_type_is_closed() {
+    let fixture = Fixture::new(1);
+    // The driver looks up a type it does not know with prepared statements of its own,
+    // which the reset deallocates: such a connection is closed, so that the next unknown
+    // type is looked up on a fresh one instead of failing.
+    let mut pids = Vec::new();
     for (round, label) in ["happy", "sad"].iter().enumerate() {
         let mut request = fixture.request();
         let mut view = request.view();
         let connection = open(&mut view, &fixture.url).await;
+        pids.push(backend_pid(&mut view, &connection).await);
         let type_name = format!("pg_temp.mood_{round}");
         let create = format!("CREATE TYPE {type_name} AS ENUM ('happy', 'sad')");
         execute(&mut view, &connection, &create).await.unwrap();
@@ -867,12 +916,307 @@ async fn enums_decode_as_text_and_type_lookups_survive_resets() {
             .await
             .unwrap();
     }
-    // The next checkout waits for the single connection, so the last reset is done.
+    // The next checkout waits for the single connection, so the last release is done.
     let mut request = fixture.request();
     let mut view = request.view();
     let connection = open(&mut view, &fixture.url).await;
-    assert_eq!(fixture.stats().reset.load(Ordering::Relaxed), 2);
+    pids.push(backend_pid(&mut view, &connection).await);
+    assert_eq!(fixture.stats().retired.load(Ordering::Relaxed), 2);
+    assert_eq!(fixture.stats().reset.load(Ordering::Relaxed), 0);
+    assert!(pids[0] != pids[1] && pids[1] != pids[2], "{pids:?}");
     v4::HostConnection::drop(&mut view, connection)
         .await
         .unwrap();
+}
+
+/// A plain tokio-postgres connection whose notices (warnings included) are collected.
+async fn connect_collecting_notices(
+    url: &str,
+) -> (tokio_postgres::Client, Arc<std::sync::Mutex<Vec<String>>>) {
+    use futures::StreamExt as _;
+    let (client, mut connection) = tokio_postgres::connect(url, NoTls).await.unwrap();
+    let notices = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = notices.clone();
+    tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(message)) = messages.next().await {
+            if let tokio_postgres::AsyncMessage::Notice(notice) = message {
+                let text = format!(
+                    "{} {}: {}",
+                    notice.severity(),
+                    notice.code().code(),
+                    notice.message()
+                );
+                sink.lock().unwrap().push(text);
+            }
+        }
+    });
+    (client, notices)
+}
+
+async fn sqlstate_of(client: &tokio_postgres::Client, sql: &str) -> Option<String> {
+    client
+        .batch_execute(sql)
+        .await
+        .err()
+        .and_then(|err| err.code().map(|code| code.code().to_owned()))
+}
+
+#[tokio::test]
+#[ignore = "needs DATABASE_URL (run through scripts/test)"]
+async fn discard_all_behaves_as_the_reset_relies_on() {
+    let url = env_url("DATABASE_URL");
+    let (client, notices) = connect_collecting_notices(&url).await;
+    let take = || std::mem::take(&mut *notices.lock().unwrap());
+
+    // Outside a transaction block: accepted, and no notice at all (ROLLBACK would warn,
+    // which is why the reset never sends it blindly).
+    assert_eq!(sqlstate_of(&client, RESET_SESSION).await, None);
+    assert_eq!(take(), Vec::<String>::new());
+    assert_eq!(sqlstate_of(&client, "ROLLBACK").await, None);
+    assert_eq!(
+        take(),
+        ["WARNING 25P01: there is no transaction in progress"]
+    );
+
+    // Inside a block it is refused, which fails the block (so a ROLLBACK must follow);
+    // in a failed block too.
+    client.batch_execute("BEGIN").await.unwrap();
+    assert_eq!(
+        sqlstate_of(&client, RESET_SESSION).await.as_deref(),
+        Some("25001")
+    );
+    assert_eq!(
+        sqlstate_of(&client, "SAVEPOINT still_open")
+            .await
+            .as_deref(),
+        Some("25P02")
+    );
+    assert_eq!(reset(&client, false).await.unwrap(), Reset::Clean);
+    client.batch_execute("BEGIN").await.unwrap();
+    assert!(sqlstate_of(&client, "SELECT 1 / 0").await.is_some());
+    assert_eq!(
+        sqlstate_of(&client, RESET_SESSION).await.as_deref(),
+        Some("25P02")
+    );
+    assert_eq!(reset(&client, false).await.unwrap(), Reset::Clean);
+    // After either reset no block is open (SAVEPOINT needs one) and nothing warned.
+    assert_eq!(
+        sqlstate_of(&client, "SAVEPOINT probe").await.as_deref(),
+        Some("25P01")
+    );
+    assert_eq!(take(), Vec::<String>::new());
+    // It must be a message of its own: in a multi-statement query it is in a block.
+    assert_eq!(
+        sqlstate_of(&client, "SELECT 1; DISCARD ALL")
+            .await
+            .as_deref(),
+        Some("25001")
+    );
+
+    // What it removes, in one statement: a setting a function changed, sequence state,
+    // a guest's prepared statement, a temporary table.
+    client
+        .batch_execute(
+            "CREATE TEMP TABLE leaked (id serial); INSERT INTO leaked DEFAULT VALUES; \
+             SELECT set_config('edge.leak', 'yes', false); PREPARE leaked_plan AS SELECT 1",
+        )
+        .await
+        .unwrap();
+    assert_eq!(reset(&client, false).await.unwrap(), Reset::Clean);
+    assert_eq!(
+        sqlstate_of(&client, "SELECT lastval()").await.as_deref(),
+        Some("55000")
+    );
+    assert_eq!(
+        sqlstate_of(&client, "EXECUTE leaked_plan").await.as_deref(),
+        Some("26000")
+    );
+    assert_eq!(
+        sqlstate_of(&client, "SELECT * FROM leaked")
+            .await
+            .as_deref(),
+        Some("42P01")
+    );
+    let row = client
+        .query_one(
+            "SELECT coalesce(current_setting('edge.leak', true), '')",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "");
+
+    // It also deallocates the driver's type-lookup statements, and clear_type_cache does
+    // not make tokio-postgres prepare them again: the next unknown type fails. Hence a
+    // connection that had them is closed rather than returned.
+    client
+        .batch_execute("CREATE TYPE pg_temp.mood AS ENUM ('happy')")
+        .await
+        .unwrap();
+    client
+        .query("SELECT 'happy'::pg_temp.mood", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        reset(&client, false).await.unwrap(),
+        Reset::DriverStatementsLost
+    );
+    client.clear_type_cache();
+    client
+        .batch_execute("CREATE TYPE pg_temp.mood AS ENUM ('happy')")
+        .await
+        .unwrap();
+    let lookup = client.query("SELECT 'happy'::pg_temp.mood", &[]).await;
+    assert_eq!(
+        lookup
+            .err()
+            .and_then(|err| err.code().map(|c| c.code().to_owned()))
+            .as_deref(),
+        Some("26000"),
+        "prepared statement does not exist"
+    );
+    assert_eq!(take(), Vec::<String>::new());
+}
+
+/// A throwaway schema for one test, dropped by `drop_schema`.
+async fn create_schema(fixture: &Fixture, name: &str, statements: &[&str]) {
+    let mut request = fixture.request();
+    let mut view = request.view();
+    let connection = open(&mut view, &fixture.url).await;
+    for statement in [
+        format!("DROP SCHEMA IF EXISTS {name} CASCADE"),
+        format!("CREATE SCHEMA {name}"),
+    ]
+    .iter()
+    .map(String::as_str)
+    .chain(statements.iter().copied())
+    {
+        execute(&mut view, &connection, statement)
+            .await
+            .unwrap_or_else(|err| panic!("{statement}: {err:?}"));
+    }
+}
+
+async fn drop_schema(fixture: &Fixture, name: &str) {
+    let mut request = fixture.request();
+    let mut view = request.view();
+    let connection = open(&mut view, &fixture.url).await;
+    execute(
+        &mut view,
+        &connection,
+        &format!("DROP SCHEMA {name} CASCADE"),
+    )
+    .await
+    .unwrap();
+}
+
+/// The SQLSTATE of a failed call, or what it returned instead.
+fn sqlstate<T: std::fmt::Debug>(result: &Result<T, v4::Error>) -> String {
+    match result {
+        Err(v4::Error::QueryFailed(v4::QueryError::DbError(db))) => db.code.clone(),
+        other => format!("not a database error: {other:?}"),
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs DATABASE_URL (run through scripts/test)"]
+async fn a_setting_changed_inside_a_function_does_not_reach_the_next_request() {
+    // One connection in the pool, so the next request gets the same one.
+    let fixture = Fixture::new(1);
+    let schema = format!("edge_host_fn_{}", std::process::id());
+    let function = format!(
+        "CREATE FUNCTION {schema}.remember_tenant(tenant text) RETURNS text LANGUAGE sql \
+         AS $$ SELECT set_config('edge.tenant', tenant, false) $$"
+    );
+    create_schema(&fixture, &schema, &[&function]).await;
+
+    // Nothing in the statement names set_config: only the function body does.
+    let pid = {
+        let mut request = fixture.request();
+        let mut view = request.view();
+        let connection = open(&mut view, &fixture.url).await;
+        let statement = format!("SELECT {schema}.remember_tenant($1)");
+        let (_, value) = scalar(
+            &mut view,
+            &connection,
+            &statement,
+            vec![P::Str("alice".into())],
+        )
+        .await;
+        assert_eq!(debug(value), debug(V::Str("alice".into())));
+        backend_pid(&mut view, &connection).await
+    };
+
+    let mut request = fixture.request();
+    let mut view = request.view();
+    let connection = open(&mut view, &fixture.url).await;
+    assert_eq!(
+        backend_pid(&mut view, &connection).await,
+        pid,
+        "the same pooled connection"
+    );
+    let (_, seen) = scalar(
+        &mut view,
+        &connection,
+        "SELECT coalesce(current_setting('edge.tenant', true), '')",
+        vec![],
+    )
+    .await;
+    assert_eq!(
+        debug(seen),
+        debug(V::Str(String::new())),
+        "the previous request's setting reached the next one"
+    );
+    drop(request);
+    drop_schema(&fixture, &schema).await;
+}
+
+#[tokio::test]
+#[ignore = "needs DATABASE_URL (run through scripts/test)"]
+async fn the_last_inserted_id_does_not_reach_the_next_request() {
+    let fixture = Fixture::new(1);
+    let schema = format!("edge_host_seq_{}", std::process::id());
+    let table = format!("CREATE TABLE {schema}.notes (id serial PRIMARY KEY, owner text)");
+    create_schema(&fixture, &schema, &[&table]).await;
+
+    // A plain insert in autocommit: it sets the session's lastval and currval.
+    let pid = {
+        let mut request = fixture.request();
+        let mut view = request.view();
+        let connection = open(&mut view, &fixture.url).await;
+        let insert = format!("INSERT INTO {schema}.notes (owner) VALUES ('alice')");
+        assert_eq!(execute(&mut view, &connection, &insert).await.unwrap(), 1);
+        backend_pid(&mut view, &connection).await
+    };
+
+    let mut request = fixture.request();
+    let mut view = request.view();
+    let connection = open(&mut view, &fixture.url).await;
+    assert_eq!(
+        backend_pid(&mut view, &connection).await,
+        pid,
+        "the same pooled connection"
+    );
+    // 55000: "lastval is not yet defined in this session", as on a fresh connection.
+    let lastval = query(&mut view, &connection, "SELECT lastval()", vec![]).await;
+    assert_eq!(
+        sqlstate(&lastval),
+        "55000",
+        "alice's id reached the next request: {lastval:?}"
+    );
+    let currval = query(
+        &mut view,
+        &connection,
+        &format!("SELECT currval('{schema}.notes_id_seq')"),
+        vec![],
+    )
+    .await;
+    assert_eq!(
+        sqlstate(&currval),
+        "55000",
+        "alice's id reached the next request: {currval:?}"
+    );
+    drop(request);
+    drop_schema(&fixture, &schema).await;
 }
