@@ -10,6 +10,8 @@
 //! timestamp types. Atomic multi-step writes are single statements with data-modifying
 //! CTEs, which are atomic without relying on a transaction spanning several host calls.
 
+use std::cell::OnceCell;
+
 use spin_sdk::pg4::{self, DbValue, ParameterValue, QueryError, RowSet};
 use spin_sdk::redis::{self, RedisParameter, RedisResult};
 
@@ -122,20 +124,33 @@ pub fn text(s: &str) -> ParameterValue {
 
 /// Redis, used as an optimisation only: every failure is reported to the caller, which
 /// logs it and carries on without Redis ("fail open").
+///
+/// The connection is opened on the first command, at most once per handle: under Spin
+/// every `Connection::open` is a new TCP connection, so a handle that is made but never
+/// used (a notifier run that arms no retry timer) costs nothing, and one handle per
+/// request means at most one connection per request. A failed open is kept and returned
+/// by every later call on the handle (no second connection attempt in the same request).
 pub struct Redis {
-    conn: Result<redis::Connection, String>,
+    url: String,
+    conn: OnceCell<Result<redis::Connection, String>>,
 }
 
 impl Redis {
-    /// Opens a connection; an error is kept and returned by every later call.
-    pub fn open(url: &str) -> Self {
+    /// A handle on `url`; nothing is opened until the first command.
+    pub fn new(url: &str) -> Self {
         Self {
-            conn: redis::Connection::open(url).map_err(|e| format!("connect: {e:?}")),
+            url: url.to_owned(),
+            conn: OnceCell::new(),
         }
     }
 
     fn conn(&self) -> Result<&redis::Connection, String> {
-        self.conn.as_ref().map_err(Clone::clone)
+        self.conn
+            .get_or_init(|| {
+                redis::Connection::open(&self.url).map_err(|e| format!("connect: {e:?}"))
+            })
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// `EVAL script numkeys keys... args...`, reply flattened.

@@ -8,6 +8,31 @@
 //! primary-key lookup). So a write that succeeded is visible to the next read even if the
 //! write could not reach Redis, or Redis came back with old data: Redis only ever saves the
 //! list query and its serialisation, never decides freshness.
+//!
+//! ## Why a cache hit still costs a PostgreSQL round trip
+//! A hit is one Redis `EVAL` (rate limit + entry) and one primary-key lookup of
+//! `users.todos_version`. Deciding freshness in Redis alone (a version or "dirty" key that
+//! writers bump, read in the same `EVAL`) cannot keep read-your-writes on every failure
+//! this design survives today:
+//!
+//! - **A Redis write that fails after the PostgreSQL commit.** The writer cannot tell
+//!   Redis about a commit it could not reach Redis for, and a mark set *before* the commit
+//!   does not help: a reader that sees the mark, reads PostgreSQL before the commit and
+//!   stores the old list under the new mark serves it after the write returned. Closing
+//!   that race needs a second, post-commit Redis write (clear the mark, bump again), which
+//!   is exactly the write that can fail; leaving the mark set on failure (caching off for
+//!   that user) only works if the pre-commit write succeeded.
+//! - **Redis unreachable during a write.** Writes succeed without Redis today (the rate
+//!   limit fails open). With freshness in Redis, a write that could not set its mark would
+//!   have to be refused (503), or Redis must be trusted to still hold every entry that was
+//!   fresh before it went away.
+//! - **Redis coming back with old data** (a restart from a snapshot, a failover to a
+//!   lagging replica): old entries and old versions reappear together and match.
+//!
+//! So the version lookup stays: it is the one read that sees every committed write, and it
+//! is a single-row index lookup on the connection the miss path needs anyway. What a hit
+//! does not do: a second Redis command, a PostgreSQL write, JSON work (the body is served
+//! as stored).
 
 use ct_codecs::{Base64UrlSafeNoPadding, Decoder, Encoder};
 use serde::Serialize;

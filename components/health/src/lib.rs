@@ -11,6 +11,9 @@
 //!   component lacks is a 503 problem naming it.
 //! - Other paths and methods: the shared problem+json 404/405 (`common::http`).
 //!
+//! Host round trips: `GET /health` none; `GET /health/ready` one PostgreSQL checkout with
+//! `SELECT 1` and one Redis connection with `PING`, the least a readiness check can do.
+//!
 //! Build: `cargo build --target wasm32-wasip2 --release -p health`.
 
 use std::time::Instant;

@@ -21,6 +21,11 @@
 //! Why this mix and not a scheduler: the host stays generic (it only knows Redis and HTTP
 //! triggers, as Spin does), and `spin.toml` uses no trigger Spin 3.6 or SpinKube lacks.
 //!
+//! Host round trips: an expiry event for a key that is not a job's (cache pages and
+//! rate-limit windows expire all the time) opens nothing. A job message or a sweep opens
+//! one PostgreSQL checkout (claim, record, drain) and no Redis connection unless an attempt
+//! fails and its retry timer is armed (then one, shared by the rest of the run).
+//!
 //! Build: `cargo build --target wasm32-wasip2 --release -p notifier`.
 
 mod worker;

@@ -70,13 +70,14 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Reads the settings and opens PostgreSQL (required) and Redis (used for retry timers
-    /// only; a failure there is logged when a timer cannot be set).
+    /// Reads the settings and opens PostgreSQL (required). Redis is used for retry timers
+    /// only, so its connection is opened when the first timer is armed (most runs arm none
+    /// and open no Redis connection); a failure there is logged when a timer cannot be set.
     pub fn open(config: &Config) -> Result<Self, ApiError> {
         let store = config.store()?;
         Ok(Self {
             db: Db::open(&store.db_url)?,
-            redis: Redis::open(&store.redis_url),
+            redis: Redis::new(&store.redis_url),
             redis_key_prefix: store.redis_key_prefix,
             policy: config.retry_policy()?,
             webhook_url: config.mail_webhook_url()?,

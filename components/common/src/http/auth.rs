@@ -1,4 +1,7 @@
-//! Authentication of a request: the bearer access token, verified with the configured key.
+//! Authentication of a request: the bearer access token, checked with the configured key
+//! ([`crate::tokens::TokenKey`]: the signing key recomputes the signature's `S`, about 3 µs
+//! in wasm32, instead of Ed25519 verification, 110–175 µs; the argument that this keeps
+//! every guarantee is in `crate::tokens`). No host call besides reading the variables.
 
 use spin_sdk::http::Request;
 
@@ -6,13 +9,13 @@ use super::Ctx;
 use crate::config::TokenSettings;
 use crate::domain::Uuid;
 use crate::error::ApiError;
-use crate::tokens::verifying_key;
+use crate::tokens::token_key;
 
 /// Authenticates a request by its bearer token; records the user in `ctx` for the log.
 pub fn authenticate(ctx: &mut Ctx, req: &Request) -> Result<(Uuid, TokenSettings), ApiError> {
     let token = bearer_token(req.header("authorization").and_then(|v| v.as_str()))?;
     let settings = ctx.config.tokens()?;
-    let user = verifying_key(&settings)?.verify_access_token(token, &settings)?;
+    let user = token_key(&settings)?.verify_access_token(token, &settings)?;
     ctx.user_id = Some(user.to_string());
     Ok((user, settings))
 }
