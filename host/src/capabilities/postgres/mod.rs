@@ -20,7 +20,12 @@
 //!   [`RESET_TIMEOUT`] is closed, and so is one whose driver had prepared its type-lookup
 //!   statements (after a result with an enum, a domain or another type tokio-postgres
 //!   does not know): `DISCARD ALL` deallocates those too, and tokio-postgres cannot be
-//!   told to prepare them again. Not undone, as by any reset: a library loaded with
+//!   told to prepare them again. The reset asks the server whether the driver has such
+//!   statements only after a result showed such a type (the catalog query cost a fifth
+//!   of the throughput of `SELECT 1` + Redis `GET` when it ran on every reset); a lookup
+//!   it could not see (a result with no rows, or one read through `execute`) shows up as
+//!   SQLSTATE 26000 on that connection's next lookup, which fails that one statement and
+//!   closes the connection. Not undone, as by any reset: a library loaded with
 //!   `LOAD` (which needs a superuser for anything outside `$libdir/plugins`), `setseed`,
 //!   `dblink` connections.
 //! - **Statements** are sent with the extended protocol as one unnamed statement with
@@ -180,6 +185,8 @@ impl PostgresPools {
             object: Some(object),
             ran_statement: false,
             in_flight: false,
+            looked_up_types: false,
+            lost_driver_statements: false,
             stats: self.stats.clone(),
         })
     }
@@ -323,6 +330,16 @@ pub struct PgSession {
     ran_statement: bool,
     /// A statement was sent and its result not yet received.
     in_flight: bool,
+    /// A result had a type the driver does not know built in (an enum, a domain...), so
+    /// it may have prepared its type-lookup statements on this connection: only then
+    /// does the reset pay for [`DRIVER_STATEMENTS`] (a catalog query that cost about a
+    /// fifth of the throughput of `SELECT 1` + Redis `GET` when sent on every reset).
+    looked_up_types: bool,
+    /// The server said a prepared statement is gone (SQLSTATE 26000): the driver's
+    /// type-lookup statements were deallocated by an earlier reset that could not see
+    /// them (a lookup for a result with no rows, or through `execute`). The connection
+    /// is closed on release, so this costs one failed statement, never wrong data.
+    lost_driver_statements: bool,
     stats: Arc<SessionStats>,
 }
 
@@ -369,7 +386,12 @@ impl PgSession {
         let typed = typed_params(params);
         let result = self.sending()?.query_typed(statement, &typed).await;
         self.in_flight = false;
-        let rows = result.map_err(PgError::from_query)?;
+        let rows = self.checked(result)?;
+        self.looked_up_types |= rows.first().is_some_and(|row| {
+            row.columns()
+                .iter()
+                .any(|column| Type::from_oid(column.type_().oid()).is_none())
+        });
         let columns = rows
             .first()
             .map(|row| {
@@ -406,7 +428,17 @@ impl PgSession {
         let typed = typed_params(params);
         let result = self.sending()?.execute_typed(statement, &typed).await;
         self.in_flight = false;
-        result.map_err(PgError::from_query)
+        self.checked(result)
+    }
+
+    /// Maps a driver error for the guest, noting one that means the connection must go.
+    fn checked<T>(&mut self, result: Result<T, tokio_postgres::Error>) -> Result<T, PgError> {
+        result.map_err(|error| {
+            if error.code() == Some(&SqlState::INVALID_SQL_STATEMENT_NAME) {
+                self.lost_driver_statements = true;
+            }
+            PgError::from_query(error)
+        })
     }
 }
 
@@ -440,25 +472,29 @@ impl PgSession {
             drop(object);
             return;
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            stats.retired.fetch_add(1, Ordering::Relaxed);
-            drop(deadpool_postgres::Object::take(object));
-            return;
+        let runtime = match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if !self.lost_driver_statements => runtime,
+            _ => {
+                stats.retired.fetch_add(1, Ordering::Relaxed);
+                drop(deadpool_postgres::Object::take(object));
+                return;
+            }
         };
         let in_flight = self.in_flight;
+        let probe = self.looked_up_types;
         runtime.spawn(async move {
-            let reason = match tokio::time::timeout(RESET_TIMEOUT, reset(&object, in_flight)).await
-            {
-                Ok(Ok(Reset::Clean)) => {
-                    stats.reset.fetch_add(1, Ordering::Relaxed);
-                    drop(object);
-                    return;
-                }
-                // Not worth a warning: the next connection simply starts afresh.
-                Ok(Ok(Reset::DriverStatementsLost)) => None,
-                Ok(Err(err)) => Some(err.to_string()),
-                Err(_) => Some("timed out".to_owned()),
-            };
+            let reason =
+                match tokio::time::timeout(RESET_TIMEOUT, reset(&object, in_flight, probe)).await {
+                    Ok(Ok(Reset::Clean)) => {
+                        stats.reset.fetch_add(1, Ordering::Relaxed);
+                        drop(object);
+                        return;
+                    }
+                    // Not worth a warning: the next connection simply starts afresh.
+                    Ok(Ok(Reset::DriverStatementsLost)) => None,
+                    Ok(Err(err)) => Some(err.to_string()),
+                    Err(_) => Some("timed out".to_owned()),
+                };
             if let Some(reason) = reason {
                 tracing::warn!("closing a PostgreSQL connection that could not be reset: {reason}");
             }
@@ -487,12 +523,13 @@ enum Reset {
 async fn reset(
     client: &tokio_postgres::Client,
     in_flight: bool,
+    probe: bool,
 ) -> Result<Reset, tokio_postgres::Error> {
     if in_flight {
         // The request ended mid-statement: stop the statement rather than wait for it.
         let _ = client.cancel_token().cancel_query(NoTls).await;
     }
-    match discard_all(client).await {
+    match discard_all(client, probe).await {
         Err(err)
             if err.code().is_some_and(|code| {
                 *code == SqlState::ACTIVE_SQL_TRANSACTION
@@ -500,7 +537,7 @@ async fn reset(
             }) =>
         {
             let (rolled_back, discarded) =
-                futures::join!(client.batch_execute("ROLLBACK"), discard_all(client));
+                futures::join!(client.batch_execute("ROLLBACK"), discard_all(client, probe));
             rolled_back?;
             discarded
         }
@@ -508,8 +545,15 @@ async fn reset(
     }
 }
 
-/// [`DRIVER_STATEMENTS`] then [`RESET_SESSION`], sent together.
-async fn discard_all(client: &tokio_postgres::Client) -> Result<Reset, tokio_postgres::Error> {
+/// [`DRIVER_STATEMENTS`] (when `probe`) then [`RESET_SESSION`], sent together.
+async fn discard_all(
+    client: &tokio_postgres::Client,
+    probe: bool,
+) -> Result<Reset, tokio_postgres::Error> {
+    if !probe {
+        client.batch_execute(RESET_SESSION).await?;
+        return Ok(Reset::Clean);
+    }
     let (probe, discarded) = futures::join!(
         client.simple_query(DRIVER_STATEMENTS),
         client.batch_execute(RESET_SESSION)

@@ -992,14 +992,14 @@ async fn discard_all_behaves_as_the_reset_relies_on() {
             .as_deref(),
         Some("25P02")
     );
-    assert_eq!(reset(&client, false).await.unwrap(), Reset::Clean);
+    assert_eq!(reset(&client, false, true).await.unwrap(), Reset::Clean);
     client.batch_execute("BEGIN").await.unwrap();
     assert!(sqlstate_of(&client, "SELECT 1 / 0").await.is_some());
     assert_eq!(
         sqlstate_of(&client, RESET_SESSION).await.as_deref(),
         Some("25P02")
     );
-    assert_eq!(reset(&client, false).await.unwrap(), Reset::Clean);
+    assert_eq!(reset(&client, false, true).await.unwrap(), Reset::Clean);
     // After either reset no block is open (SAVEPOINT needs one) and nothing warned.
     assert_eq!(
         sqlstate_of(&client, "SAVEPOINT probe").await.as_deref(),
@@ -1023,7 +1023,7 @@ async fn discard_all_behaves_as_the_reset_relies_on() {
         )
         .await
         .unwrap();
-    assert_eq!(reset(&client, false).await.unwrap(), Reset::Clean);
+    assert_eq!(reset(&client, false, true).await.unwrap(), Reset::Clean);
     assert_eq!(
         sqlstate_of(&client, "SELECT lastval()").await.as_deref(),
         Some("55000")
@@ -1059,7 +1059,7 @@ async fn discard_all_behaves_as_the_reset_relies_on() {
         .await
         .unwrap();
     assert_eq!(
-        reset(&client, false).await.unwrap(),
+        reset(&client, false, true).await.unwrap(),
         Reset::DriverStatementsLost
     );
     client.clear_type_cache();
@@ -1218,5 +1218,48 @@ async fn the_last_inserted_id_does_not_reach_the_next_request() {
         "alice's id reached the next request: {currval:?}"
     );
     drop(request);
+    drop_schema(&fixture, &schema).await;
+}
+
+#[tokio::test]
+#[ignore = "needs DATABASE_URL (run through scripts/test)"]
+async fn a_type_lookup_the_reset_could_not_see_costs_one_statement_and_the_connection() {
+    // One connection in the pool, so each request gets the same one until it is closed.
+    let fixture = Fixture::new(1);
+    let schema = format!("edge_host_lookup_{}", std::process::id());
+    let first = format!("CREATE TYPE {schema}.first AS ENUM ('a')");
+    let second = format!("CREATE TYPE {schema}.second AS ENUM ('b')");
+    create_schema(&fixture, &schema, &[&first, &second]).await;
+    let mut pids = Vec::new();
+    let mut outcomes = Vec::new();
+    let statements = [
+        // The driver looks the type up, but no row shows it: the reset skips its probe
+        // and deallocates the driver's lookup statements without knowing.
+        format!("SELECT NULL::{schema}.first WHERE false"),
+        // The next new type needs those statements: this one statement fails (26000)...
+        format!("SELECT 'b'::{schema}.second"),
+        // ...and the connection was closed instead of returned, so this one works.
+        format!("SELECT 'b'::{schema}.second"),
+    ];
+    for statement in &statements {
+        let mut request = fixture.request();
+        let mut view = request.view();
+        let connection = open(&mut view, &fixture.url).await;
+        pids.push(backend_pid(&mut view, &connection).await);
+        outcomes.push(
+            query(&mut view, &connection, statement, vec![])
+                .await
+                .is_ok(),
+        );
+        v4::HostConnection::drop(&mut view, connection)
+            .await
+            .unwrap();
+    }
+    assert_eq!(outcomes, [true, false, true], "{pids:?}");
+    assert_eq!(pids[0], pids[1], "the first reset returned the connection");
+    assert_ne!(
+        pids[1], pids[2],
+        "the connection that lost its statements was closed"
+    );
     drop_schema(&fixture, &schema).await;
 }
