@@ -211,11 +211,6 @@ impl<P> Lease<P> {
             idle_timeout,
         }
     }
-
-    /// Requests this instance has served so far.
-    pub fn served(&self) -> usize {
-        self.served
-    }
 }
 
 struct Idle<P> {
@@ -279,12 +274,6 @@ impl<P: Send + 'static> InstancePool<P> {
         };
         // Dropped outside the lock: tearing a store down returns its memory to the pool.
         evicted.flatten().is_some()
-    }
-
-    /// Number of idle instances, for tests and logs.
-    pub fn idle_count(&self) -> usize {
-        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.values().map(Vec::len).sum()
     }
 
     /// Drops idle instances past their timeout, forever; run it in a task of its own so
