@@ -1,5 +1,6 @@
 //! Helpers shared by the Todo API tests (`auth.rs`, `todos.rs`): an app of the test's own,
-//! fresh users, problem+json checks, and hand-made tokens (built here with
+//! fresh users and their authenticated [`Client`], whole answers ([`Reply`]) with
+//! problem+json checks, and hand-made tokens (built here with
 //! `ed25519-compact`, independently of the code under test).
 
 #![allow(dead_code)] // Each topic module uses a different part.
@@ -237,19 +238,6 @@ pub async fn new_user(app: &TestApp) -> User {
         username,
         password,
     }
-}
-
-/// Header value of a response, as a string.
-pub fn header(resp: &Response, name: &str) -> Option<String> {
-    resp.headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-}
-
-/// Asserts a problem+json response with `status` and problem `slug`; returns the body.
-pub async fn expect_problem(resp: Response, status: u16, slug: &str) -> Value {
-    Reply::read(resp).await.problem(status, slug)
 }
 
 /// The field names in a problem's `errors`.

@@ -25,7 +25,7 @@ async fn todos_with(app: &TestApp, authorization: Option<&str>) -> Reply {
 
 /// `GET /todos` with `token` as the bearer token.
 async fn todos_as(app: &TestApp, token: &str) -> Reply {
-    todos_with(app, Some(&format!("Bearer {token}"))).await
+    todos_with(app, Some(format!("Bearer {token}").as_str())).await
 }
 
 /// The problem's `errors` fields, sorted.
@@ -274,7 +274,7 @@ async fn bad_access_tokens_are_401() {
         format!("Bearer {unsigned}"),
         format!("Bearer {stranger}"),
     ] {
-        todos_with(&app, Some(&authorization))
+        todos_with(&app, Some(authorization.as_str()))
             .await
             .problem(401, "invalid-token");
     }
