@@ -81,7 +81,9 @@ impl Reply {
         let text = resp.text().await.expect("reading the body");
         let body = match text.trim() {
             "" => Value::Null,
-            trimmed => serde_json::from_str(trimmed).unwrap_or_else(|_| Value::String(text.clone())),
+            trimmed => {
+                serde_json::from_str(trimmed).unwrap_or_else(|_| Value::String(text.clone()))
+            }
         };
         Reply {
             status,
@@ -228,7 +230,9 @@ pub async fn new_user(app: &TestApp) -> User {
     let username = unique("u");
     let password = "correct horse battery".to_string();
     let email = format!("{username}@example.com");
-    let account = register(app, &username, &email, &password).await.expect_status(201);
+    let account = register(app, &username, &email, &password)
+        .await
+        .expect_status(201);
     let tokens = login(app, &username, &password).await.expect_status(200);
     let text = |body: &Value, name: &str| body[name].as_str().expect(name).to_string();
     User {

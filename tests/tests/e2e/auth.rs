@@ -39,7 +39,8 @@ fn sorted_fields(body: &Value) -> Vec<String> {
 async fn register_creates_an_account_with_a_lower_cased_email() {
     let app = app().await;
     let username = unique("Reg");
-    let reply = register(&app, &username, &format!("{username}@Example.COM"), PASSWORD).await;
+    let email = format!("{username}@Example.COM");
+    let reply = register(&app, &username, &email, PASSWORD).await;
     assert_eq!(reply.header("cache-control").as_deref(), Some("no-store"));
     let body = reply.expect_status(201);
     assert_eq!(body["username"], username.as_str());
@@ -67,7 +68,11 @@ async fn duplicate_username_or_email_is_409_naming_the_field() {
     // (username, e-mail, the field the conflict names)
     let conflicts = [
         // Same username in another case, other e-mail.
-        (username.to_uppercase(), format!("other-{email}"), "username"),
+        (
+            username.to_uppercase(),
+            format!("other-{email}"),
+            "username",
+        ),
         // Other username, same e-mail in another case.
         (unique("dup"), email.to_uppercase(), "email"),
     ];
@@ -103,12 +108,20 @@ async fn register_validation_names_every_failing_field() {
 #[tokio::test]
 async fn bodies_must_be_small_well_formed_json() {
     let app = app().await;
-    send_raw(app.post("/auth/login"), "application/json", "{\"username\": ")
-        .await
-        .problem(400, "malformed-json");
-    send_raw(app.post("/auth/login"), "text/plain", "username=a&password=b")
-        .await
-        .problem(415, "unsupported-media-type");
+    send_raw(
+        app.post("/auth/login"),
+        "application/json",
+        "{\"username\": ",
+    )
+    .await
+    .problem(400, "malformed-json");
+    send_raw(
+        app.post("/auth/login"),
+        "text/plain",
+        "username=a&password=b",
+    )
+    .await
+    .problem(415, "unsupported-media-type");
 
     let big = json!({"username": "someone", "password": "x".repeat(70 * 1024)});
     Reply::send(app.post("/auth/login").json(&big))
@@ -231,7 +244,11 @@ async fn logout_revokes_the_session() {
     let reply = Reply::send(app.post("/auth/logout").json(&logout)).await;
     assert_eq!(reply.status, 204);
     // Then the refresh token is dead; so are malformed and unknown ones.
-    for token in [user.refresh_token.clone(), "not-a-token".into(), "A".repeat(43)] {
+    for token in [
+        user.refresh_token.clone(),
+        "not-a-token".into(),
+        "A".repeat(43),
+    ] {
         refresh(&app, &token)
             .await
             .problem(401, "invalid-refresh-token");
@@ -326,7 +343,8 @@ async fn expired_tokens_and_foreign_audiences_are_401() {
 async fn without_a_signing_key_token_routes_answer_503() {
     let app = spawn_api(Some(HostOptions::new().variable("jwt_signing_key", ""))).await;
     let username = unique("nokey");
-    let reply = register(&app, &username, &format!("{username}@example.com"), PASSWORD).await;
+    let email = format!("{username}@example.com");
+    let reply = register(&app, &username, &email, PASSWORD).await;
     assert_eq!(reply.status, 201, "registering needs no key");
     let body = login(&app, &username, PASSWORD)
         .await
@@ -338,9 +356,7 @@ async fn without_a_signing_key_token_routes_answer_503() {
     Reply::send(app.get("/.well-known/jwks.json"))
         .await
         .problem(503, "not-configured");
-    todos_as(&app, "a.b.c")
-        .await
-        .problem(503, "not-configured");
+    todos_as(&app, "a.b.c").await.problem(503, "not-configured");
 }
 
 #[tokio::test]
@@ -391,7 +407,9 @@ async fn responses_carry_request_ids_security_headers_and_cors() {
 
     let reply = todos_with(&app, None).await;
     assert!(
-        reply.header("x-request-id").is_some_and(|id| id.len() >= 16),
+        reply
+            .header("x-request-id")
+            .is_some_and(|id| id.len() >= 16),
         "generated id"
     );
 

@@ -53,7 +53,10 @@ fn route_matches(route: &str, path: &str) -> bool {
 
 /// The items for which `matched` is false.
 fn without_match<'a>(items: &'a [String], matched: impl Fn(&str) -> bool) -> Vec<&'a String> {
-    items.iter().filter(|item| !matched(item.as_str())).collect()
+    items
+        .iter()
+        .filter(|item| !matched(item.as_str()))
+        .collect()
 }
 
 #[test]

@@ -72,7 +72,10 @@ async fn create_read_update_delete() {
     assert_eq!(user.get(&location).await.expect_status(200), todo);
 
     let completed = json!({"completed": true});
-    let updated = user.patch_json(&location, &completed).await.expect_status(200);
+    let updated = user
+        .patch_json(&location, &completed)
+        .await
+        .expect_status(200);
     assert_eq!(updated["completed"], true);
     assert_eq!(updated["title"], "buy milk");
     assert_ne!(updated["updated_at"], todo["updated_at"]);
