@@ -408,10 +408,11 @@ async fn dirty_request(fixture: &Fixture, statements: &[&str], drop_store_only: 
     for statement in statements {
         let _ = session.execute(statement).await;
     }
-    if !drop_store_only {
+    if drop_store_only {
+        drop(session);
+    } else {
         session.close().await;
     }
-    drop(session);
     pid
 }
 
@@ -499,7 +500,7 @@ async fn pooled_connections_never_leak_session_state() {
     // itself is such a request).
     let before = settled(&fixture).await;
     for drop_store_only in [false, true] {
-        let mut session = fixture.session().await;
+        let session = fixture.session().await;
         if !drop_store_only {
             session.close().await;
         }
