@@ -52,7 +52,7 @@ fn route_matches(route: &str, path: &str) -> bool {
 }
 
 /// The items for which `matched` is false.
-fn without_match<'a>(items: &'a [String], matched: impl Fn(&str) -> bool) -> Vec<&'a String> {
+fn without_match(items: &[String], matched: impl Fn(&str) -> bool) -> Vec<&String> {
     items
         .iter()
         .filter(|item| !matched(item.as_str()))
