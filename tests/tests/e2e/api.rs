@@ -1,5 +1,6 @@
 //! Helpers shared by the Todo API tests (`auth.rs`, `todos.rs`): an app of the test's own,
-//! fresh users, problem+json checks, and hand-made tokens (built here with
+//! fresh users and their authenticated [`Client`], whole answers ([`Reply`]) with
+//! problem+json checks, and hand-made tokens (built here with
 //! `ed25519-compact`, independently of the code under test).
 
 #![allow(dead_code)] // Each topic module uses a different part.
@@ -9,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use ct_codecs::{Base64UrlSafeNoPadding, Decoder, Encoder};
 use ed25519_compact::{KeyPair, Seed};
-use reqwest::Response;
+use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{json, Value};
 
 use crate::harness::{external_base_url, HostOptions, TestApp};
@@ -50,6 +51,7 @@ pub async fn app() -> TestApp {
 }
 
 /// A registered user and their first token pair.
+#[derive(Clone)]
 pub struct User {
     pub username: String,
     pub password: String,
@@ -58,28 +60,169 @@ pub struct User {
     pub refresh_token: String,
 }
 
-pub async fn register(app: &TestApp, username: &str, email: &str, password: &str) -> Response {
-    app.post("/auth/register")
-        .json(&json!({"username": username, "email": email, "password": password}))
-        .send()
-        .await
-        .expect("POST /auth/register")
+/// A response read to its end: status, headers, and the body as JSON (`Null` when empty,
+/// the text as a JSON string when it is not JSON).
+pub struct Reply {
+    pub status: u16,
+    headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    text: String,
 }
 
-pub async fn login(app: &TestApp, username: &str, password: &str) -> Response {
-    app.post("/auth/login")
-        .json(&json!({"username": username, "password": password}))
-        .send()
-        .await
-        .expect("POST /auth/login")
+impl Reply {
+    /// Sends `request` and reads the whole answer.
+    pub async fn send(request: RequestBuilder) -> Reply {
+        Reply::read(request.send().await.expect("sending the request")).await
+    }
+
+    pub async fn read(resp: Response) -> Reply {
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.expect("reading the body");
+        let body = match text.trim() {
+            "" => Value::Null,
+            trimmed => {
+                serde_json::from_str(trimmed).unwrap_or_else(|_| Value::String(text.clone()))
+            }
+        };
+        Reply {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    /// A header value, as a string.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    }
+
+    /// Asserts the status; returns the body.
+    pub fn expect_status(self, status: u16) -> Value {
+        assert_eq!(self.status, status, "expected {status}, got: {}", self.text);
+        self.body
+    }
+
+    /// Asserts a problem+json answer with `status` and problem `slug`; returns the body.
+    pub fn problem(self, status: u16, slug: &str) -> Value {
+        let text = &self.text;
+        assert_eq!(
+            self.status, status,
+            "expected {status} {slug}, got {}: {text}",
+            self.status
+        );
+        let content_type = self.header("content-type").unwrap_or_default();
+        assert!(
+            content_type.starts_with("application/problem+json"),
+            "content-type {content_type:?} for {text}"
+        );
+        let body: Value = serde_json::from_str(text).expect("problem body is JSON");
+        assert_eq!(
+            body["type"],
+            format!("urn:todo-api:problem:{slug}"),
+            "problem type in {body}"
+        );
+        assert_eq!(body["status"], status, "status member in {body}");
+        assert!(
+            body["title"].is_string() && body["detail"].is_string(),
+            "{body}"
+        );
+        body
+    }
+
+    /// Asserts a 429 `rate-limited` problem with a `Retry-After` of at most a minute and
+    /// no requests left; returns the body.
+    pub fn rate_limited(self) -> Value {
+        let retry_after: u64 = self
+            .header("retry-after")
+            .unwrap_or_default()
+            .parse()
+            .unwrap_or(0);
+        assert!((1..=60).contains(&retry_after), "Retry-After {retry_after}");
+        assert_eq!(self.header("ratelimit-remaining").as_deref(), Some("0"));
+        assert!(self.header("ratelimit-reset").is_some());
+        self.problem(429, "rate-limited")
+    }
 }
 
-pub async fn refresh(app: &TestApp, refresh_token: &str) -> Response {
-    app.post("/auth/refresh")
-        .json(&json!({"refresh_token": refresh_token}))
-        .send()
-        .await
-        .expect("POST /auth/refresh")
+/// A signed-in user's view of the app: every request carries their access token.
+pub struct Client<'a> {
+    pub app: &'a TestApp,
+    pub user: User,
+}
+
+impl<'a> Client<'a> {
+    /// Registers and logs in a fresh user.
+    pub async fn new_user(app: &'a TestApp) -> Client<'a> {
+        Client {
+            app,
+            user: new_user(app).await,
+        }
+    }
+
+    /// The same user, talking to another app (one on the same database).
+    pub fn on<'b>(&self, app: &'b TestApp) -> Client<'b> {
+        Client {
+            app,
+            user: self.user.clone(),
+        }
+    }
+
+    /// A request with the user's bearer token, to send with [`Reply::send`].
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.app
+            .request(method, path)
+            .bearer_auth(&self.user.access_token)
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        Reply::send(self.request(Method::GET, path)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        Reply::send(self.request(Method::DELETE, path)).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Reply {
+        Reply::send(self.request(Method::POST, path).json(body)).await
+    }
+
+    pub async fn patch_json(&self, path: &str, body: &Value) -> Reply {
+        Reply::send(self.request(Method::PATCH, path).json(body)).await
+    }
+
+    pub async fn put_json(&self, path: &str, body: &Value) -> Reply {
+        Reply::send(self.request(Method::PUT, path).json(body)).await
+    }
+}
+
+/// `request` with a raw body of the given content type (for malformed or non-JSON bodies).
+pub async fn send_raw(request: RequestBuilder, content_type: &str, body: &str) -> Reply {
+    Reply::send(
+        request
+            .header("content-type", content_type)
+            .body(body.to_string()),
+    )
+    .await
+}
+
+pub async fn register(app: &TestApp, username: &str, email: &str, password: &str) -> Reply {
+    let body = json!({"username": username, "email": email, "password": password});
+    Reply::send(app.post("/auth/register").json(&body)).await
+}
+
+pub async fn login(app: &TestApp, username: &str, password: &str) -> Reply {
+    let body = json!({"username": username, "password": password});
+    Reply::send(app.post("/auth/login").json(&body)).await
+}
+
+pub async fn refresh(app: &TestApp, refresh_token: &str) -> Reply {
+    let body = json!({"refresh_token": refresh_token});
+    Reply::send(app.post("/auth/refresh").json(&body)).await
 }
 
 /// Registers and logs in a fresh user.
@@ -87,59 +230,18 @@ pub async fn new_user(app: &TestApp) -> User {
     let username = unique("u");
     let password = "correct horse battery".to_string();
     let email = format!("{username}@example.com");
-    let resp = register(app, &username, &email, &password).await;
-    let status = resp.status().as_u16();
-    let body: Value = resp.json().await.expect("register body");
-    assert_eq!(status, 201, "register: {body}");
-    let resp = login(app, &username, &password).await;
-    let status = resp.status().as_u16();
-    let tokens: Value = resp.json().await.expect("login body");
-    assert_eq!(status, 200, "login: {tokens}");
+    let account = register(app, &username, &email, &password)
+        .await
+        .expect_status(201);
+    let tokens = login(app, &username, &password).await.expect_status(200);
+    let text = |body: &Value, name: &str| body[name].as_str().expect(name).to_string();
     User {
+        id: text(&account, "id"),
+        access_token: text(&tokens, "access_token"),
+        refresh_token: text(&tokens, "refresh_token"),
         username,
         password,
-        id: body["id"].as_str().expect("id").to_string(),
-        access_token: tokens["access_token"]
-            .as_str()
-            .expect("access_token")
-            .to_string(),
-        refresh_token: tokens["refresh_token"]
-            .as_str()
-            .expect("refresh_token")
-            .to_string(),
     }
-}
-
-/// Header value of a response, as a string.
-pub fn header(resp: &Response, name: &str) -> Option<String> {
-    resp.headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-}
-
-/// Asserts a problem+json response with `status` and problem `slug`; returns the body.
-pub async fn expect_problem(resp: Response, status: u16, slug: &str) -> Value {
-    let got = resp.status().as_u16();
-    let content_type = header(&resp, "content-type").unwrap_or_default();
-    let text = resp.text().await.expect("body");
-    assert_eq!(got, status, "expected {status} {slug}, got {got}: {text}");
-    assert!(
-        content_type.starts_with("application/problem+json"),
-        "content-type {content_type:?} for {text}"
-    );
-    let body: Value = serde_json::from_str(&text).expect("problem body is JSON");
-    assert_eq!(
-        body["type"],
-        format!("urn:todo-api:problem:{slug}"),
-        "problem type in {body}"
-    );
-    assert_eq!(body["status"], status, "status member in {body}");
-    assert!(
-        body["title"].is_string() && body["detail"].is_string(),
-        "{body}"
-    );
-    body
 }
 
 /// The field names in a problem's `errors`.

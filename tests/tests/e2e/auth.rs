@@ -7,25 +7,42 @@ use ct_codecs::{Base64UrlSafeNoPadding, Encoder};
 use serde_json::{json, Value};
 
 use crate::api::{
-    self, app, expect_problem, header, jwt_part, login, new_user, problem_fields, refresh,
-    register, spawn_api, unique, TestKey,
+    self, app, jwt_part, login, new_user, problem_fields, refresh, register, send_raw, spawn_api,
+    unique, Reply, TestKey,
 };
-use crate::harness::HostOptions;
+use crate::harness::{HostOptions, TestApp};
+
+const PASSWORD: &str = "long enough pw";
+
+/// `GET /todos` with this `Authorization` header (none when `None`).
+async fn todos_with(app: &TestApp, authorization: Option<&str>) -> Reply {
+    let request = app.get("/todos");
+    match authorization {
+        Some(value) => Reply::send(request.header("authorization", value)).await,
+        None => Reply::send(request).await,
+    }
+}
+
+/// `GET /todos` with `token` as the bearer token.
+async fn todos_as(app: &TestApp, token: &str) -> Reply {
+    todos_with(app, Some(format!("Bearer {token}").as_str())).await
+}
+
+/// The problem's `errors` fields, sorted.
+fn sorted_fields(body: &Value) -> Vec<String> {
+    let mut fields = problem_fields(body);
+    fields.sort();
+    fields
+}
 
 #[tokio::test]
 async fn register_creates_an_account_with_a_lower_cased_email() {
     let app = app().await;
     let username = unique("Reg");
-    let resp = register(
-        &app,
-        &username,
-        &format!("{username}@Example.COM"),
-        "long enough pw",
-    )
-    .await;
-    assert_eq!(resp.status().as_u16(), 201);
-    assert_eq!(header(&resp, "cache-control").as_deref(), Some("no-store"));
-    let body: Value = resp.json().await.unwrap();
+    let email = format!("{username}@Example.COM");
+    let reply = register(&app, &username, &email, PASSWORD).await;
+    assert_eq!(reply.header("cache-control").as_deref(), Some("no-store"));
+    let body = reply.expect_status(201);
     assert_eq!(body["username"], username.as_str());
     assert_eq!(
         body["email"],
@@ -44,100 +61,85 @@ async fn duplicate_username_or_email_is_409_naming_the_field() {
     let app = app().await;
     let username = unique("dup");
     let email = format!("{username}@example.com");
-    assert_eq!(
-        register(&app, &username, &email, "long enough pw")
+    register(&app, &username, &email, PASSWORD)
+        .await
+        .expect_status(201);
+
+    // (username, e-mail, the field the conflict names)
+    let conflicts = [
+        // Same username in another case, other e-mail.
+        (
+            username.to_uppercase(),
+            format!("other-{email}"),
+            "username",
+        ),
+        // Other username, same e-mail in another case.
+        (unique("dup"), email.to_uppercase(), "email"),
+    ];
+    for (username, email, field) in conflicts {
+        let body = register(&app, &username, &email, PASSWORD)
             .await
-            .status(),
-        201
-    );
-
-    // Same username in another case, other e-mail.
-    let resp = register(
-        &app,
-        &username.to_uppercase(),
-        &format!("other-{email}"),
-        "long enough pw",
-    )
-    .await;
-    let body = expect_problem(resp, 409, "conflict").await;
-    assert_eq!(problem_fields(&body), ["username"]);
-
-    // Other username, same e-mail in another case.
-    let resp = register(
-        &app,
-        &unique("dup"),
-        &email.to_uppercase(),
-        "long enough pw",
-    )
-    .await;
-    let body = expect_problem(resp, 409, "conflict").await;
-    assert_eq!(problem_fields(&body), ["email"]);
+            .problem(409, "conflict");
+        assert_eq!(problem_fields(&body), [field]);
+    }
 }
 
 #[tokio::test]
 async fn register_validation_names_every_failing_field() {
     let app = app().await;
-    let resp = app
-        .post("/auth/register")
-        .json(&json!({"username": "x", "email": "not-an-address", "password": "short", "admin": true}))
-        .send()
-        .await
-        .unwrap();
-    let body = expect_problem(resp, 422, "validation").await;
-    let mut fields = problem_fields(&body);
-    fields.sort();
-    assert_eq!(fields, ["admin", "email", "password", "username"], "{body}");
-
-    let resp = app
-        .post("/auth/register")
-        .json(&json!({"username": "has space", "email": 5}))
-        .send()
-        .await
-        .unwrap();
-    let body = expect_problem(resp, 422, "validation").await;
-    let mut fields = problem_fields(&body);
-    fields.sort();
-    assert_eq!(fields, ["email", "password", "username"], "{body}");
+    let cases = [
+        (
+            json!({"username": "x", "email": "not-an-address", "password": "short", "admin": true}),
+            vec!["admin", "email", "password", "username"],
+        ),
+        (
+            json!({"username": "has space", "email": 5}),
+            vec!["email", "password", "username"],
+        ),
+    ];
+    for (body, fields) in cases {
+        let problem = Reply::send(app.post("/auth/register").json(&body))
+            .await
+            .problem(422, "validation");
+        assert_eq!(sorted_fields(&problem), fields, "{problem}");
+    }
 }
 
 #[tokio::test]
 async fn bodies_must_be_small_well_formed_json() {
     let app = app().await;
-    let resp = app
-        .post("/auth/login")
-        .header("content-type", "application/json")
-        .body("{\"username\": ")
-        .send()
-        .await
-        .unwrap();
-    expect_problem(resp, 400, "malformed-json").await;
-
-    let resp = app
-        .post("/auth/login")
-        .header("content-type", "text/plain")
-        .body("username=a&password=b")
-        .send()
-        .await
-        .unwrap();
-    expect_problem(resp, 415, "unsupported-media-type").await;
+    send_raw(
+        app.post("/auth/login"),
+        "application/json",
+        "{\"username\": ",
+    )
+    .await
+    .problem(400, "malformed-json");
+    send_raw(
+        app.post("/auth/login"),
+        "text/plain",
+        "username=a&password=b",
+    )
+    .await
+    .problem(415, "unsupported-media-type");
 
     let big = json!({"username": "someone", "password": "x".repeat(70 * 1024)});
-    let resp = app.post("/auth/login").json(&big).send().await.unwrap();
-    expect_problem(resp, 413, "payload-too-large").await;
+    Reply::send(app.post("/auth/login").json(&big))
+        .await
+        .problem(413, "payload-too-large");
 
-    let resp = app.get("/auth/login").send().await.unwrap();
-    assert_eq!(header(&resp, "allow").as_deref(), Some("POST"));
-    expect_problem(resp, 405, "method-not-allowed").await;
+    let reply = Reply::send(app.get("/auth/login")).await;
+    assert_eq!(reply.header("allow").as_deref(), Some("POST"));
+    reply.problem(405, "method-not-allowed");
 }
 
 #[tokio::test]
 async fn login_returns_a_token_pair_signed_with_the_published_key() {
     let app = app().await;
     let user = new_user(&app).await;
-    let resp = login(&app, &user.username.to_uppercase(), &user.password).await;
-    assert_eq!(resp.status().as_u16(), 200);
-    assert_eq!(header(&resp, "cache-control").as_deref(), Some("no-store"));
-    let body: Value = resp.json().await.unwrap();
+    let reply = login(&app, &user.username.to_uppercase(), &user.password).await;
+    assert_eq!(reply.header("cache-control").as_deref(), Some("no-store"));
+    let body = reply.expect_status(200);
     assert_eq!(body["token_type"], "Bearer");
     assert_eq!(body["expires_in"], 900);
     let refresh_token = body["refresh_token"].as_str().unwrap();
@@ -156,9 +158,9 @@ async fn login_returns_a_token_pair_signed_with_the_published_key() {
     let lifetime = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
     assert_eq!(lifetime, 900);
 
-    let resp = app.get("/.well-known/jwks.json").send().await.unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
-    let jwks: Value = resp.json().await.unwrap();
+    let jwks = Reply::send(app.get("/.well-known/jwks.json"))
+        .await
+        .expect_status(200);
     let key = &jwks["keys"][0];
     assert_eq!(key["kty"], "OKP");
     assert_eq!(key["crv"], "Ed25519");
@@ -179,19 +181,17 @@ async fn wrong_password_and_unknown_user_look_the_same() {
     let mut unknown_times = Vec::new();
     let mut bodies = Vec::new();
     for _ in 0..4 {
-        let start = Instant::now();
-        let resp = login(&app, &user.username, "wrong password!").await;
-        wrong_times.push(start.elapsed());
-        let mut body = expect_problem(resp, 401, "invalid-credentials").await;
-        body.as_object_mut().unwrap().remove("request_id");
-        bodies.push(body);
-
-        let start = Instant::now();
-        let resp = login(&app, &unknown, "wrong password!").await;
-        unknown_times.push(start.elapsed());
-        let mut body = expect_problem(resp, 401, "invalid-credentials").await;
-        body.as_object_mut().unwrap().remove("request_id");
-        bodies.push(body);
+        for (username, times) in [
+            (&user.username, &mut wrong_times),
+            (&unknown, &mut unknown_times),
+        ] {
+            let start = Instant::now();
+            let reply = login(&app, username, "wrong password!").await;
+            times.push(start.elapsed());
+            let mut body = reply.problem(401, "invalid-credentials");
+            body.as_object_mut().unwrap().remove("request_id");
+            bodies.push(body);
+        }
     }
     assert!(bodies.windows(2).all(|w| w[0] == w[1]), "{bodies:?}");
 
@@ -212,76 +212,50 @@ async fn refresh_rotates_and_reuse_revokes_the_whole_family() {
     let app = app().await;
     let user = new_user(&app).await;
 
-    let resp = refresh(&app, &user.refresh_token).await;
-    assert_eq!(resp.status().as_u16(), 200);
-    assert_eq!(header(&resp, "cache-control").as_deref(), Some("no-store"));
-    let second: Value = resp.json().await.unwrap();
+    let reply = refresh(&app, &user.refresh_token).await;
+    assert_eq!(reply.header("cache-control").as_deref(), Some("no-store"));
+    let second = reply.expect_status(200);
     let second_refresh = second["refresh_token"].as_str().unwrap().to_string();
     assert_ne!(second_refresh, user.refresh_token);
     let access = second["access_token"].as_str().unwrap();
-    let resp = app.get("/todos").bearer_auth(access).send().await.unwrap();
-    assert_eq!(resp.status().as_u16(), 200, "the new access token works");
+    let reply = todos_as(&app, access).await;
+    assert_eq!(reply.status, 200, "the new access token works");
 
     // The first token was rotated: presenting it again is reuse...
-    expect_problem(
-        refresh(&app, &user.refresh_token).await,
-        401,
-        "invalid-refresh-token",
-    )
-    .await;
+    refresh(&app, &user.refresh_token)
+        .await
+        .problem(401, "invalid-refresh-token");
     // ...which revoked the family, so the current token is dead too.
-    expect_problem(
-        refresh(&app, &second_refresh).await,
-        401,
-        "invalid-refresh-token",
-    )
-    .await;
+    refresh(&app, &second_refresh)
+        .await
+        .problem(401, "invalid-refresh-token");
 
     // Another session of the same user is unaffected.
-    let resp = login(&app, &user.username, &user.password).await;
-    let other: Value = resp.json().await.unwrap();
-    let resp = refresh(&app, other["refresh_token"].as_str().unwrap()).await;
-    assert_eq!(resp.status().as_u16(), 200);
+    let other = login(&app, &user.username, &user.password).await.body;
+    let reply = refresh(&app, other["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(reply.status, 200);
 }
 
 #[tokio::test]
 async fn logout_revokes_the_session() {
     let app = app().await;
     let user = new_user(&app).await;
-    let resp = app
-        .post("/auth/logout")
-        .json(&json!({"refresh_token": user.refresh_token}))
-        .send()
+    let logout = json!({"refresh_token": user.refresh_token});
+    let reply = Reply::send(app.post("/auth/logout").json(&logout)).await;
+    assert_eq!(reply.status, 204);
+    // Then the refresh token is dead; so are malformed and unknown ones.
+    for token in [
+        user.refresh_token.clone(),
+        "not-a-token".into(),
+        "A".repeat(43),
+    ] {
+        refresh(&app, &token)
+            .await
+            .problem(401, "invalid-refresh-token");
+    }
+    let body = Reply::send(app.post("/auth/refresh").json(&json!({})))
         .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 204);
-    expect_problem(
-        refresh(&app, &user.refresh_token).await,
-        401,
-        "invalid-refresh-token",
-    )
-    .await;
-
-    // Malformed and unknown refresh tokens.
-    expect_problem(
-        refresh(&app, "not-a-token").await,
-        401,
-        "invalid-refresh-token",
-    )
-    .await;
-    expect_problem(
-        refresh(&app, &"A".repeat(43)).await,
-        401,
-        "invalid-refresh-token",
-    )
-    .await;
-    let resp = app
-        .post("/auth/refresh")
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    let body = expect_problem(resp, 422, "validation").await;
+        .problem(422, "validation");
     assert_eq!(problem_fields(&body), ["refresh_token"]);
 }
 
@@ -290,17 +264,11 @@ async fn bad_access_tokens_are_401() {
     let app = app().await;
     let user = new_user(&app).await;
 
-    let resp = app.get("/todos").send().await.unwrap();
-    assert!(header(&resp, "www-authenticate").is_some_and(|v| v.starts_with("Bearer")));
-    expect_problem(resp, 401, "invalid-token").await;
-
-    let resp = app
-        .get("/todos")
-        .header("authorization", "Basic dXNlcjpwdw==")
-        .send()
-        .await
-        .unwrap();
-    expect_problem(resp, 401, "invalid-token").await;
+    let reply = todos_with(&app, None).await;
+    assert!(reply
+        .header("www-authenticate")
+        .is_some_and(|v| v.starts_with("Bearer")));
+    reply.problem(401, "invalid-token");
 
     // Tampered: another subject in the payload, original signature.
     let parts: Vec<&str> = user.access_token.split('.').collect();
@@ -308,46 +276,28 @@ async fn bad_access_tokens_are_401() {
     claims["sub"] = json!("00000000-0000-4000-8000-000000000000");
     let forged_payload = Base64UrlSafeNoPadding::encode_to_string(claims.to_string()).unwrap();
     let tampered = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
-    let resp = app
-        .get("/todos")
-        .bearer_auth(&tampered)
-        .send()
-        .await
-        .unwrap();
-    expect_problem(resp, 401, "invalid-token").await;
-
     // alg: none, no signature.
     let kid = jwt_part(&user.access_token, 0)["kid"].clone();
     let none_header = Base64UrlSafeNoPadding::encode_to_string(
         json!({"alg": "none", "typ": "JWT", "kid": kid}).to_string(),
     )
     .unwrap();
-    let resp = app
-        .get("/todos")
-        .bearer_auth(format!("{none_header}.{}.", parts[1]))
-        .send()
-        .await
-        .unwrap();
-    expect_problem(resp, 401, "invalid-token").await;
-
+    let unsigned = format!("{none_header}.{}.", parts[1]);
     // Well-formed, right kid and claims, but signed with another key.
-    let stranger = TestKey::generate(kid.as_str().unwrap());
-    let resp = app
-        .get("/todos")
-        .bearer_auth(stranger.access_token(&user.id, 600))
-        .send()
-        .await
-        .unwrap();
-    expect_problem(resp, 401, "invalid-token").await;
+    let stranger = TestKey::generate(kid.as_str().unwrap()).access_token(&user.id, 600);
+    for authorization in [
+        "Basic dXNlcjpwdw==".to_string(),
+        format!("Bearer {tampered}"),
+        format!("Bearer {unsigned}"),
+        format!("Bearer {stranger}"),
+    ] {
+        todos_with(&app, Some(authorization.as_str()))
+            .await
+            .problem(401, "invalid-token");
+    }
 
     // The genuine token still works (the checks above can fail for the right reason only).
-    let resp = app
-        .get("/todos")
-        .bearer_auth(&user.access_token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(todos_as(&app, &user.access_token).await.status, 200);
 }
 
 #[tokio::test]
@@ -362,22 +312,13 @@ async fn expired_tokens_and_foreign_audiences_are_401() {
     assert_eq!(jwt_part(&user.access_token, 0)["kid"], "e2e-key");
 
     // Control: a token we make ourselves with this key is accepted...
-    let resp = app
-        .get("/todos")
-        .bearer_auth(key.access_token(&user.id, 600))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200, "hand-made valid token");
+    let reply = todos_as(&app, &key.access_token(&user.id, 600)).await;
+    assert_eq!(reply.status, 200, "hand-made valid token");
 
     // ...but not once it has expired,
-    let resp = app
-        .get("/todos")
-        .bearer_auth(key.access_token(&user.id, -3600))
-        .send()
+    let body = todos_as(&app, &key.access_token(&user.id, -3600))
         .await
-        .unwrap();
-    let body = expect_problem(resp, 401, "invalid-token").await;
+        .problem(401, "invalid-token");
     assert!(
         body["detail"].as_str().unwrap().contains("expired"),
         "{body}"
@@ -391,13 +332,9 @@ async fn expired_tokens_and_foreign_audiences_are_401() {
         json!({"iss": "someone-else", "aud": "todo-api", "sub": user.id, "iat": now, "exp": now + 600}),
         json!({"iss": "todo-api", "aud": "todo-api", "sub": user.id, "iat": now}),
     ] {
-        let resp = app
-            .get("/todos")
-            .bearer_auth(key.sign(&header, &claims))
-            .send()
+        todos_as(&app, &key.sign(&header, &claims))
             .await
-            .unwrap();
-        expect_problem(resp, 401, "invalid-token").await;
+            .problem(401, "invalid-token");
     }
 }
 
@@ -406,32 +343,20 @@ async fn expired_tokens_and_foreign_audiences_are_401() {
 async fn without_a_signing_key_token_routes_answer_503() {
     let app = spawn_api(Some(HostOptions::new().variable("jwt_signing_key", ""))).await;
     let username = unique("nokey");
-    let resp = register(
-        &app,
-        &username,
-        &format!("{username}@example.com"),
-        "long enough pw",
-    )
-    .await;
-    assert_eq!(resp.status().as_u16(), 201, "registering needs no key");
-    let body = expect_problem(
-        login(&app, &username, "long enough pw").await,
-        503,
-        "not-configured",
-    )
-    .await;
+    let email = format!("{username}@example.com");
+    let reply = register(&app, &username, &email, PASSWORD).await;
+    assert_eq!(reply.status, 201, "registering needs no key");
+    let body = login(&app, &username, PASSWORD)
+        .await
+        .problem(503, "not-configured");
     assert!(
         body["detail"].as_str().unwrap().contains("jwt_signing_key"),
         "{body}"
     );
-    expect_problem(
-        app.get("/.well-known/jwks.json").send().await.unwrap(),
-        503,
-        "not-configured",
-    )
-    .await;
-    let resp = app.get("/todos").bearer_auth("a.b.c").send().await.unwrap();
-    expect_problem(resp, 503, "not-configured").await;
+    Reply::send(app.get("/.well-known/jwks.json"))
+        .await
+        .problem(503, "not-configured");
+    todos_as(&app, "a.b.c").await.problem(503, "not-configured");
 }
 
 #[tokio::test]
@@ -443,23 +368,13 @@ async fn login_is_rate_limited_per_username() {
     .await;
     let user = new_user(&app).await; // one login used
     for _ in 0..2 {
-        expect_problem(
-            login(&app, &user.username, "wrong password!").await,
-            401,
-            "invalid-credentials",
-        )
-        .await;
+        login(&app, &user.username, "wrong password!")
+            .await
+            .problem(401, "invalid-credentials");
     }
-    let resp = login(&app, &user.username, &user.password).await;
-    let retry_after: u64 = header(&resp, "retry-after")
-        .unwrap_or_default()
-        .parse()
-        .unwrap_or(0);
-    assert!((1..=60).contains(&retry_after), "Retry-After {retry_after}");
-    assert_eq!(header(&resp, "ratelimit-limit").as_deref(), Some("3"));
-    assert_eq!(header(&resp, "ratelimit-remaining").as_deref(), Some("0"));
-    assert!(header(&resp, "ratelimit-reset").is_some());
-    expect_problem(resp, 429, "rate-limited").await;
+    let reply = login(&app, &user.username, &user.password).await;
+    assert_eq!(reply.header("ratelimit-limit").as_deref(), Some("3"));
+    reply.rate_limited();
 
     // Another username from the same address is not affected by that counter.
     let other = new_user(&app).await;
@@ -469,68 +384,56 @@ async fn login_is_rate_limited_per_username() {
 #[tokio::test]
 #[ignore = "starts an edge-host of its own, so not under BASE_URL (run through scripts/test)"]
 async fn responses_carry_request_ids_security_headers_and_cors() {
+    const ORIGIN: &str = "https://app.example.com";
     let app = spawn_api(Some(
-        HostOptions::new().variable("cors_allowed_origins", "https://app.example.com"),
+        HostOptions::new().variable("cors_allowed_origins", ORIGIN),
     ))
     .await;
-    let resp = app
+    let request = app
         .get("/.well-known/jwks.json")
         .header("x-request-id", "e2e-request-1")
-        .header("origin", "https://app.example.com")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        header(&resp, "x-request-id").as_deref(),
-        Some("e2e-request-1")
-    );
-    assert_eq!(
-        header(&resp, "x-content-type-options").as_deref(),
-        Some("nosniff")
-    );
-    assert_eq!(header(&resp, "x-frame-options").as_deref(), Some("DENY"));
-    assert_eq!(
-        header(&resp, "referrer-policy").as_deref(),
-        Some("no-referrer")
-    );
-    assert!(header(&resp, "strict-transport-security").is_some());
-    assert_eq!(
-        header(&resp, "access-control-allow-origin").as_deref(),
-        Some("https://app.example.com")
-    );
+        .header("origin", ORIGIN);
+    let reply = Reply::send(request).await;
+    for (name, expected) in [
+        ("x-request-id", "e2e-request-1"),
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "no-referrer"),
+        ("access-control-allow-origin", ORIGIN),
+    ] {
+        assert_eq!(reply.header(name).as_deref(), Some(expected), "{name}");
+    }
+    assert!(reply.header("strict-transport-security").is_some());
 
-    let resp = app.get("/todos").send().await.unwrap();
+    let reply = todos_with(&app, None).await;
     assert!(
-        header(&resp, "x-request-id").is_some_and(|id| id.len() >= 16),
+        reply
+            .header("x-request-id")
+            .is_some_and(|id| id.len() >= 16),
         "generated id"
     );
 
-    let resp = app
-        .request(reqwest::Method::OPTIONS, "/todos")
-        .header("origin", "https://app.example.com")
-        .header("access-control-request-method", "POST")
-        .header(
-            "access-control-request-headers",
-            "authorization, content-type",
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 204);
-    assert!(header(&resp, "access-control-allow-methods").is_some_and(|m| m.contains("POST")));
+    let preflight = |origin: &str| {
+        app.request(reqwest::Method::OPTIONS, "/todos")
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+    };
+    let request = preflight(ORIGIN).header(
+        "access-control-request-headers",
+        "authorization, content-type",
+    );
+    let reply = Reply::send(request).await;
+    assert_eq!(reply.status, 204);
+    assert!(reply
+        .header("access-control-allow-methods")
+        .is_some_and(|m| m.contains("POST")));
     assert_eq!(
-        header(&resp, "access-control-allow-origin").as_deref(),
-        Some("https://app.example.com")
+        reply.header("access-control-allow-origin").as_deref(),
+        Some(ORIGIN)
     );
 
-    let resp = app
-        .request(reqwest::Method::OPTIONS, "/todos")
-        .header("origin", "https://evil.example.com")
-        .header("access-control-request-method", "POST")
-        .send()
-        .await
-        .unwrap();
-    assert!(header(&resp, "access-control-allow-origin").is_none());
+    let reply = Reply::send(preflight("https://evil.example.com")).await;
+    assert!(reply.header("access-control-allow-origin").is_none());
 }
 
 #[tokio::test]
@@ -539,8 +442,8 @@ async fn argon2_hashing_keeps_login_latency_bounded() {
     let app = app().await;
     let user = new_user(&app).await;
     let start = Instant::now();
-    let resp = login(&app, &user.username, &user.password).await;
-    assert_eq!(resp.status().as_u16(), 200);
+    let reply = login(&app, &user.username, &user.password).await;
+    assert_eq!(reply.status, 200);
     assert!(
         start.elapsed() < Duration::from_secs(5),
         "{:?}",

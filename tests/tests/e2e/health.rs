@@ -30,6 +30,33 @@ fn assert_up(body: &Value, dependency: &str) {
     );
 }
 
+/// Waits until readiness answers 503 (after Redis was stopped); returns that body.
+async fn redis_reported_down(app: &TestApp) -> Value {
+    eventually(
+        STATE_CHANGE_LIMIT,
+        "readiness to report Redis down",
+        || async {
+            let (status, body) = get_json(app, "/health/ready").await?;
+            if status != 503 {
+                bail!("status {status}, body {body}");
+            }
+            Ok(body)
+        },
+    )
+    .await
+}
+
+/// Checks an unavailable readiness body whose `dependency` is down with an error message.
+fn assert_down(body: &Value, dependency: &str) {
+    assert_eq!(body["status"], "unavailable", "body {body}");
+    let check = &body["checks"][dependency];
+    assert_eq!(check["status"], "down", "{dependency} in {body}");
+    assert!(
+        check["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "the failing {dependency} check should carry an error message: {body}"
+    );
+}
+
 /// A readiness answer that says everything is up.
 fn ready(status: u16, body: &Value) -> Result<()> {
     ensure!(status == 200, "status {status}, body {body}");
@@ -83,25 +110,8 @@ async fn readiness_is_503_naming_redis_while_it_is_down_and_200_after_it_restart
     ready(status, &body).expect("ready before Redis stops");
 
     redis.stop().await;
-    let body = eventually(
-        STATE_CHANGE_LIMIT,
-        "readiness to report Redis down",
-        || async {
-            let (status, body) = get_json(&app, "/health/ready").await?;
-            if status != 503 {
-                bail!("status {status}, body {body}");
-            }
-            Ok(body)
-        },
-    )
-    .await;
-    assert_eq!(body["status"], "unavailable", "body {body}");
-    let redis_check = &body["checks"]["redis"];
-    assert_eq!(redis_check["status"], "down", "body {body}");
-    assert!(
-        redis_check["error"].as_str().is_some_and(|e| !e.is_empty()),
-        "the failing check should carry an error message: {body}"
-    );
+    let body = redis_reported_down(&app).await;
+    assert_down(&body, "redis");
     assert_up(&body, "postgres");
 
     redis.restart().await;
@@ -131,18 +141,7 @@ async fn readiness_does_not_leak_connection_details_when_redis_is_down() {
     assert_eq!(status, 200, "{body}");
     redis.stop().await;
 
-    let body = eventually(
-        STATE_CHANGE_LIMIT,
-        "readiness to report Redis down",
-        || async {
-            let (status, body) = get_json(&app, "/health/ready").await?;
-            if status != 503 {
-                bail!("status {status}, body {body}");
-            }
-            Ok(body)
-        },
-    )
-    .await;
+    let body = redis_reported_down(&app).await;
 
     let text = body.to_string();
     assert!(
@@ -185,14 +184,7 @@ async fn readiness_is_503_naming_postgres_when_it_is_unreachable() {
         .expect("GET /health/ready");
 
     assert_eq!(status, 503, "body {body}");
-    assert_eq!(body["status"], "unavailable", "body {body}");
-    assert_eq!(body["checks"]["postgres"]["status"], "down", "body {body}");
-    assert!(
-        body["checks"]["postgres"]["error"]
-            .as_str()
-            .is_some_and(|e| !e.is_empty()),
-        "the failing check should carry an error message: {body}"
-    );
+    assert_down(&body, "postgres");
     assert!(
         !body.to_string().contains("unused"),
         "the password must not appear: {body}"

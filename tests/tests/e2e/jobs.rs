@@ -334,16 +334,14 @@ impl JobsWorld {
 /// Registers a fresh user; returns the (lower-cased) address the e-mail must go to.
 async fn register_user(app: &TestApp) -> String {
     let username = unique("mail");
-    let resp = register(
+    let body = register(
         app,
         &username,
         &format!("{}@Example.COM", username),
         "correct horse battery",
     )
-    .await;
-    let status = resp.status().as_u16();
-    let body: Value = resp.json().await.expect("register body");
-    assert_eq!(status, 201, "register: {body}");
+    .await
+    .expect_status(201);
     body["email"].as_str().expect("email").to_string()
 }
 

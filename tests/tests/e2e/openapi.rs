@@ -51,25 +51,27 @@ fn route_matches(route: &str, path: &str) -> bool {
         })
 }
 
+/// The items for which `matched` is false.
+fn without_match(items: &[String], matched: impl Fn(&str) -> bool) -> Vec<&String> {
+    items
+        .iter()
+        .filter(|item| !matched(item.as_str()))
+        .collect()
+}
+
 #[test]
 fn every_route_is_documented_and_every_documented_path_is_routed() {
     let routes = manifest_routes();
     let paths = spec_paths();
     assert!(!routes.is_empty() && !paths.is_empty());
 
-    let undocumented: Vec<&String> = routes
-        .iter()
-        .filter(|r| !paths.iter().any(|p| route_matches(r, p)))
-        .collect();
+    let undocumented = without_match(&routes, |r| paths.iter().any(|p| route_matches(r, p)));
     assert!(
         undocumented.is_empty(),
         "routes missing from openapi.yaml: {undocumented:?}"
     );
 
-    let unrouted: Vec<&String> = paths
-        .iter()
-        .filter(|p| !routes.iter().any(|r| route_matches(r, p)))
-        .collect();
+    let unrouted = without_match(&paths, |p| routes.iter().any(|r| route_matches(r, p)));
     assert!(
         unrouted.is_empty(),
         "openapi.yaml paths spin.toml does not route: {unrouted:?}"

@@ -73,300 +73,138 @@ async fn open(view: &mut CapabilityView<'_>, url: &str) -> Resource<v4::Connecti
         .unwrap()
 }
 
-async fn query(
-    view: &mut CapabilityView<'_>,
-    connection: &Resource<v4::Connection>,
-    sql: &str,
-    params: Vec<P>,
-) -> Result<v4::RowSet, v4::Error> {
-    let handle = Resource::new_borrow(connection.rep());
-    view.query(handle, sql.to_owned(), params).await.unwrap()
+/// A request with one connection open, as a guest handler holds it. Dropping it ends
+/// the request (the whole store goes, as when the guest returns without dropping handles).
+struct Session {
+    request: Request,
+    connection: Resource<v4::Connection>,
 }
 
-async fn execute(
-    view: &mut CapabilityView<'_>,
-    connection: &Resource<v4::Connection>,
-    sql: &str,
-) -> Result<u64, v4::Error> {
-    let handle = Resource::new_borrow(connection.rep());
-    view.execute(handle, sql.to_owned(), vec![]).await.unwrap()
+impl Fixture {
+    /// A fresh request with a connection checked out of the pool.
+    async fn session(&self) -> Session {
+        let mut request = self.request();
+        let connection = open(&mut request.view(), &self.url).await;
+        Session {
+            request,
+            connection,
+        }
+    }
 }
 
-/// The single value of a one-row, one-column query, with its column type.
-async fn scalar(
-    view: &mut CapabilityView<'_>,
-    connection: &Resource<v4::Connection>,
-    sql: &str,
-    params: Vec<P>,
-) -> (T, V) {
-    let rows = query(view, connection, sql, params)
-        .await
-        .unwrap_or_else(|err| panic!("{sql}: {err:?}"));
-    assert_eq!(rows.rows.len(), 1, "{sql}");
-    assert_eq!(rows.columns.len(), 1, "{sql}");
-    (rows.columns[0].data_type.clone(), rows.rows[0][0].clone())
+impl Session {
+    fn handle(&self) -> Resource<v4::Connection> {
+        Resource::new_borrow(self.connection.rep())
+    }
+
+    async fn query(&mut self, sql: &str, params: Vec<P>) -> Result<v4::RowSet, v4::Error> {
+        let handle = self.handle();
+        let mut view = self.request.view();
+        view.query(handle, sql.to_owned(), params).await.unwrap()
+    }
+
+    async fn execute(&mut self, sql: &str) -> Result<u64, v4::Error> {
+        let handle = self.handle();
+        let mut view = self.request.view();
+        view.execute(handle, sql.to_owned(), vec![]).await.unwrap()
+    }
+
+    /// The single value of a one-row, one-column query, with its column type.
+    async fn scalar(&mut self, sql: &str, params: Vec<P>) -> (T, V) {
+        let rows = self
+            .query(sql, params)
+            .await
+            .unwrap_or_else(|err| panic!("{sql}: {err:?}"));
+        assert_eq!(rows.rows.len(), 1, "{sql}");
+        assert_eq!(rows.columns.len(), 1, "{sql}");
+        (rows.columns[0].data_type.clone(), rows.rows[0][0].clone())
+    }
+
+    async fn backend_pid(&mut self) -> i32 {
+        match self.scalar("SELECT pg_backend_pid()", vec![]).await.1 {
+            V::Int32(pid) => pid,
+            other => panic!("pid: {other:?}"),
+        }
+    }
+
+    /// Drops the connection handle, as the guest does when it is done, and ends the request.
+    async fn close(self) {
+        let Session {
+            mut request,
+            connection,
+        } = self;
+        v4::HostConnection::drop(&mut request.view(), connection)
+            .await
+            .unwrap();
+    }
 }
 
 fn debug<D: std::fmt::Debug>(value: D) -> String {
     format!("{value:?}")
 }
 
+/// What `every_type_round_trips_through_the_real_server` sends and expects back, one case
+/// a line: (statement, parameter, expected column type, expected value).
+#[rustfmt::skip]
+fn round_trip_cases() -> Vec<(&'static str, Option<P>, T, V)> {
+    vec![
+        ("SELECT $1", Some(P::Boolean(true)), T::Boolean, V::Boolean(true)),
+        ("SELECT $1", Some(P::Int8(-5)), T::Int16, V::Int16(-5)),
+        ("SELECT $1", Some(P::Int16(i16::MIN)), T::Int16, V::Int16(i16::MIN)),
+        ("SELECT $1", Some(P::Int32(i32::MAX)), T::Int32, V::Int32(i32::MAX)),
+        ("SELECT $1", Some(P::Int64(i64::MIN)), T::Int64, V::Int64(i64::MIN)),
+        ("SELECT $1", Some(P::Floating32(1.5)), T::Floating32, V::Floating32(1.5)),
+        ("SELECT $1", Some(P::Floating64(-2.25)), T::Floating64, V::Floating64(-2.25)),
+        ("SELECT $1::text", Some(P::Str("héllo 'x'".into())), T::Str, V::Str("héllo 'x'".into())),
+        ("SELECT $1::varchar(10)", Some(P::Str("v".into())), T::Str, V::Str("v".into())),
+        ("SELECT 'a'::\"char\"", None, T::Int8, V::Int8(97)),
+        ("SELECT 'n'::name", None, T::Str, V::Str("n".into())),
+        ("SELECT $1", Some(P::Binary(vec![0, 1, 255])), T::Binary, V::Binary(vec![0, 1, 255])),
+        ("SELECT $1", Some(P::Date((2024, 2, 29))), T::Date, V::Date((2024, 2, 29))),
+        ("SELECT $1", Some(P::Date((-44, 3, 15))), T::Date, V::Date((-44, 3, 15))),
+        ("SELECT $1", Some(P::Time((23, 59, 58, 123_456_000))), T::Time, V::Time((23, 59, 58, 123_456_000))),
+        ("SELECT $1", Some(P::Datetime((2024, 2, 29, 12, 30, 45, 123_456_000))), T::Datetime, V::Datetime((2024, 2, 29, 12, 30, 45, 123_456_000))),
+        // A naive date-time stored in a timestamptz is the same UTC instant.
+        ("SELECT $1::timestamptz", Some(P::Datetime((2024, 2, 29, 12, 30, 45, 0))), T::Datetime, V::Datetime((2024, 2, 29, 12, 30, 45, 0))),
+        ("SELECT $1", Some(P::Timestamp(1_700_000_000)), T::Datetime, V::Datetime((2023, 11, 14, 22, 13, 20, 0))),
+        ("SELECT $1", Some(P::Uuid("A1A2A3A4-B1B2-C1C2-D1D2-D3D4D5D6D7D8".into())), T::Uuid, V::Uuid("a1a2a3a4-b1b2-c1c2-d1d2-d3d4d5d6d7d8".into())),
+        // A `str` takes the type the statement needs: here a uuid.
+        ("SELECT $1::uuid", Some(P::Str("a1a2a3a4-b1b2-c1c2-d1d2-d3d4d5d6d7d8".into())), T::Uuid, V::Uuid("a1a2a3a4-b1b2-c1c2-d1d2-d3d4d5d6d7d8".into())),
+        ("SELECT $1", Some(P::Jsonb(br#"{"a":[1,2],"b":null}"#.to_vec())), T::Jsonb, V::Jsonb(br#"{"a": [1, 2], "b": null}"#.to_vec())),
+        ("SELECT '{\"x\":1}'::json", None, T::Jsonb, V::Jsonb(br#"{"x":1}"#.to_vec())),
+        ("SELECT $1", Some(P::Decimal("-12345678901234567890.000000000000000000001".into())), T::Decimal, V::Decimal("-12345678901234567890.000000000000000000001".into())),
+        ("SELECT $1", Some(P::Decimal("1.50".into())), T::Decimal, V::Decimal("1.50".into())),
+        ("SELECT $1", Some(P::Decimal("0.0001".into())), T::Decimal, V::Decimal("0.0001".into())),
+        ("SELECT $1", Some(P::Decimal("1e3".into())), T::Decimal, V::Decimal("1000".into())),
+        ("SELECT $1", Some(P::Decimal("NaN".into())), T::Decimal, V::Decimal("NaN".into())),
+        ("SELECT $1", Some(P::RangeInt32((Some((1, K::Inclusive)), Some((5, K::Exclusive))))), T::RangeInt32, V::RangeInt32((Some((1, K::Inclusive)), Some((5, K::Exclusive))))),
+        // PostgreSQL canonicalises integer ranges to [lower, upper).
+        ("SELECT $1", Some(P::RangeInt64((None, Some((5, K::Inclusive))))), T::RangeInt64, V::RangeInt64((None, Some((6, K::Exclusive))))),
+        // Empty comes back as (0,0), which is empty again when sent back.
+        ("SELECT 'empty'::int4range", None, T::RangeInt32, V::RangeInt32((Some((0, K::Exclusive)), Some((0, K::Exclusive))))),
+        ("SELECT $1", Some(P::RangeDecimal((Some(("1.5".into(), K::Inclusive)), None))), T::RangeDecimal, V::RangeDecimal((Some(("1.5".into(), K::Inclusive)), None))),
+        ("SELECT $1", Some(P::ArrayInt32(vec![Some(1), None, Some(3)])), T::ArrayInt32, V::ArrayInt32(vec![Some(1), None, Some(3)])),
+        ("SELECT $1", Some(P::ArrayInt64(vec![Some(i64::MAX), None])), T::ArrayInt64, V::ArrayInt64(vec![Some(i64::MAX), None])),
+        ("SELECT $1", Some(P::ArrayInt32(vec![])), T::ArrayInt32, V::ArrayInt32(vec![])),
+        ("SELECT $1", Some(P::ArrayDecimal(vec![Some("1.50".into()), None, Some("-3".into())])), T::ArrayDecimal, V::ArrayDecimal(vec![Some("1.50".into()), None, Some("-3".into())])),
+        ("SELECT $1", Some(P::ArrayStr(vec![Some("a\"b,c".into()), None, Some("NULL".into())])), T::ArrayStr, V::ArrayStr(vec![Some("a\"b,c".into()), None, Some("NULL".into())])),
+        ("SELECT $1", Some(P::Interval(v4::Interval { micros: 3_600_000_001, days: -2, months: 14 })), T::Interval, V::Interval(v4::Interval { micros: 3_600_000_001, days: -2, months: 14 })),
+        ("SELECT $1::int4", Some(P::DbNull), T::Int32, V::DbNull),
+        ("SELECT $1::text", Some(P::DbNull), T::Str, V::DbNull),
+        // Domains decode as their base type.
+        ("SELECT 7::information_schema.cardinal_number", None, T::Int32, V::Int32(7)),
+    ]
+}
+
 #[tokio::test]
 #[ignore = "needs DATABASE_URL (run through scripts/test)"]
 async fn every_type_round_trips_through_the_real_server() {
     let fixture = Fixture::new(4);
-    let mut request = fixture.request();
-    let mut view = request.view();
-    let connection = open(&mut view, &fixture.url).await;
+    let mut session = fixture.session().await;
 
-    // (statement, parameter, expected column type, expected value)
-    let cases: Vec<(&str, Option<P>, T, V)> = vec![
-        (
-            "SELECT $1",
-            Some(P::Boolean(true)),
-            T::Boolean,
-            V::Boolean(true),
-        ),
-        ("SELECT $1", Some(P::Int8(-5)), T::Int16, V::Int16(-5)),
-        (
-            "SELECT $1",
-            Some(P::Int16(i16::MIN)),
-            T::Int16,
-            V::Int16(i16::MIN),
-        ),
-        (
-            "SELECT $1",
-            Some(P::Int32(i32::MAX)),
-            T::Int32,
-            V::Int32(i32::MAX),
-        ),
-        (
-            "SELECT $1",
-            Some(P::Int64(i64::MIN)),
-            T::Int64,
-            V::Int64(i64::MIN),
-        ),
-        (
-            "SELECT $1",
-            Some(P::Floating32(1.5)),
-            T::Floating32,
-            V::Floating32(1.5),
-        ),
-        (
-            "SELECT $1",
-            Some(P::Floating64(-2.25)),
-            T::Floating64,
-            V::Floating64(-2.25),
-        ),
-        (
-            "SELECT $1::text",
-            Some(P::Str("héllo 'x'".into())),
-            T::Str,
-            V::Str("héllo 'x'".into()),
-        ),
-        (
-            "SELECT $1::varchar(10)",
-            Some(P::Str("v".into())),
-            T::Str,
-            V::Str("v".into()),
-        ),
-        ("SELECT 'a'::\"char\"", None, T::Int8, V::Int8(97)),
-        ("SELECT 'n'::name", None, T::Str, V::Str("n".into())),
-        (
-            "SELECT $1",
-            Some(P::Binary(vec![0, 1, 255])),
-            T::Binary,
-            V::Binary(vec![0, 1, 255]),
-        ),
-        (
-            "SELECT $1",
-            Some(P::Date((2024, 2, 29))),
-            T::Date,
-            V::Date((2024, 2, 29)),
-        ),
-        (
-            "SELECT $1",
-            Some(P::Date((-44, 3, 15))),
-            T::Date,
-            V::Date((-44, 3, 15)),
-        ),
-        (
-            "SELECT $1",
-            Some(P::Time((23, 59, 58, 123_456_000))),
-            T::Time,
-            V::Time((23, 59, 58, 123_456_000)),
-        ),
-        (
-            "SELECT $1",
-            Some(P::Datetime((2024, 2, 29, 12, 30, 45, 123_456_000))),
-            T::Datetime,
-            V::Datetime((2024, 2, 29, 12, 30, 45, 123_456_000)),
-        ),
-        // A naive date-time stored in a timestamptz is the same UTC instant.
-        (
-            "SELECT $1::timestamptz",
-            Some(P::Datetime((2024, 2, 29, 12, 30, 45, 0))),
-            T::Datetime,
-            V::Datetime((2024, 2, 29, 12, 30, 45, 0)),
-        ),
-        (
-            "SELECT $1",
-            Some(P::Timestamp(1_700_000_000)),
-            T::Datetime,
-            V::Datetime((2023, 11, 14, 22, 13, 20, 0)),
-        ),
-        (
-            "SELECT $1",
-            Some(P::Uuid("A1A2A3A4-B1B2-C1C2-D1D2-D3D4D5D6D7D8".into())),
-            T::Uuid,
-            V::Uuid("a1a2a3a4-b1b2-c1c2-d1d2-d3d4d5d6d7d8".into()),
-        ),
-        // A `str` takes the type the statement needs: here a uuid.
-        (
-            "SELECT $1::uuid",
-            Some(P::Str("a1a2a3a4-b1b2-c1c2-d1d2-d3d4d5d6d7d8".into())),
-            T::Uuid,
-            V::Uuid("a1a2a3a4-b1b2-c1c2-d1d2-d3d4d5d6d7d8".into()),
-        ),
-        (
-            "SELECT $1",
-            Some(P::Jsonb(br#"{"a":[1,2],"b":null}"#.to_vec())),
-            T::Jsonb,
-            V::Jsonb(br#"{"a": [1, 2], "b": null}"#.to_vec()),
-        ),
-        (
-            "SELECT '{\"x\":1}'::json",
-            None,
-            T::Jsonb,
-            V::Jsonb(br#"{"x":1}"#.to_vec()),
-        ),
-        (
-            "SELECT $1",
-            Some(P::Decimal(
-                "-12345678901234567890.000000000000000000001".into(),
-            )),
-            T::Decimal,
-            V::Decimal("-12345678901234567890.000000000000000000001".into()),
-        ),
-        (
-            "SELECT $1",
-            Some(P::Decimal("1.50".into())),
-            T::Decimal,
-            V::Decimal("1.50".into()),
-        ),
-        (
-            "SELECT $1",
-            Some(P::Decimal("0.0001".into())),
-            T::Decimal,
-            V::Decimal("0.0001".into()),
-        ),
-        (
-            "SELECT $1",
-            Some(P::Decimal("1e3".into())),
-            T::Decimal,
-            V::Decimal("1000".into()),
-        ),
-        (
-            "SELECT $1",
-            Some(P::Decimal("NaN".into())),
-            T::Decimal,
-            V::Decimal("NaN".into()),
-        ),
-        (
-            "SELECT $1",
-            Some(P::RangeInt32((
-                Some((1, K::Inclusive)),
-                Some((5, K::Exclusive)),
-            ))),
-            T::RangeInt32,
-            V::RangeInt32((Some((1, K::Inclusive)), Some((5, K::Exclusive)))),
-        ),
-        // PostgreSQL canonicalises integer ranges to [lower, upper).
-        (
-            "SELECT $1",
-            Some(P::RangeInt64((None, Some((5, K::Inclusive))))),
-            T::RangeInt64,
-            V::RangeInt64((None, Some((6, K::Exclusive)))),
-        ),
-        // Empty comes back as (0,0), which is empty again when sent back.
-        (
-            "SELECT 'empty'::int4range",
-            None,
-            T::RangeInt32,
-            V::RangeInt32((Some((0, K::Exclusive)), Some((0, K::Exclusive)))),
-        ),
-        (
-            "SELECT $1",
-            Some(P::RangeDecimal((Some(("1.5".into(), K::Inclusive)), None))),
-            T::RangeDecimal,
-            V::RangeDecimal((Some(("1.5".into(), K::Inclusive)), None)),
-        ),
-        (
-            "SELECT $1",
-            Some(P::ArrayInt32(vec![Some(1), None, Some(3)])),
-            T::ArrayInt32,
-            V::ArrayInt32(vec![Some(1), None, Some(3)]),
-        ),
-        (
-            "SELECT $1",
-            Some(P::ArrayInt64(vec![Some(i64::MAX), None])),
-            T::ArrayInt64,
-            V::ArrayInt64(vec![Some(i64::MAX), None]),
-        ),
-        (
-            "SELECT $1",
-            Some(P::ArrayInt32(vec![])),
-            T::ArrayInt32,
-            V::ArrayInt32(vec![]),
-        ),
-        (
-            "SELECT $1",
-            Some(P::ArrayDecimal(vec![
-                Some("1.50".into()),
-                None,
-                Some("-3".into()),
-            ])),
-            T::ArrayDecimal,
-            V::ArrayDecimal(vec![Some("1.50".into()), None, Some("-3".into())]),
-        ),
-        (
-            "SELECT $1",
-            Some(P::ArrayStr(vec![
-                Some("a\"b,c".into()),
-                None,
-                Some("NULL".into()),
-            ])),
-            T::ArrayStr,
-            V::ArrayStr(vec![Some("a\"b,c".into()), None, Some("NULL".into())]),
-        ),
-        (
-            "SELECT $1",
-            Some(P::Interval(v4::Interval {
-                micros: 3_600_000_001,
-                days: -2,
-                months: 14,
-            })),
-            T::Interval,
-            V::Interval(v4::Interval {
-                micros: 3_600_000_001,
-                days: -2,
-                months: 14,
-            }),
-        ),
-        ("SELECT $1::int4", Some(P::DbNull), T::Int32, V::DbNull),
-        ("SELECT $1::text", Some(P::DbNull), T::Str, V::DbNull),
-        // Domains decode as their base type.
-        (
-            "SELECT 7::information_schema.cardinal_number",
-            None,
-            T::Int32,
-            V::Int32(7),
-        ),
-    ];
-    for (sql, param, expected_type, expected_value) in cases {
+    for (sql, param, expected_type, expected_value) in round_trip_cases() {
         let label = format!("{sql} with {param:?}");
-        let (data_type, value) =
-            scalar(&mut view, &connection, sql, param.into_iter().collect()).await;
+        let (data_type, value) = session.scalar(sql, param.into_iter().collect()).await;
         assert_eq!(debug(&data_type), debug(&expected_type), "{label}");
         if let (V::Jsonb(got), V::Jsonb(want)) = (&value, &expected_value) {
             let got: serde_json::Value = serde_json::from_slice(got).unwrap();
@@ -379,31 +217,23 @@ async fn every_type_round_trips_through_the_real_server() {
 
     // Values with no WIT form come back as `unsupported` with PostgreSQL's bytes, and
     // types with none as `other(name)`.
-    let (data_type, value) =
-        scalar(&mut view, &connection, "SELECT '10.1.2.3'::inet", vec![]).await;
+    let (data_type, value) = session.scalar("SELECT '10.1.2.3'::inet", vec![]).await;
     assert_eq!(debug(data_type), debug(T::Other("inet".into())));
     assert!(matches!(value, V::Unsupported(bytes) if !bytes.is_empty()));
-    let (data_type, value) = scalar(
-        &mut view,
-        &connection,
-        "SELECT 'infinity'::timestamp",
-        vec![],
-    )
-    .await;
+    let (data_type, value) = session.scalar("SELECT 'infinity'::timestamp", vec![]).await;
     assert_eq!(debug(data_type), debug(T::Datetime));
     assert!(matches!(value, V::Unsupported(_)));
-    let (_, value) = scalar(&mut view, &connection, "SELECT ARRAY[[1,2],[3,4]]", vec![]).await;
+    let (_, value) = session.scalar("SELECT ARRAY[[1,2],[3,4]]", vec![]).await;
     assert!(matches!(value, V::Unsupported(_)));
 
     // Several rows and columns, names kept.
-    let rows = query(
-        &mut view,
-        &connection,
-        "SELECT n AS number, n::text AS label FROM generate_series(1, 3) AS n",
-        vec![],
-    )
-    .await
-    .unwrap();
+    let rows = session
+        .query(
+            "SELECT n AS number, n::text AS label FROM generate_series(1, 3) AS n",
+            vec![],
+        )
+        .await
+        .unwrap();
     assert_eq!(
         rows.columns
             .iter()
@@ -418,6 +248,23 @@ async fn every_type_round_trips_through_the_real_server() {
     );
 }
 
+/// One query through an older interface's bindings (`v3` or `v2`), on a connection
+/// opened for it and closed after it; gives back the query's result.
+macro_rules! query_through {
+    ($interface:ident, $view:expr, $url:expr, $sql:expr, $params:expr) => {{
+        let connection = $interface::HostConnection::open($view, $url)
+            .await
+            .unwrap()
+            .unwrap();
+        let handle = Resource::new_borrow(connection.rep());
+        let result = $interface::HostConnection::query($view, handle, $sql.into(), $params).await;
+        $interface::HostConnection::drop($view, connection)
+            .await
+            .unwrap();
+        result
+    }};
+}
+
 #[tokio::test]
 #[ignore = "needs DATABASE_URL (run through scripts/test)"]
 async fn older_interfaces_share_the_mapping() {
@@ -425,23 +272,15 @@ async fn older_interfaces_share_the_mapping() {
     let mut request = fixture.request();
     let mut view = request.view();
 
-    let connection = v3::HostConnection::open(&mut view, fixture.url.clone())
-        .await
+    let params = vec![
+        v3::ParameterValue::Int32(7),
+        v3::ParameterValue::Str("s".into()),
+        v3::ParameterValue::Date((2020, 1, 2)),
+    ];
+    let sql = "SELECT $1::int4, $2::text, $3::date, 1.5::numeric";
+    let rows = query_through!(v3, &mut view, fixture.url.clone(), sql, params)
         .unwrap()
         .unwrap();
-    let rows = v3::HostConnection::query(
-        &mut view,
-        Resource::new_borrow(connection.rep()),
-        "SELECT $1::int4, $2::text, $3::date, 1.5::numeric".into(),
-        vec![
-            v3::ParameterValue::Int32(7),
-            v3::ParameterValue::Str("s".into()),
-            v3::ParameterValue::Date((2020, 1, 2)),
-        ],
-    )
-    .await
-    .unwrap()
-    .unwrap();
     assert_eq!(
         debug(rows.columns.iter().map(|c| c.data_type).collect::<Vec<_>>()),
         debug(vec![
@@ -460,24 +299,18 @@ async fn older_interfaces_share_the_mapping() {
             v3::DbValue::Unsupported
         ])
     );
-    v3::HostConnection::drop(&mut view, connection)
-        .await
-        .unwrap();
 
-    let connection = v2::HostConnection::open(&mut view, fixture.url.clone())
-        .await
-        .unwrap()
-        .unwrap();
-    let rows = v2::HostConnection::query(
+    let params = vec![
+        v2_types::ParameterValue::Uint32(u32::MAX),
+        v2_types::ParameterValue::Str("x".into()),
+    ];
+    let rows = query_through!(
+        v2,
         &mut view,
-        Resource::new_borrow(connection.rep()),
-        "SELECT $1 + 1, $2".into(),
-        vec![
-            v2_types::ParameterValue::Uint32(u32::MAX),
-            v2_types::ParameterValue::Str("x".into()),
-        ],
-    )
-    .await;
+        fixture.url.clone(),
+        "SELECT $1 + 1, $2",
+        params
+    );
     // An untyped `str` with nothing to infer from is text.
     let rows = rows.unwrap().unwrap();
     assert_eq!(
@@ -487,39 +320,25 @@ async fn older_interfaces_share_the_mapping() {
             v2_types::DbValue::Str("x".into())
         ])
     );
-    v2::HostConnection::drop(&mut view, connection)
-        .await
-        .unwrap();
 }
 
 #[tokio::test]
 #[ignore = "needs DATABASE_URL (run through scripts/test)"]
 async fn errors_carry_sqlstate_and_hide_passwords() {
     let fixture = Fixture::new(2);
-    let mut request = fixture.request();
-    let mut view = request.view();
-    let connection = open(&mut view, &fixture.url).await;
+    let mut session = fixture.session().await;
 
-    execute(
-        &mut view,
-        &connection,
-        "CREATE TEMP TABLE unique_things (id int PRIMARY KEY)",
-    )
-    .await
-    .unwrap();
-    let inserted = execute(
-        &mut view,
-        &connection,
-        "INSERT INTO unique_things VALUES (1), (2)",
-    )
-    .await;
+    session
+        .execute("CREATE TEMP TABLE unique_things (id int PRIMARY KEY)")
+        .await
+        .unwrap();
+    let inserted = session
+        .execute("INSERT INTO unique_things VALUES (1), (2)")
+        .await;
     assert_eq!(inserted.unwrap(), 2);
-    let duplicate = execute(
-        &mut view,
-        &connection,
-        "INSERT INTO unique_things VALUES (1)",
-    )
-    .await;
+    let duplicate = session
+        .execute("INSERT INTO unique_things VALUES (1)")
+        .await;
     let Err(v4::Error::QueryFailed(v4::QueryError::DbError(db))) = duplicate else {
         panic!("expected a database error, got {duplicate:?}");
     };
@@ -536,18 +355,14 @@ async fn errors_carry_sqlstate_and_hide_passwords() {
         "{db:?}"
     );
 
-    let divide = query(&mut view, &connection, "SELECT 1 / $1", vec![P::Int32(0)]).await;
+    let divide = session.query("SELECT 1 / $1", vec![P::Int32(0)]).await;
     assert!(
         matches!(&divide, Err(v4::Error::QueryFailed(v4::QueryError::DbError(db))) if db.code == "22012")
     );
 
-    let bad = query(
-        &mut view,
-        &connection,
-        "SELECT $1",
-        vec![P::Date((2023, 2, 29))],
-    )
-    .await;
+    let bad = session
+        .query("SELECT $1", vec![P::Date((2023, 2, 29))])
+        .await;
     assert!(
         matches!(&bad, Err(v4::Error::BadParameter(m)) if m.contains("$1")),
         "{bad:?}"
@@ -556,7 +371,7 @@ async fn errors_carry_sqlstate_and_hide_passwords() {
     // A host outside allowed_outbound_hosts is refused before any connection, and the
     // message names the destination without credentials.
     let elsewhere = fixture.url.replace("127.0.0.1", "127.0.0.2");
-    let denied = v4::HostConnection::open(&mut view, elsewhere)
+    let denied = v4::HostConnection::open(&mut session.request.view(), elsewhere)
         .await
         .unwrap();
     let Err(v4::Error::ConnectionFailed(message)) = denied else {
@@ -576,7 +391,7 @@ async fn errors_carry_sqlstate_and_hide_passwords() {
     // A wrong password is the server's answer, and it does not echo the password either.
     let mut wrong = url::Url::parse(&fixture.url).unwrap();
     wrong.set_password(Some("not-the-password")).unwrap();
-    let refused = v4::HostConnection::open(&mut view, wrong.to_string())
+    let refused = v4::HostConnection::open(&mut session.request.view(), wrong.to_string())
         .await
         .unwrap();
     let Err(v4::Error::ConnectionFailed(message)) = refused else {
@@ -588,37 +403,22 @@ async fn errors_carry_sqlstate_and_hide_passwords() {
 /// Opens a connection in a fresh request, runs `statements`, and ends the request
 /// either by dropping the handle (as the guest does) or by dropping the whole store.
 async fn dirty_request(fixture: &Fixture, statements: &[&str], drop_store_only: bool) -> i32 {
-    let mut request = fixture.request();
-    let mut view = request.view();
-    let connection = open(&mut view, &fixture.url).await;
-    let pid = backend_pid(&mut view, &connection).await;
+    let mut session = fixture.session().await;
+    let pid = session.backend_pid().await;
     for statement in statements {
-        let _ = execute(&mut view, &connection, statement).await;
+        let _ = session.execute(statement).await;
     }
-    if !drop_store_only {
-        v4::HostConnection::drop(&mut view, connection)
-            .await
-            .unwrap();
+    if drop_store_only {
+        drop(session);
+    } else {
+        session.close().await;
     }
-    drop(request);
     pid
-}
-
-async fn backend_pid(view: &mut CapabilityView<'_>, connection: &Resource<v4::Connection>) -> i32 {
-    match scalar(view, connection, "SELECT pg_backend_pid()", vec![])
-        .await
-        .1
-    {
-        V::Int32(pid) => pid,
-        other => panic!("pid: {other:?}"),
-    }
 }
 
 /// Asserts what the next user of the (single) pooled connection sees; returns its pid.
 async fn assert_clean_session(fixture: &Fixture, table: &str) -> i32 {
-    let mut request = fixture.request();
-    let mut view = request.view();
-    let connection = open(&mut view, &fixture.url).await;
+    let mut session = fixture.session().await;
     let checks: &[(&str, V)] = &[
         ("SELECT current_setting('application_name')", V::Str("edge-host".into())),
         ("SELECT current_setting('TimeZone')", V::Str("UTC".into())),
@@ -635,31 +435,25 @@ async fn assert_clean_session(fixture: &Fixture, table: &str) -> i32 {
         ("SELECT current_user = session_user", V::Boolean(true)),
     ];
     for (sql, expected) in checks {
-        let (_, value) = scalar(&mut view, &connection, sql, vec![]).await;
+        let (_, value) = session.scalar(sql, vec![]).await;
         assert_eq!(debug(&value), debug(expected), "{sql}");
     }
     // Not inside someone else's transaction block: SAVEPOINT needs one.
-    let probe = execute(&mut view, &connection, "SAVEPOINT probe").await;
+    let probe = session.execute("SAVEPOINT probe").await;
     assert!(
         matches!(&probe, Err(v4::Error::QueryFailed(v4::QueryError::DbError(db))) if db.code == "25P01"),
         "a transaction block leaked: {probe:?}"
     );
-    let (_, uncommitted) = scalar(
-        &mut view,
-        &connection,
-        &format!("SELECT count(*)::int4 FROM {table}"),
-        vec![],
-    )
-    .await;
+    let (_, uncommitted) = session
+        .scalar(&format!("SELECT count(*)::int4 FROM {table}"), vec![])
+        .await;
     assert_eq!(
         debug(uncommitted),
         debug(V::Int32(0)),
         "a row of an unfinished transaction leaked"
     );
-    let pid = backend_pid(&mut view, &connection).await;
-    v4::HostConnection::drop(&mut view, connection)
-        .await
-        .unwrap();
+    let pid = session.backend_pid().await;
+    session.close().await;
     pid
 }
 
@@ -673,9 +467,7 @@ struct Counts {
 /// Waits for the single pooled connection (so the last release, reset included, is
 /// done), reads the counters, and gives it back unused (one more `clean`).
 async fn settled(fixture: &Fixture) -> Counts {
-    let mut request = fixture.request();
-    let mut view = request.view();
-    let _connection = open(&mut view, &fixture.url).await;
+    let _session = fixture.session().await;
     let stats = fixture.stats();
     Counts {
         clean: stats.returned_clean.load(Ordering::Relaxed),
@@ -691,26 +483,16 @@ async fn pooled_connections_never_leak_session_state() {
     let fixture = Fixture::new(1);
     let table = format!("edge_host_hygiene_{}", std::process::id());
     {
-        let mut request = fixture.request();
-        let mut view = request.view();
-        let connection = open(&mut view, &fixture.url).await;
-        execute(
-            &mut view,
-            &connection,
-            &format!("DROP TABLE IF EXISTS {table}"),
-        )
-        .await
-        .unwrap();
-        execute(
-            &mut view,
-            &connection,
-            &format!("CREATE TABLE {table} (id int)"),
-        )
-        .await
-        .unwrap();
-        v4::HostConnection::drop(&mut view, connection)
+        let mut session = fixture.session().await;
+        session
+            .execute(&format!("DROP TABLE IF EXISTS {table}"))
             .await
             .unwrap();
+        session
+            .execute(&format!("CREATE TABLE {table} (id int)"))
+            .await
+            .unwrap();
+        session.close().await;
     }
     let first_pid = assert_clean_session(&fixture, &table).await;
 
@@ -718,13 +500,9 @@ async fn pooled_connections_never_leak_session_state() {
     // itself is such a request).
     let before = settled(&fixture).await;
     for drop_store_only in [false, true] {
-        let mut request = fixture.request();
-        let mut view = request.view();
-        let connection = open(&mut view, &fixture.url).await;
+        let session = fixture.session().await;
         if !drop_store_only {
-            v4::HostConnection::drop(&mut view, connection)
-                .await
-                .unwrap();
+            session.close().await;
         }
     }
     let after = settled(&fixture).await;
@@ -790,10 +568,9 @@ async fn pooled_connections_never_leak_session_state() {
         }
     }
 
-    let mut request = fixture.request();
-    let mut view = request.view();
-    let connection = open(&mut view, &fixture.url).await;
-    execute(&mut view, &connection, &format!("DROP TABLE {table}"))
+    let mut session = fixture.session().await;
+    session
+        .execute(&format!("DROP TABLE {table}"))
         .await
         .unwrap();
 }
@@ -805,36 +582,28 @@ async fn a_request_ending_mid_statement_cancels_it() {
     // In autocommit, and inside a block (which the cancel leaves failed: the reset then
     // needs its ROLLBACK).
     for opening in [None, Some("BEGIN")] {
-        let mut request = fixture.request();
-        let mut view = request.view();
-        let connection = open(&mut view, &fixture.url).await;
-        let pid = backend_pid(&mut view, &connection).await;
+        let mut session = fixture.session().await;
+        let pid = session.backend_pid().await;
         if let Some(opening) = opening {
-            execute(&mut view, &connection, opening).await.unwrap();
+            session.execute(opening).await.unwrap();
         }
         // The request's deadline fires while the statement runs.
-        let slow = execute(&mut view, &connection, "SELECT pg_sleep(30)");
+        let slow = session.execute("SELECT pg_sleep(30)");
         assert!(tokio::time::timeout(Duration::from_millis(200), slow)
             .await
             .is_err());
-        drop(request);
+        drop(session);
 
         let started = std::time::Instant::now();
         let before = fixture.stats().reset.load(Ordering::Relaxed);
-        let mut request = fixture.request();
-        let mut view = request.view();
-        let connection = open(&mut view, &fixture.url).await;
+        let mut session = fixture.session().await;
         assert!(
             started.elapsed() < Duration::from_secs(5),
             "{opening:?}: the slow statement was cancelled"
         );
         assert_eq!(fixture.stats().reset.load(Ordering::Relaxed), before + 1);
-        assert_eq!(
-            backend_pid(&mut view, &connection).await,
-            pid,
-            "{opening:?}"
-        );
-        let probe = execute(&mut view, &connection, "SAVEPOINT probe").await;
+        assert_eq!(session.backend_pid().await, pid, "{opening:?}");
+        let probe = session.execute("SAVEPOINT probe").await;
         assert_eq!(sqlstate(&probe), "25P01", "{opening:?}: no block left open");
     }
 }
@@ -844,8 +613,12 @@ async fn a_request_ending_mid_statement_cancels_it() {
 async fn copy_fails_and_the_next_request_still_gets_a_working_connection() {
     let fixture = Fixture::new(1);
     let schema = format!("edge_host_copy_{}", std::process::id());
-    let table = format!("CREATE TABLE {schema}.rows (x int)");
-    create_schema(&fixture, &schema, &[&table]).await;
+    create_schema(
+        &fixture,
+        &schema,
+        &[&format!("CREATE TABLE {schema}.rows (x int)")],
+    )
+    .await;
     // The WIT has no COPY data transfer, so the driver fails the call. COPY TO leaves
     // the connection resettable; COPY FROM leaves the server waiting for data, the reset
     // fails, and the connection is closed rather than returned.
@@ -855,29 +628,21 @@ async fn copy_fails_and_the_next_request_still_gets_a_working_connection() {
     ];
     for (statement, closed) in cases {
         let retired_before = settled(&fixture).await.retired;
-        let mut request = fixture.request();
-        let mut view = request.view();
-        let connection = open(&mut view, &fixture.url).await;
-        let pid = backend_pid(&mut view, &connection).await;
-        let copy = execute(&mut view, &connection, &statement).await;
+        let mut session = fixture.session().await;
+        let pid = session.backend_pid().await;
+        let copy = session.execute(&statement).await;
         assert!(copy.is_err(), "{statement}: {copy:?}");
-        drop(request);
+        drop(session);
 
         let retired = settled(&fixture).await.retired - retired_before;
-        let mut request = fixture.request();
-        let mut view = request.view();
-        let connection = open(&mut view, &fixture.url).await;
-        let next_pid = backend_pid(&mut view, &connection).await;
+        let mut session = fixture.session().await;
+        let next_pid = session.backend_pid().await;
         assert_eq!(next_pid != pid, closed, "{statement}: closed");
-        let (_, count) = scalar(
-            &mut view,
-            &connection,
-            &format!("SELECT count(*)::int4 FROM {schema}.rows"),
-            vec![],
-        )
-        .await;
+        let (_, count) = session
+            .scalar(&format!("SELECT count(*)::int4 FROM {schema}.rows"), vec![])
+            .await;
         assert_eq!(debug(count), debug(V::Int32(0)), "{statement}");
-        drop(request);
+        drop(session);
         assert_eq!(
             retired,
             u64::from(closed),
@@ -896,37 +661,28 @@ async fn enums_decode_as_text_and_a_connection_that_looked_up_a_type_is_closed()
     // type is looked up on a fresh one instead of failing.
     let mut pids = Vec::new();
     for (round, label) in ["happy", "sad"].iter().enumerate() {
-        let mut request = fixture.request();
-        let mut view = request.view();
-        let connection = open(&mut view, &fixture.url).await;
-        pids.push(backend_pid(&mut view, &connection).await);
+        let mut session = fixture.session().await;
+        pids.push(session.backend_pid().await);
         let type_name = format!("pg_temp.mood_{round}");
         let create = format!("CREATE TYPE {type_name} AS ENUM ('happy', 'sad')");
-        execute(&mut view, &connection, &create).await.unwrap();
-        let (data_type, value) = scalar(
-            &mut view,
-            &connection,
-            &format!("SELECT $1::{type_name}"),
-            vec![P::Str((*label).into())],
-        )
-        .await;
+        session.execute(&create).await.unwrap();
+        let (data_type, value) = session
+            .scalar(
+                &format!("SELECT $1::{type_name}"),
+                vec![P::Str((*label).into())],
+            )
+            .await;
         assert_eq!(debug(data_type), debug(T::Str));
         assert_eq!(debug(value), debug(V::Str((*label).into())));
-        v4::HostConnection::drop(&mut view, connection)
-            .await
-            .unwrap();
+        session.close().await;
     }
     // The next checkout waits for the single connection, so the last release is done.
-    let mut request = fixture.request();
-    let mut view = request.view();
-    let connection = open(&mut view, &fixture.url).await;
-    pids.push(backend_pid(&mut view, &connection).await);
+    let mut session = fixture.session().await;
+    pids.push(session.backend_pid().await);
     assert_eq!(fixture.stats().retired.load(Ordering::Relaxed), 2);
     assert_eq!(fixture.stats().reset.load(Ordering::Relaxed), 0);
     assert!(pids[0] != pids[1] && pids[1] != pids[2], "{pids:?}");
-    v4::HostConnection::drop(&mut view, connection)
-        .await
-        .unwrap();
+    session.close().await;
 }
 
 /// A plain tokio-postgres connection whose notices (warnings included) are collected.
@@ -1081,9 +837,7 @@ async fn discard_all_behaves_as_the_reset_relies_on() {
 
 /// A throwaway schema for one test, dropped by `drop_schema`.
 async fn create_schema(fixture: &Fixture, name: &str, statements: &[&str]) {
-    let mut request = fixture.request();
-    let mut view = request.view();
-    let connection = open(&mut view, &fixture.url).await;
+    let mut session = fixture.session().await;
     for statement in [
         format!("DROP SCHEMA IF EXISTS {name} CASCADE"),
         format!("CREATE SCHEMA {name}"),
@@ -1092,23 +846,27 @@ async fn create_schema(fixture: &Fixture, name: &str, statements: &[&str]) {
     .map(String::as_str)
     .chain(statements.iter().copied())
     {
-        execute(&mut view, &connection, statement)
+        session
+            .execute(statement)
             .await
             .unwrap_or_else(|err| panic!("{statement}: {err:?}"));
     }
 }
 
 async fn drop_schema(fixture: &Fixture, name: &str) {
-    let mut request = fixture.request();
-    let mut view = request.view();
-    let connection = open(&mut view, &fixture.url).await;
-    execute(
-        &mut view,
-        &connection,
-        &format!("DROP SCHEMA {name} CASCADE"),
-    )
-    .await
-    .unwrap();
+    let mut session = fixture.session().await;
+    session
+        .execute(&format!("DROP SCHEMA {name} CASCADE"))
+        .await
+        .unwrap();
+}
+
+/// The next request, asserting that it got the pooled connection with backend `pid`.
+async fn next_session_on(fixture: &Fixture, pid: i32) -> Session {
+    let mut session = fixture.session().await;
+    let next_pid = session.backend_pid().await;
+    assert_eq!(next_pid, pid, "the same pooled connection");
+    session
 }
 
 /// The SQLSTATE of a failed call, or what it returned instead.
@@ -1133,42 +891,28 @@ async fn a_setting_changed_inside_a_function_does_not_reach_the_next_request() {
 
     // Nothing in the statement names set_config: only the function body does.
     let pid = {
-        let mut request = fixture.request();
-        let mut view = request.view();
-        let connection = open(&mut view, &fixture.url).await;
+        let mut session = fixture.session().await;
         let statement = format!("SELECT {schema}.remember_tenant($1)");
-        let (_, value) = scalar(
-            &mut view,
-            &connection,
-            &statement,
-            vec![P::Str("alice".into())],
-        )
-        .await;
+        let (_, value) = session
+            .scalar(&statement, vec![P::Str("alice".into())])
+            .await;
         assert_eq!(debug(value), debug(V::Str("alice".into())));
-        backend_pid(&mut view, &connection).await
+        session.backend_pid().await
     };
 
-    let mut request = fixture.request();
-    let mut view = request.view();
-    let connection = open(&mut view, &fixture.url).await;
-    assert_eq!(
-        backend_pid(&mut view, &connection).await,
-        pid,
-        "the same pooled connection"
-    );
-    let (_, seen) = scalar(
-        &mut view,
-        &connection,
-        "SELECT coalesce(current_setting('edge.tenant', true), '')",
-        vec![],
-    )
-    .await;
+    let mut session = next_session_on(&fixture, pid).await;
+    let (_, seen) = session
+        .scalar(
+            "SELECT coalesce(current_setting('edge.tenant', true), '')",
+            vec![],
+        )
+        .await;
     assert_eq!(
         debug(seen),
         debug(V::Str(String::new())),
         "the previous request's setting reached the next one"
     );
-    drop(request);
+    drop(session);
     drop_schema(&fixture, &schema).await;
 }
 
@@ -1182,42 +926,29 @@ async fn the_last_inserted_id_does_not_reach_the_next_request() {
 
     // A plain insert in autocommit: it sets the session's lastval and currval.
     let pid = {
-        let mut request = fixture.request();
-        let mut view = request.view();
-        let connection = open(&mut view, &fixture.url).await;
+        let mut session = fixture.session().await;
         let insert = format!("INSERT INTO {schema}.notes (owner) VALUES ('alice')");
-        assert_eq!(execute(&mut view, &connection, &insert).await.unwrap(), 1);
-        backend_pid(&mut view, &connection).await
+        assert_eq!(session.execute(&insert).await.unwrap(), 1);
+        session.backend_pid().await
     };
 
-    let mut request = fixture.request();
-    let mut view = request.view();
-    let connection = open(&mut view, &fixture.url).await;
-    assert_eq!(
-        backend_pid(&mut view, &connection).await,
-        pid,
-        "the same pooled connection"
-    );
+    let mut session = next_session_on(&fixture, pid).await;
     // 55000: "lastval is not yet defined in this session", as on a fresh connection.
-    let lastval = query(&mut view, &connection, "SELECT lastval()", vec![]).await;
+    let lastval = session.query("SELECT lastval()", vec![]).await;
     assert_eq!(
         sqlstate(&lastval),
         "55000",
         "alice's id reached the next request: {lastval:?}"
     );
-    let currval = query(
-        &mut view,
-        &connection,
-        &format!("SELECT currval('{schema}.notes_id_seq')"),
-        vec![],
-    )
-    .await;
+    let currval = session
+        .query(&format!("SELECT currval('{schema}.notes_id_seq')"), vec![])
+        .await;
     assert_eq!(
         sqlstate(&currval),
         "55000",
         "alice's id reached the next request: {currval:?}"
     );
-    drop(request);
+    drop(session);
     drop_schema(&fixture, &schema).await;
 }
 
