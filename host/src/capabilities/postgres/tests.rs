@@ -973,18 +973,10 @@ async fn a_type_lookup_the_reset_could_not_see_costs_one_statement_and_the_conne
         format!("SELECT 'b'::{schema}.second"),
     ];
     for statement in &statements {
-        let mut request = fixture.request();
-        let mut view = request.view();
-        let connection = open(&mut view, &fixture.url).await;
-        pids.push(backend_pid(&mut view, &connection).await);
-        outcomes.push(
-            query(&mut view, &connection, statement, vec![])
-                .await
-                .is_ok(),
-        );
-        v4::HostConnection::drop(&mut view, connection)
-            .await
-            .unwrap();
+        let mut session = fixture.session().await;
+        pids.push(session.backend_pid().await);
+        outcomes.push(session.query(statement, vec![]).await.is_ok());
+        session.close().await;
     }
     assert_eq!(outcomes, [true, false, true], "{pids:?}");
     assert_eq!(pids[0], pids[1], "the first reset returned the connection");
