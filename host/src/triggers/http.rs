@@ -5,9 +5,9 @@
 //! state leaks between requests (unless instance reuse is turned on: see
 //! [`crate::triggers::reuse`]). The guest runs inside the connection's own task, polled
 //! first by the request and then by the response body, so a request costs no task spawn
-//! and no cross-thread wake-up (Spin and `wasmtime serve` spawn a task per request). Whatever happens inside the guest (a trap, a panic,
-//! running out of memory, overrunning the deadline) costs that request a 500 and a log
-//! line; the host keeps serving.
+//! and no cross-thread wake-up (Spin and `wasmtime serve` spawn a task per request).
+//! Whatever happens inside the guest (a trap, a panic, running out of memory, overrunning
+//! the deadline) costs that request a 500 and a log line; the host keeps serving.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -235,32 +235,30 @@ impl HttpTrigger {
         // no cross-thread wake-ups per request. It is polled here until it answers, then
         // by the response body (`GuestDriven`) while it streams the rest.
         let mut receiver = receiver;
-        let finished = tokio::select! {
+        let (head, finished) = tokio::select! {
             biased;
-            head = &mut receiver => {
-                return match head {
-                    Ok(Ok(response)) => Ok(response.map(|body| {
-                        GuestDriven::new(body, guest, target.component.clone()).boxed_unsync()
-                    })),
-                    Ok(Err(code)) => Err(anyhow::anyhow!("guest answered with error code {code:?}")),
-                    // The guest dropped its response slot unset: its own outcome says why.
-                    Err(_) => match guest.await {
-                        Ok(_) => Err(anyhow::anyhow!("guest returned without sending a response")),
-                        Err(err) => Err(err),
-                    },
-                };
-            }
-            finished = &mut guest => finished,
+            head = &mut receiver => (head.ok(), None),
+            // The guest finished before its answer was read (a small body is all buffered).
+            finished = &mut guest => (receiver.try_recv().ok(), Some(finished)),
         };
-        // The guest finished before its answer was read (a small body is all buffered).
-        match (receiver.try_recv(), finished) {
-            (Ok(Ok(response)), Ok(lease)) => Ok(response.map(|body| {
-                GuestDriven::finished(body, lease, target.component.clone()).boxed_unsync()
-            })),
-            (Ok(Err(code)), _) => Err(anyhow::anyhow!("guest answered with error code {code:?}")),
-            (_, Err(err)) => Err(err),
-            (Err(_), Ok(_)) => Err(anyhow::anyhow!("guest returned without sending a response")),
-        }
+        let Some(head) = head else {
+            // The guest dropped its response slot unset: its own outcome says why.
+            let finished = match finished {
+                Some(finished) => finished,
+                None => guest.await,
+            };
+            return Err(finished
+                .err()
+                .unwrap_or_else(|| anyhow::anyhow!("guest returned without sending a response")));
+        };
+        let response =
+            head.map_err(|code| anyhow::anyhow!("guest answered with error code {code:?}"))?;
+        let (guest, finished) = match finished {
+            None => (Some(guest), None),
+            Some(finished) => (None, finished?),
+        };
+        let component = target.component.clone();
+        Ok(response.map(|body| GuestDriven::new(body, guest, finished, component).boxed_unsync()))
     }
 
     /// A fresh instance; when every pooling-allocator slot is taken and reuse is on,
@@ -380,22 +378,18 @@ struct GuestDriven<B> {
 }
 
 impl<B> GuestDriven<B> {
-    fn new(inner: B, guest: GuestRun, component: Arc<AppComponent>) -> Self {
+    /// `guest` still running, or already `finished` with the instance to tear down.
+    fn new(
+        inner: B,
+        guest: Option<GuestRun>,
+        finished: Option<Lease<Proxy>>,
+        component: Arc<AppComponent>,
+    ) -> Self {
         Self {
             inner,
             inner_ended: false,
-            guest: Some(guest),
-            finished: None,
-            component,
-        }
-    }
-
-    fn finished(inner: B, lease: Option<Lease<Proxy>>, component: Arc<AppComponent>) -> Self {
-        Self {
-            inner,
-            inner_ended: false,
-            guest: None,
-            finished: lease,
+            guest,
+            finished,
             component,
         }
     }
