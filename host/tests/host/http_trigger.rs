@@ -165,7 +165,7 @@ fn requests_beyond_the_instance_limit_wait_for_a_slot() {
         host.base_url,
         gate.local_addr().unwrap()
     );
-    let holder = std::thread::spawn(move || crate::harness::ureq_like_get(&hold_url).send());
+    let holder = std::thread::spawn(move || test_support::raw_get(&hold_url).send());
     // The call arrives from inside the running instance: from now on the slot is taken.
     gate.set_nonblocking(true).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -1,62 +1,11 @@
 //! The Redis trigger against the redisprobe component and a private redis-server.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
+use test_support::PrivateRedis;
 
 use crate::harness::{build_fixture, repo_root, Host};
-
-/// A redis-server of this test's own on a free loopback port, without persistence.
-struct PrivateRedis {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl PrivateRedis {
-    fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut redis = Self { port, child: None };
-        redis.restart();
-        redis
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (scripts/services installs it)");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 /// Publishes `message` on `probe-in` and waits for it on `probe-out`.
 async fn round_trip(redis_url: &str, message: &str) -> Option<String> {
@@ -81,9 +30,9 @@ async fn round_trip(redis_url: &str, message: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn messages_run_the_component_and_survive_traps_and_restarts() {
     build_fixture("redisprobe");
-    let mut redis = PrivateRedis::start();
+    let mut redis = PrivateRedis::start().await;
     let url = redis.url();
-    let host_port = url.trim_start_matches("redis://").to_owned();
+    let host_port = redis.host();
     let manifest = repo_root().join("host/tests/fixtures/redisprobe.toml");
     let host = tokio::task::block_in_place(|| {
         Host::start_manifest(
@@ -110,8 +59,8 @@ async fn messages_run_the_component_and_survive_traps_and_restarts() {
     );
 
     // Redis goes away and comes back: the subscription is re-established by itself.
-    redis.stop();
-    redis.restart();
+    redis.stop().await;
+    redis.restart().await;
     assert!(host.wait_for_output_count(Duration::from_secs(20), 2, subscribed));
     // The component's own outbound connection may fail once while it reconnects, so
     // allow a few attempts; the subscription itself must already be back.

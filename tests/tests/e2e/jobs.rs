@@ -7,222 +7,26 @@
 //! one or two `edge-host`s pointed at all three. Nothing is shared with other tests, so
 //! counting e-mails is exact.
 
-use std::collections::{HashSet, VecDeque};
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Result};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
 
 use crate::api::{register, unique};
 use crate::harness::{
-    eventually, external_base_url, HostOptions, PrivateRedis, TestApp, TestDatabase,
+    eventually, external_base_url, HostOptions, MailSink, PrivateRedis, Received, TestApp,
+    TestDatabase,
 };
-
-// ---------------------------------------------------------------------------------------
-// The mail sink: a tiny HTTP/1.1 server (keep-alive, content-length or chunked bodies).
-
-/// One request the sink received, and the status it answered.
-#[derive(Debug, Clone)]
-struct Received {
-    method: String,
-    path: String,
-    idempotency_key: Option<String>,
-    content_type: Option<String>,
-    body: Value,
-    answered: u16,
-}
-
-#[derive(Default)]
-struct SinkState {
-    /// Statuses to answer, in order; 200 once it is empty.
-    script: VecDeque<u16>,
-    received: Vec<Received>,
-}
-
-/// A mail webhook on 127.0.0.1 that records every request.
-struct MailSink {
-    addr: SocketAddr,
-    state: Arc<Mutex<SinkState>>,
-    task: JoinHandle<()>,
-}
-
-impl MailSink {
-    /// Starts the sink; it answers `script` in order, then 200.
-    async fn start(script: &[u16]) -> MailSink {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the sink");
-        let addr = listener.local_addr().expect("sink address");
-        let state = Arc::new(Mutex::new(SinkState {
-            script: script.iter().copied().collect(),
-            received: Vec::new(),
-        }));
-        let shared = state.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let state = shared.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = serve_connection(stream, state).await {
-                        eprintln!("[mail sink] connection error: {e:#}");
-                    }
-                });
-            }
-        });
-        MailSink { addr, state, task }
-    }
-
-    /// The webhook URL for `mail_webhook_url`.
-    fn url(&self) -> String {
-        format!("http://{}/mail", self.addr)
-    }
-
-    /// `http://127.0.0.1:PORT`, for `mail_webhook_origin` (allowed_outbound_hosts).
-    fn origin(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn received(&self) -> Vec<Received> {
-        self.state.lock().expect("sink state").received.clone()
-    }
-
-    /// The requests answered with a 2xx: e-mails the webhook accepted.
-    fn delivered(&self) -> Vec<Received> {
-        self.received()
-            .into_iter()
-            .filter(|r| (200..300).contains(&r.answered))
-            .collect()
-    }
-}
-
-impl Drop for MailSink {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn serve_connection(stream: TcpStream, state: Arc<Mutex<SinkState>>) -> Result<()> {
-    let mut stream = BufReader::new(stream);
-    loop {
-        let mut request_line = String::new();
-        if stream.read_line(&mut request_line).await? == 0 {
-            return Ok(()); // the client closed the connection
-        }
-        let mut parts = request_line.split_whitespace();
-        let method = parts.next().unwrap_or_default().to_string();
-        let path = parts.next().unwrap_or_default().to_string();
-        let mut headers = Vec::new();
-        loop {
-            let mut line = String::new();
-            ensure!(stream.read_line(&mut line).await? > 0, "EOF in headers");
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = line.split_once(':') {
-                headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
-            }
-        }
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.clone())
-        };
-        let body = if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-            read_chunked(&mut stream).await?
-        } else {
-            let length: usize = header("content-length")
-                .map(|v| v.parse())
-                .transpose()?
-                .unwrap_or(0);
-            let mut body = vec![0; length];
-            stream.read_exact(&mut body).await?;
-            body
-        };
-        let status = {
-            let mut state = state.lock().expect("sink state");
-            let status = state.script.pop_front().unwrap_or(200);
-            state.received.push(Received {
-                method,
-                path,
-                idempotency_key: header("idempotency-key"),
-                content_type: header("content-type"),
-                body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-                answered: status,
-            });
-            status
-        };
-        let reply = format!(
-            "HTTP/1.1 {status} Sink\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{{}}"
-        );
-        stream.get_mut().write_all(reply.as_bytes()).await?;
-    }
-}
-
-async fn read_chunked(stream: &mut BufReader<TcpStream>) -> Result<Vec<u8>> {
-    let mut body = Vec::new();
-    loop {
-        let mut size_line = String::new();
-        ensure!(
-            stream.read_line(&mut size_line).await? > 0,
-            "EOF in chunk size"
-        );
-        let size_text = size_line.trim().split(';').next().unwrap_or_default();
-        let size = usize::from_str_radix(size_text, 16).context("chunk size")?;
-        if size == 0 {
-            // Trailers (none expected) end with an empty line.
-            loop {
-                let mut line = String::new();
-                ensure!(stream.read_line(&mut line).await? > 0, "EOF in trailers");
-                if line.trim_end().is_empty() {
-                    return Ok(body);
-                }
-            }
-        }
-        let start = body.len();
-        body.resize(start + size, 0);
-        stream.read_exact(&mut body[start..]).await?;
-        let mut crlf = [0u8; 2];
-        stream.read_exact(&mut crlf).await?;
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// A raw Redis client for the few commands the tests send themselves.
-
-/// Sends one command in RESP and returns the first reply line (`+OK`, `:1`, ...).
-async fn redis_command(host: &str, args: &[&[u8]]) -> Result<String> {
-    let mut stream = TcpStream::connect(host).await?;
-    let mut request = format!("*{}\r\n", args.len()).into_bytes();
-    for arg in args {
-        request.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-        request.extend_from_slice(arg);
-        request.extend_from_slice(b"\r\n");
-    }
-    stream.write_all(&request).await?;
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line).await?;
-    if line.starts_with('-') {
-        bail!("redis error: {}", line.trim_end());
-    }
-    Ok(line.trim_end().to_string())
-}
 
 /// What `scripts/services` sets on the shared Redis: expiry events, which carry the
 /// notifier's retry timers.
 async fn enable_expiry_events(redis: &PrivateRedis) {
-    redis_command(
-        &redis.host(),
-        &[b"CONFIG", b"SET", b"notify-keyspace-events", b"Ex"],
-    )
-    .await
-    .expect("CONFIG SET notify-keyspace-events Ex");
+    redis
+        .command(&[b"CONFIG", b"SET", b"notify-keyspace-events", b"Ex"])
+        .await
+        .expect("CONFIG SET notify-keyspace-events Ex");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -313,7 +117,9 @@ impl JobsWorld {
 
     /// Publishes on the jobs channel; returns how many subscribers received the message.
     async fn publish(&self, message: &[u8]) -> u64 {
-        let reply = redis_command(&self.redis.host(), &[b"PUBLISH", b"jobs", message])
+        let reply = self
+            .redis
+            .command(&[b"PUBLISH", b"jobs", message])
             .await
             .expect("PUBLISH");
         reply
@@ -607,17 +413,16 @@ async fn a_handler_that_fails_or_traps_does_not_stop_the_next_message() {
         })
         .await;
     // Let the 24 MiB message through Redis's per-subscriber output buffer limit.
-    redis_command(
-        &world.redis.host(),
-        &[
+    world
+        .redis
+        .command(&[
             b"CONFIG",
             b"SET",
             b"client-output-buffer-limit",
             b"pubsub 0 0 0",
-        ],
-    )
-    .await
-    .expect("CONFIG SET client-output-buffer-limit");
+        ])
+        .await
+        .expect("CONFIG SET client-output-buffer-limit");
     // The subscription is up once a message is heard: the first job proves it.
     let first = format!("{}@example.com", unique("first"));
     let id = world.insert_job(&first).await;

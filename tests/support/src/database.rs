@@ -1,0 +1,155 @@
+//! A throwaway database on the project's PostgreSQL.
+
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use anyhow::{bail, Context, Result};
+
+use crate::paths::repo_root;
+use crate::services::service_setting;
+
+/// A database with the schema applied by `scripts/migrate`, dropped (with its connections)
+/// on drop. For tests that need a world of their own, e.g. counting rows or exercising the
+/// migrations.
+pub struct TestDatabase {
+    /// The database name, `e2e_<pid>_<n>`.
+    pub name: String,
+    /// Its URL, with the project's `todo` role (which has CREATEDB).
+    pub url: String,
+    admin_url: String,
+}
+
+impl TestDatabase {
+    /// Creates the database and applies every migration to it.
+    pub async fn create() -> TestDatabase {
+        TestDatabase::try_create()
+            .await
+            .unwrap_or_else(|e| panic!("creating a throwaway database: {e:#}"))
+    }
+
+    async fn try_create() -> Result<TestDatabase> {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let admin_url = service_setting("DATABASE_URL")?;
+        let name = format!(
+            "e2e_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let url = with_database(&admin_url, &name)?;
+        psql(
+            &admin_url,
+            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        )
+        .await?;
+        psql(&admin_url, &format!("CREATE DATABASE {name}")).await?;
+        let database = TestDatabase {
+            name,
+            url,
+            admin_url,
+        };
+        let migrate = repo_root().join("scripts/migrate");
+        let output = tokio::process::Command::new(&migrate)
+            .arg(&database.url)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .with_context(|| format!("running {}", migrate.display()))?;
+        if !output.status.success() {
+            bail!(
+                "scripts/migrate failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(database)
+    }
+
+    /// Runs SQL in this database with psql and returns its unaligned, tuples-only output.
+    pub async fn query(&self, sql: &str) -> Result<String> {
+        psql(&self.url, sql).await
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        // Drop runs outside any runtime guarantee, so this one is blocking.
+        let result = Command::new(psql_binary())
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d"])
+            .arg(&self.admin_url)
+            .arg("-c")
+            .arg(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .status();
+        if !matches!(result, Ok(status) if status.success()) {
+            eprintln!("could not drop throwaway database {}", self.name);
+        }
+    }
+}
+
+fn psql_binary() -> String {
+    std::env::var("PSQL").unwrap_or_else(|_| "psql".to_string())
+}
+
+async fn psql(url: &str, sql: &str) -> Result<String> {
+    let output = tokio::process::Command::new(psql_binary())
+        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"])
+        .arg(url)
+        .arg("-c")
+        .arg(sql)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .context("running psql (install the PostgreSQL client, or set PSQL)")?;
+    if !output.status.success() {
+        bail!(
+            "psql failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
+/// `url` with its database name replaced by `name` (query string kept).
+fn with_database(url: &str, name: &str) -> Result<String> {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority_start = base.find("://").context("DATABASE_URL has no scheme")? + 3;
+    let path_start = base[authority_start..]
+        .find('/')
+        .map(|i| authority_start + i)
+        .unwrap_or(base.len());
+    let mut out = format!("{}/{}", &base[..path_start], name);
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_name_is_replaced() {
+        assert_eq!(
+            with_database("postgres://u:p@127.0.0.1:55432/todo", "e2e_1").unwrap(),
+            "postgres://u:p@127.0.0.1:55432/e2e_1"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h:1/todo?sslmode=disable", "x").unwrap(),
+            "postgres://u:p@h:1/x?sslmode=disable"
+        );
+        assert_eq!(
+            with_database("postgres://h:1", "x").unwrap(),
+            "postgres://h:1/x"
+        );
+    }
+}
