@@ -10,7 +10,7 @@
 //!
 //! | request | Redis | PostgreSQL |
 //! |---|---|---|
-//! | `POST /auth/login` | 1 connection, 1 `EVAL` (address and username counters together) | 1 checkout: credentials lookup, then the refresh-token family insert |
+//! | `POST /auth/login` | 1 connection, 1 `EVAL` (the throttle: address, username+address, username guard; `common::login_guard`), a success 1 more (`EVAL`: give the count back, mark the address known) | 1 checkout: credentials lookup, then the refresh-token family insert |
 //! | `POST /auth/register` | 1 connection, `EVAL` + `PUBLISH` (the job's wake-up) | 1 checkout, 1 statement (user + job); a conflict adds one lookup |
 //! | `POST /auth/refresh` | none | 1 checkout, 1 statement; a reused token adds the revocation |
 //! | `POST /auth/logout` | none | 1 checkout, 1 statement |
@@ -23,7 +23,8 @@
 
 use common::config::{Component, RateLimitName};
 use common::domain::{Email, Password, Username};
-use common::http::{self, check_rate_limit, Ctx};
+use common::http::{self, check_login_guard, check_rate_limit, record_login_success, Ctx};
+use common::login_guard::{GuardKeys, GuardLimits};
 use common::rate_limit::Counter;
 use common::repo::{self, Rotation};
 use common::store::{Db, Redis, SpinVariables};
@@ -141,21 +142,18 @@ fn login(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
 
     let store = ctx.config.store()?;
     let redis = Redis::new(&store.redis_url);
-    let counters = [
-        Counter::new(
-            &store.redis_key_prefix,
-            "login-address",
-            &ctx.client_addr,
-            ctx.config.rate_limit(RateLimitName::LoginAddress)?,
-        ),
-        Counter::new(
-            &store.redis_key_prefix,
-            "login-username",
-            &username.normalized(),
-            ctx.config.rate_limit(RateLimitName::LoginUsername)?,
-        ),
-    ];
-    check_rate_limit(ctx, &redis, &counters, None)?;
+    let guard = GuardKeys::new(
+        &store.redis_key_prefix,
+        &username.normalized(),
+        &ctx.client_addr,
+    );
+    let limits = GuardLimits {
+        address: ctx.config.rate_limit(RateLimitName::LoginAddress)?,
+        pair: ctx.config.rate_limit(RateLimitName::LoginPair)?,
+        username: ctx.config.rate_limit(RateLimitName::LoginUsername)?,
+        guard_interval_seconds: ctx.config.login_guard_interval_seconds()?,
+    };
+    check_login_guard(ctx, &redis, &guard, &limits)?;
 
     // Fail on a missing key before spending an argon2 pass.
     let settings = ctx.config.tokens()?;
@@ -167,6 +165,7 @@ fn login(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
     // Unknown user and wrong password: same work (one argon2 pass), same error.
     let user = passwords::check_credentials(&password, credentials)?;
     ctx.user_id = Some(user.to_string());
+    record_login_success(ctx, &redis, &guard);
 
     let access_token =
         key.issue_access_token(&user, &settings, lifetimes.access_token_ttl_seconds)?;

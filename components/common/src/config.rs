@@ -47,8 +47,12 @@ pub enum Variable {
     RateLimitApi,
     /// Per-address limit on login.
     RateLimitLoginAddress,
-    /// Per-username limit on login.
+    /// Per-username failed logins before the guard engages.
     RateLimitLoginUsername,
+    /// Failed logins per username and client address.
+    RateLimitLoginPair,
+    /// The guard's interval: one login per username and unrecognised address.
+    LoginGuardIntervalSeconds,
     /// Per-address limit on register.
     RateLimitRegisterAddress,
     /// CORS origins (empty: none).
@@ -71,7 +75,7 @@ pub enum Variable {
 
 impl Variable {
     /// Every variable, in declaration order.
-    pub const ALL: [Variable; 21] = [
+    pub const ALL: [Variable; 23] = [
         Variable::DbUrl,
         Variable::RedisUrl,
         Variable::RedisKeyPrefix,
@@ -84,6 +88,8 @@ impl Variable {
         Variable::RateLimitApi,
         Variable::RateLimitLoginAddress,
         Variable::RateLimitLoginUsername,
+        Variable::RateLimitLoginPair,
+        Variable::LoginGuardIntervalSeconds,
         Variable::RateLimitRegisterAddress,
         Variable::CorsAllowedOrigins,
         Variable::MaxBodyBytes,
@@ -110,6 +116,8 @@ impl Variable {
             Variable::RateLimitApi => "rate_limit_api",
             Variable::RateLimitLoginAddress => "rate_limit_login_address",
             Variable::RateLimitLoginUsername => "rate_limit_login_username",
+            Variable::RateLimitLoginPair => "rate_limit_login_pair",
+            Variable::LoginGuardIntervalSeconds => "login_guard_interval_seconds",
             Variable::RateLimitRegisterAddress => "rate_limit_register_address",
             Variable::CorsAllowedOrigins => "cors_allowed_origins",
             Variable::MaxBodyBytes => "max_body_bytes",
@@ -173,6 +181,8 @@ impl Component {
                 RefreshTokenTtlSeconds,
                 RateLimitLoginAddress,
                 RateLimitLoginUsername,
+                RateLimitLoginPair,
+                LoginGuardIntervalSeconds,
                 RateLimitRegisterAddress,
                 JobsChannel,
                 CorsAllowedOrigins,
@@ -438,6 +448,12 @@ impl<'s> Config<'s> {
         })
     }
 
+    /// While the login guard is engaged for a username, how often an address that has not
+    /// logged in to it before may try (`login_guard_interval_seconds`).
+    pub fn login_guard_interval_seconds(&self) -> Result<u32, ConfigError> {
+        self.number(Variable::LoginGuardIntervalSeconds, 1..=86_400)
+    }
+
     /// How long a cached `GET /todos` page lives (0 disables the cache).
     pub fn todos_cache_ttl_seconds(&self) -> Result<u32, ConfigError> {
         self.number(Variable::TodosCacheTtlSeconds, 0..=86_400)
@@ -581,9 +597,12 @@ pub enum RateLimitName {
     Api,
     /// Per client address on login (`rate_limit_login_address`).
     LoginAddress,
-    /// Per username on login (`rate_limit_login_username`): slows password guessing
-    /// against one account from many addresses.
+    /// Failed logins per username from all addresses (`rate_limit_login_username`): over
+    /// it, the login guard engages (`crate::login_guard`); never a refusal by itself.
     LoginUsername,
+    /// Failed logins per username and client address (`rate_limit_login_pair`): over it,
+    /// that address (only) is refused for that username.
+    LoginPair,
     /// Per client address on register (`rate_limit_register_address`).
     RegisterAddress,
 }
@@ -595,6 +614,7 @@ impl RateLimitName {
             RateLimitName::Api => Variable::RateLimitApi,
             RateLimitName::LoginAddress => Variable::RateLimitLoginAddress,
             RateLimitName::LoginUsername => Variable::RateLimitLoginUsername,
+            RateLimitName::LoginPair => Variable::RateLimitLoginPair,
             RateLimitName::RegisterAddress => Variable::RateLimitRegisterAddress,
         }
     }
@@ -725,10 +745,12 @@ mod tests {
         for limit in [
             RateLimitName::LoginAddress,
             RateLimitName::LoginUsername,
+            RateLimitName::LoginPair,
             RateLimitName::RegisterAddress,
         ] {
             auth.rate_limit(limit).unwrap();
         }
+        assert_eq!(auth.login_guard_interval_seconds().unwrap(), 300);
         let todos = all(Component::Todos);
         assert_eq!(
             todos.rate_limit(RateLimitName::Api).unwrap().max_requests,

@@ -10,8 +10,9 @@
 //!   body reader, authentication and the rate-limit check.
 //! - [`tokens`]: EdDSA access tokens, JWKS, refresh tokens (feature `tokens`).
 //! - [`passwords`]: argon2id (feature `passwords`).
-//! - [`rate_limit`], [`todo_list`], [`jobs`]: pure logic of the limiter (script and reply
-//!   decoding), the list cache and the background-job outbox.
+//! - [`rate_limit`], [`login_guard`], [`todo_list`], [`jobs`]: pure logic of the limiter
+//!   (script and reply decoding), the login throttle, the list cache and the background-job
+//!   outbox.
 //! - [`store`], [`repo`]: the host's PostgreSQL, Redis and variables, and every SQL
 //!   statement.
 //!
@@ -24,6 +25,7 @@ pub mod error;
 pub mod http;
 pub mod jobs;
 pub mod log;
+pub mod login_guard;
 #[cfg(feature = "passwords")]
 pub mod passwords;
 pub mod rate_limit;

@@ -1,9 +1,11 @@
 //! The per-request use of Redis: the rate-limit check (one Lua script, which can read a
-//! cache entry in the same round trip) and the record of carrying on without Redis.
+//! cache entry in the same round trip), the login throttle, and the record of carrying on
+//! without Redis.
 
 use super::Ctx;
 use crate::error::ApiError;
 use crate::log;
+use crate::login_guard::{self, GuardKeys, GuardLimits};
 use crate::rate_limit::{self, Counter};
 use crate::store::Redis;
 
@@ -53,5 +55,60 @@ pub fn check_rate_limit(
             redis_degraded(ctx, "rate-limit", &e);
             Ok(None)
         }
+    }
+}
+
+/// The login throttle before the password is checked ([`crate::login_guard`]): counts the
+/// attempt as a failure until [`record_login_success`] gives it back. Refused →
+/// `Err(RateLimited)` (the rule is logged); Redis failure → allowed (fail open), logged.
+pub fn check_login_guard(
+    ctx: &mut Ctx,
+    redis: &Redis,
+    keys: &GuardKeys,
+    limits: &GuardLimits,
+) -> Result<(), ApiError> {
+    let (keys, args) = keys.check_arguments(limits);
+    let reply = match redis.eval(login_guard::CHECK_SCRIPT, &keys, &args) {
+        Ok(reply) => reply,
+        Err(e) => {
+            redis_degraded(ctx, "login-guard", &e);
+            return Ok(());
+        }
+    };
+    match login_guard::decode_check(&reply) {
+        Ok((decision, refusal)) => {
+            ctx.rate_limit = Some(decision);
+            match refusal {
+                None => Ok(()),
+                Some(rule) => {
+                    log::event(
+                        "info",
+                        "login refused by the throttle",
+                        &[
+                            ("component", ctx.component),
+                            ("request_id", &ctx.request_id),
+                            ("rule", rule.name()),
+                        ],
+                    );
+                    Err(ApiError::RateLimited(decision))
+                }
+            }
+        }
+        Err(e) => {
+            redis_degraded(ctx, "login-guard", &e);
+            Ok(())
+        }
+    }
+}
+
+/// After a successful login: gives the attempt's failure count back and marks the address
+/// as known for the username. Best effort (a failure is logged, the login stands).
+pub fn record_login_success(ctx: &mut Ctx, redis: &Redis, keys: &GuardKeys) {
+    if !ctx.degraded.is_empty() {
+        return; // Redis already failed in this request
+    }
+    let (keys, args) = keys.success_arguments();
+    if let Err(e) = redis.eval(login_guard::SUCCESS_SCRIPT, &keys, &args) {
+        redis_degraded(ctx, "login-success", &e);
     }
 }

@@ -30,7 +30,7 @@ use crate::rate_limit::RateLimitDecision;
 #[cfg(feature = "tokens")]
 pub use auth::{authenticate, bearer_token};
 pub use body::{is_json_media_type, JsonObject};
-pub use limits::{check_rate_limit, redis_degraded};
+pub use limits::{check_login_guard, check_rate_limit, record_login_success, redis_degraded};
 
 /// Headers browsers may read from cross-origin responses.
 const EXPOSED_HEADERS: &str =
