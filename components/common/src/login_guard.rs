@@ -77,9 +77,11 @@ return {1, 0, pair_limit, pair_count, pair_ttl}
 "#;
 
 /// After a successful login: the attempt was not a failure (give back the pair and
-/// username counts, never below zero) and the address is now known for the username.
-/// `KEYS`: pair failures, username failures, known-address marker. `ARGV`: the marker's
-/// lifetime.
+/// username counts, never below zero), the address is now known for the username, and
+/// the user's token generation is stored as `crate::revocation::SET_MAX_SCRIPT` does (never
+/// lowered), in the same round trip. `KEYS`: pair failures, username failures,
+/// known-address marker, generation copy. `ARGV`: the marker's lifetime, the generation,
+/// its copy's lifetime.
 pub const SUCCESS_SCRIPT: &str = r#"
 for i = 1, 2 do
   if tonumber(redis.call('GET', KEYS[i]) or '0') > 0 then
@@ -87,6 +89,12 @@ for i = 1, 2 do
   end
 end
 redis.call('SET', KEYS[3], '1', 'EX', tonumber(ARGV[1]))
+local current = tonumber(redis.call('GET', KEYS[4]) or '-1')
+local given = tonumber(ARGV[2])
+if given > current then
+  current = given
+end
+redis.call('SET', KEYS[4], tostring(current), 'EX', tonumber(ARGV[3]))
 return 1
 "#;
 
@@ -150,11 +158,25 @@ impl GuardKeys {
         (keys, args)
     }
 
-    /// Keys and arguments of [`SUCCESS_SCRIPT`].
-    pub fn success_arguments(&self) -> (Vec<String>, Vec<String>) {
+    /// Keys and arguments of [`SUCCESS_SCRIPT`] for the user's generation copy
+    /// (`crate::revocation::key`) and current generation.
+    pub fn success_arguments(
+        &self,
+        generation_key: &str,
+        generation: i64,
+    ) -> (Vec<String>, Vec<String>) {
         (
-            vec![self.pair.clone(), self.username.clone(), self.known.clone()],
-            vec![KNOWN_ADDRESS_TTL_SECONDS.to_string()],
+            vec![
+                self.pair.clone(),
+                self.username.clone(),
+                self.known.clone(),
+                generation_key.to_owned(),
+            ],
+            vec![
+                KNOWN_ADDRESS_TTL_SECONDS.to_string(),
+                generation.to_string(),
+                crate::revocation::GENERATION_TTL_SECONDS.to_string(),
+            ],
         )
     }
 }
@@ -248,12 +270,24 @@ mod tests {
             ]
         );
         assert_eq!(a, ["30", "60", "10", "900", "50", "3600", "300"]);
-        let (k, a) = keys.success_arguments();
+        let (k, a) = keys.success_arguments("todo:tokgen:u", 4);
         assert_eq!(
             k,
-            [keys.pair.clone(), keys.username.clone(), keys.known.clone()]
+            [
+                keys.pair.clone(),
+                keys.username.clone(),
+                keys.known.clone(),
+                "todo:tokgen:u".into()
+            ]
         );
-        assert_eq!(a, [KNOWN_ADDRESS_TTL_SECONDS.to_string()]);
+        assert_eq!(
+            a,
+            [
+                KNOWN_ADDRESS_TTL_SECONDS.to_string(),
+                "4".into(),
+                "86400".into()
+            ]
+        );
         assert_ne!(GuardKeys::new("todo", "alice", "10.0.0.2").pair, keys.pair);
     }
 
