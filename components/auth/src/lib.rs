@@ -5,12 +5,14 @@
 //! validation, tokens, hashing and SQL live in the `common` crate.
 //!
 //! ## Host round trips per request
-//! At most one Redis connection (opened on the first command) and one PostgreSQL checkout
-//! per request; routes without a rate limit open no Redis connection at all.
+//! At most one Redis connection (opened on the first command) per request; routes without
+//! a rate limit or revocation open no Redis connection at all. At most one PostgreSQL
+//! checkout at a time, and none held across password hashing (login and password change
+//! check a connection out twice: before and after the argon2 pass).
 //!
 //! | request | Redis | PostgreSQL |
 //! |---|---|---|
-//! | `POST /auth/login` | 1 connection, 1 `EVAL` (the throttle: address, username+address, username guard; `common::login_guard`), a success 1 more (`EVAL`: give the count back, mark the address known) | 1 checkout: credentials lookup, then the refresh-token family insert |
+//! | `POST /auth/login` | 1 connection, 1 `EVAL` (the throttle: address, username+address, username guard; `common::login_guard`), a success 1 more (`EVAL`: give the count back, mark the address known) | 2 checkouts, none held during the argon2 pass: the credentials lookup, then (a success) the refresh-token family insert |
 //! | `POST /auth/register` | 1 connection, `EVAL` + `PUBLISH` (the job's wake-up) | 1 checkout, 1 statement (user + job); a conflict adds one lookup |
 //! | `POST /auth/refresh` | none | 1 checkout, 1 statement; a reused token adds the revocation |
 //! | `POST /auth/logout` | none | 1 checkout, 1 statement |
@@ -170,8 +172,12 @@ fn login(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
     let lifetimes = ctx.config.token_lifetimes()?;
     let key = tokens::signing_key(&settings)?;
 
-    let db = Db::open(&store.db_url)?;
-    let credentials = repo::find_credentials(&db, &username)?;
+    // The pooled connection goes back before the argon2 pass (tens of milliseconds of
+    // guest CPU): holding it would let a burst of logins exhaust the pool for everyone.
+    let credentials = {
+        let db = Db::open(&store.db_url)?;
+        repo::find_credentials(&db, &username)?
+    };
     // Unknown user and wrong password: same work (one argon2 pass), same error.
     let subject = passwords::check_credentials(&password, credentials)?;
     ctx.user_id = Some(subject.user.to_string());
@@ -191,6 +197,7 @@ fn login(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
         lifetimes.access_token_ttl_seconds,
     )?;
     let refresh_token = RefreshToken::generate()?;
+    let db = Db::open(&store.db_url)?;
     repo::start_refresh_family(
         &db,
         &subject.user,
