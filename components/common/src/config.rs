@@ -55,6 +55,8 @@ pub enum Variable {
     LoginGuardIntervalSeconds,
     /// Per-address limit on register.
     RateLimitRegisterAddress,
+    /// Per-address limit on the sweep route.
+    RateLimitSweepAddress,
     /// CORS origins (empty: none).
     CorsAllowedOrigins,
     /// Largest accepted request body.
@@ -75,7 +77,7 @@ pub enum Variable {
 
 impl Variable {
     /// Every variable, in declaration order.
-    pub const ALL: [Variable; 23] = [
+    pub const ALL: [Variable; 24] = [
         Variable::DbUrl,
         Variable::RedisUrl,
         Variable::RedisKeyPrefix,
@@ -91,6 +93,7 @@ impl Variable {
         Variable::RateLimitLoginPair,
         Variable::LoginGuardIntervalSeconds,
         Variable::RateLimitRegisterAddress,
+        Variable::RateLimitSweepAddress,
         Variable::CorsAllowedOrigins,
         Variable::MaxBodyBytes,
         Variable::JobsChannel,
@@ -119,6 +122,7 @@ impl Variable {
             Variable::RateLimitLoginPair => "rate_limit_login_pair",
             Variable::LoginGuardIntervalSeconds => "login_guard_interval_seconds",
             Variable::RateLimitRegisterAddress => "rate_limit_register_address",
+            Variable::RateLimitSweepAddress => "rate_limit_sweep_address",
             Variable::CorsAllowedOrigins => "cors_allowed_origins",
             Variable::MaxBodyBytes => "max_body_bytes",
             Variable::JobsChannel => "jobs_channel",
@@ -209,6 +213,7 @@ impl Component {
                 JobsRetryMaxSeconds,
                 JobsMaxAttempts,
                 JobsSweepToken,
+                RateLimitSweepAddress,
                 CorsAllowedOrigins,
                 MaxBodyBytes,
             ],
@@ -605,6 +610,9 @@ pub enum RateLimitName {
     LoginPair,
     /// Per client address on register (`rate_limit_register_address`).
     RegisterAddress,
+    /// Per client address on the sweep route, before its token is compared
+    /// (`rate_limit_sweep_address`).
+    SweepAddress,
 }
 
 impl RateLimitName {
@@ -616,6 +624,7 @@ impl RateLimitName {
             RateLimitName::LoginUsername => Variable::RateLimitLoginUsername,
             RateLimitName::LoginPair => Variable::RateLimitLoginPair,
             RateLimitName::RegisterAddress => Variable::RateLimitRegisterAddress,
+            RateLimitName::SweepAddress => Variable::RateLimitSweepAddress,
         }
     }
 }
@@ -768,6 +777,7 @@ mod tests {
         );
         assert_eq!(notifier.mail_webhook_url().unwrap(), None);
         assert_eq!(notifier.jobs_sweep_token().unwrap(), None);
+        notifier.rate_limit(RateLimitName::SweepAddress).unwrap();
     }
 
     #[test]
