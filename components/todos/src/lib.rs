@@ -114,7 +114,7 @@ fn begin_with(
     let (seen, cached) = match values {
         Some(mut values) => {
             let cached = values.get_mut(1).and_then(Option::take);
-            (values.swap_remove(0), cached)
+            (values.first_mut().and_then(Option::take), cached)
         }
         None => (None, None),
     };
