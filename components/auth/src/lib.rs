@@ -1,16 +1,18 @@
 //! The `auth` component: `POST /auth/register`, `/auth/login`, `/auth/refresh`,
-//! `/auth/logout` and `GET /.well-known/jwks.json`.
+//! `/auth/logout`, `/auth/logout-all`, `/auth/password` and `GET /.well-known/jwks.json`.
 //!
 //! Build: `cargo build --target wasm32-wasip2 --release -p auth`. The handlers are thin:
 //! validation, tokens, hashing and SQL live in the `common` crate.
 //!
 //! ## Host round trips per request
-//! At most one Redis connection (opened on the first command) and one PostgreSQL checkout
-//! per request; routes without a rate limit open no Redis connection at all.
+//! At most one Redis connection (opened on the first command) per request; routes without
+//! a rate limit or revocation open no Redis connection at all. At most one PostgreSQL
+//! checkout at a time, and none held across password hashing (login and password change
+//! check a connection out twice: before and after the argon2 pass).
 //!
 //! | request | Redis | PostgreSQL |
 //! |---|---|---|
-//! | `POST /auth/login` | 1 connection, 1 `EVAL` (address and username counters together) | 1 checkout: credentials lookup, then the refresh-token family insert |
+//! | `POST /auth/login` | 1 connection, 1 `EVAL` (the throttle: address, username+address, username guard; `common::login_guard`), a success 1 more (`EVAL`: give the count back, mark the address known) | 2 checkouts, none held during the argon2 pass: the credentials lookup, then (a success) the refresh-token family insert |
 //! | `POST /auth/register` | 1 connection, `EVAL` + `PUBLISH` (the job's wake-up) | 1 checkout, 1 statement (user + job); a conflict adds one lookup |
 //! | `POST /auth/refresh` | none | 1 checkout, 1 statement; a reused token adds the revocation |
 //! | `POST /auth/logout` | none | 1 checkout, 1 statement |
@@ -21,13 +23,18 @@
 //! (`common::passwords`, tens of milliseconds); signing the access token adds about
 //! 0.1 ms (deriving the public key to check the variable, then the signature).
 
-use common::config::{Component, RateLimitName};
-use common::domain::{Email, Password, Username};
-use common::http::{self, check_rate_limit, Ctx};
+use common::config::{Component, RateLimitName, StoreSettings};
+use common::domain::{Email, Password, Username, Uuid};
+use common::http::{
+    self, authenticate, check_generation, check_login_guard, check_rate_limit,
+    check_rate_limit_reading, generation_key, record_login_success, store_generation, Ctx,
+};
+use common::login_guard::{GuardKeys, GuardLimits};
 use common::rate_limit::Counter;
 use common::repo::{self, Rotation};
+use common::revocation::Seen;
 use common::store::{Db, Redis, SpinVariables};
-use common::tokens::{self, RefreshToken};
+use common::tokens::{self, AccessClaims, RefreshToken};
 use common::{jobs, log, passwords, ApiError};
 use serde::Serialize;
 use spin_sdk::http::{Method, Request, Response};
@@ -46,6 +53,8 @@ fn route(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
         "/auth/login" => ("/auth/login", "POST"),
         "/auth/refresh" => ("/auth/refresh", "POST"),
         "/auth/logout" => ("/auth/logout", "POST"),
+        "/auth/logout-all" => ("/auth/logout-all", "POST"),
+        "/auth/password" => ("/auth/password", "POST"),
         "/.well-known/jwks.json" => ("/.well-known/jwks.json", "GET"),
         _ => return Err(ApiError::NotFound),
     };
@@ -55,6 +64,8 @@ fn route(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
         "/auth/login" if post => login(ctx, req),
         "/auth/refresh" if post => refresh(ctx, req),
         "/auth/logout" if post => logout(ctx, req),
+        "/auth/logout-all" if post => logout_all(ctx, req),
+        "/auth/password" if post => change_password(ctx, req),
         "/.well-known/jwks.json" if *req.method() == Method::Get => jwks(ctx),
         _ => Err(ApiError::MethodNotAllowed { allow }),
     }
@@ -82,7 +93,9 @@ fn register(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
     let email = body.required_str("email");
     let email = body.parse_with("email", email, Email::parse);
     let password = body.required_str("password");
-    let password = body.parse_with("password", password, Password::parse);
+    let password = body.parse_with("password", password, |raw| {
+        Password::parse_new(raw, username.as_ref(), email.as_ref())
+    });
     body.finish()?;
     let username = username.ok_or_else(|| missing("username"))?;
     let email = email.ok_or_else(|| missing("email"))?;
@@ -141,39 +154,53 @@ fn login(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
 
     let store = ctx.config.store()?;
     let redis = Redis::new(&store.redis_url);
-    let counters = [
-        Counter::new(
-            &store.redis_key_prefix,
-            "login-address",
-            &ctx.client_addr,
-            ctx.config.rate_limit(RateLimitName::LoginAddress)?,
-        ),
-        Counter::new(
-            &store.redis_key_prefix,
-            "login-username",
-            &username.normalized(),
-            ctx.config.rate_limit(RateLimitName::LoginUsername)?,
-        ),
-    ];
-    check_rate_limit(ctx, &redis, &counters, None)?;
+    let guard = GuardKeys::new(
+        &store.redis_key_prefix,
+        &username.normalized(),
+        &ctx.client_addr,
+    );
+    let limits = GuardLimits {
+        address: ctx.config.rate_limit(RateLimitName::LoginAddress)?,
+        pair: ctx.config.rate_limit(RateLimitName::LoginPair)?,
+        username: ctx.config.rate_limit(RateLimitName::LoginUsername)?,
+        guard_interval_seconds: ctx.config.login_guard_interval_seconds()?,
+    };
+    check_login_guard(ctx, &redis, &guard, &limits)?;
 
     // Fail on a missing key before spending an argon2 pass.
     let settings = ctx.config.tokens()?;
     let lifetimes = ctx.config.token_lifetimes()?;
     let key = tokens::signing_key(&settings)?;
 
-    let db = Db::open(&store.db_url)?;
-    let credentials = repo::find_credentials(&db, &username)?;
+    // The pooled connection goes back before the argon2 pass (tens of milliseconds of
+    // guest CPU): holding it would let a burst of logins exhaust the pool for everyone.
+    let credentials = {
+        let db = Db::open(&store.db_url)?;
+        repo::find_credentials(&db, &username)?
+    };
     // Unknown user and wrong password: same work (one argon2 pass), same error.
-    let user = passwords::check_credentials(&password, credentials)?;
-    ctx.user_id = Some(user.to_string());
+    let subject = passwords::check_credentials(&password, credentials)?;
+    ctx.user_id = Some(subject.user.to_string());
+    record_login_success(
+        ctx,
+        &redis,
+        &guard,
+        &store.redis_key_prefix,
+        &subject.user,
+        subject.generation,
+    );
 
-    let access_token =
-        key.issue_access_token(&user, &settings, lifetimes.access_token_ttl_seconds)?;
+    let access_token = key.issue_access_token_at(
+        &subject.user,
+        subject.generation,
+        &settings,
+        lifetimes.access_token_ttl_seconds,
+    )?;
     let refresh_token = RefreshToken::generate()?;
+    let db = Db::open(&store.db_url)?;
     repo::start_refresh_family(
         &db,
-        &user,
+        &subject.user,
         refresh_token.hash(),
         lifetimes.refresh_token_ttl_seconds,
     )?;
@@ -209,13 +236,14 @@ fn refresh(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
         replacement.hash(),
         lifetimes.refresh_token_ttl_seconds,
     )? {
-        Rotation::Rotated { user } => {
-            ctx.user_id = Some(user.to_string());
+        Rotation::Rotated(subject) => {
+            ctx.user_id = Some(subject.user.to_string());
             http::json(
                 200,
                 &TokenPair {
-                    access_token: key.issue_access_token(
-                        &user,
+                    access_token: key.issue_access_token_at(
+                        &subject.user,
+                        subject.generation,
                         &settings,
                         lifetimes.access_token_ttl_seconds,
                     )?,
@@ -225,23 +253,145 @@ fn refresh(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
                 },
             )
         }
-        Rotation::ReuseDetected => {
+        Rotation::ReuseDetected(subject) => {
+            ctx.user_id = Some(subject.user.to_string());
             log::event(
                 "warn",
-                "refresh token reused: its family is revoked",
+                "refresh token reused: its family is revoked and the user's access tokens end",
                 &[("component", "auth"), ("request_id", &ctx.request_id)],
             );
+            publish_generation(ctx, &subject.user, subject.generation)?;
             Err(ApiError::InvalidRefreshToken)
         }
         Rotation::Invalid => Err(ApiError::InvalidRefreshToken),
     }
 }
 
+/// After a revocation committed in PostgreSQL: stores the bumped generation in Redis, so
+/// the user's older access tokens are refused from the next request on
+/// (`common::revocation`; a failed write is logged, PostgreSQL stays the truth).
+fn publish_generation(ctx: &mut Ctx, user: &Uuid, generation: i64) -> Result<(), ApiError> {
+    let store = ctx.config.store()?;
+    let redis = Redis::new(&store.redis_url);
+    store_generation(ctx, &redis, &store.redis_key_prefix, user, generation, true);
+    Ok(())
+}
+
 fn logout(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
     let presented = refresh_token_body(ctx, req)?;
     let db = Db::open(&ctx.config.db_url()?)?;
     // 204 whether or not the token was known: logout is idempotent and not an oracle.
-    repo::revoke_refresh_family(&db, presented.hash())?;
+    if let Some(subject) = repo::revoke_refresh_family(&db, presented.hash())? {
+        drop(db);
+        ctx.user_id = Some(subject.user.to_string());
+        publish_generation(ctx, &subject.user, subject.generation)?;
+    }
+    Ok(http::no_content())
+}
+
+/// The caller of an authenticated `auth` route: a valid, unrevoked access token, counted
+/// against the per-account limit (`account:<user>`, `rate_limit_login_pair`: the routes
+/// behind it verify a password or end sessions). One Redis round trip (the limit and the
+/// generation together).
+fn account_caller(
+    ctx: &mut Ctx,
+    req: &Request,
+    store: &StoreSettings,
+    redis: &Redis,
+) -> Result<(AccessClaims, Option<Db>), ApiError> {
+    let claims = authenticate(ctx, req)?;
+    let counter = Counter::new(
+        &store.redis_key_prefix,
+        "account",
+        claims.user.as_str(),
+        ctx.config.rate_limit(RateLimitName::LoginPair)?,
+    );
+    let reads = [generation_key(&store.redis_key_prefix, &claims)];
+    let seen = check_rate_limit_reading(ctx, redis, &[counter], &reads)?
+        .and_then(|mut values| values.pop().flatten());
+    let db = check_generation(
+        ctx,
+        redis,
+        &store.redis_key_prefix,
+        &claims,
+        Seen::from_reply(seen.as_deref()),
+        || Db::open(&store.db_url),
+    )?;
+    Ok((claims, db))
+}
+
+/// `POST /auth/logout-all`: ends every session of the caller (refresh tokens revoked,
+/// access tokens refused from the next request on).
+fn logout_all(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
+    let store = ctx.config.store()?;
+    let redis = Redis::new(&store.redis_url);
+    let (claims, db) = account_caller(ctx, req, &store, &redis)?;
+    let db = match db {
+        Some(db) => db,
+        None => Db::open(&store.db_url)?,
+    };
+    let generation = repo::revoke_all_sessions(&db, &claims.user)?.ok_or(
+        ApiError::InvalidAccessToken("the token's user no longer exists"),
+    )?;
+    drop(db);
+    store_generation(
+        ctx,
+        &redis,
+        &store.redis_key_prefix,
+        &claims.user,
+        generation,
+        true,
+    );
+    Ok(http::no_content())
+}
+
+/// `POST /auth/password` `{current_password, new_password}`: checks the current password,
+/// applies the new-password policy, then sets the new hash and ends every session, in one
+/// statement. No connection is held while hashing.
+fn change_password(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
+    let store = ctx.config.store()?;
+    let redis = Redis::new(&store.redis_url);
+    let (claims, db) = account_caller(ctx, req, &store, &redis)?;
+
+    let mut body = ctx.json_body(req)?;
+    let current = body.required_str("current_password");
+    let current = body.parse_with("current_password", current, Password::parse);
+    let new = body.required_str("new_password");
+    // The length now; the rules that need the account once it is read.
+    let new_checked = body.parse_with("new_password", new.clone(), Password::parse);
+    body.finish()?;
+    let current = current.ok_or_else(|| missing("current_password"))?;
+    let new = new.ok_or_else(|| missing("new_password"))?;
+    new_checked.ok_or_else(|| missing("new_password"))?;
+
+    let db = match db {
+        Some(db) => db,
+        None => Db::open(&store.db_url)?,
+    };
+    let account = repo::find_account(&db, &claims.user)?.ok_or(ApiError::InvalidAccessToken(
+        "the token's user no longer exists",
+    ))?;
+    drop(db); // released before argon2
+    let new = Password::parse_new(&new, Some(&account.username), Some(&account.email))
+        .map_err(|message| ApiError::invalid_field("new_password", message))?;
+    if !passwords::verify(&current, Some(&account.password_hash)) {
+        return Err(ApiError::InvalidCredentials);
+    }
+    let hash = passwords::hash(&new)?;
+
+    let db = Db::open(&store.db_url)?;
+    let generation = repo::change_password(&db, &claims.user, &hash)?.ok_or(
+        ApiError::InvalidAccessToken("the token's user no longer exists"),
+    )?;
+    drop(db);
+    store_generation(
+        ctx,
+        &redis,
+        &store.redis_key_prefix,
+        &claims.user,
+        generation,
+        true,
+    );
     Ok(http::no_content())
 }
 

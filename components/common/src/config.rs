@@ -47,10 +47,16 @@ pub enum Variable {
     RateLimitApi,
     /// Per-address limit on login.
     RateLimitLoginAddress,
-    /// Per-username limit on login.
+    /// Per-username failed logins before the guard engages.
     RateLimitLoginUsername,
+    /// Failed logins per username and client address.
+    RateLimitLoginPair,
+    /// The guard's interval: one login per username and unrecognised address.
+    LoginGuardIntervalSeconds,
     /// Per-address limit on register.
     RateLimitRegisterAddress,
+    /// Per-address limit on the sweep route.
+    RateLimitSweepAddress,
     /// CORS origins (empty: none).
     CorsAllowedOrigins,
     /// Largest accepted request body.
@@ -71,7 +77,7 @@ pub enum Variable {
 
 impl Variable {
     /// Every variable, in declaration order.
-    pub const ALL: [Variable; 21] = [
+    pub const ALL: [Variable; 24] = [
         Variable::DbUrl,
         Variable::RedisUrl,
         Variable::RedisKeyPrefix,
@@ -84,7 +90,10 @@ impl Variable {
         Variable::RateLimitApi,
         Variable::RateLimitLoginAddress,
         Variable::RateLimitLoginUsername,
+        Variable::RateLimitLoginPair,
+        Variable::LoginGuardIntervalSeconds,
         Variable::RateLimitRegisterAddress,
+        Variable::RateLimitSweepAddress,
         Variable::CorsAllowedOrigins,
         Variable::MaxBodyBytes,
         Variable::JobsChannel,
@@ -110,7 +119,10 @@ impl Variable {
             Variable::RateLimitApi => "rate_limit_api",
             Variable::RateLimitLoginAddress => "rate_limit_login_address",
             Variable::RateLimitLoginUsername => "rate_limit_login_username",
+            Variable::RateLimitLoginPair => "rate_limit_login_pair",
+            Variable::LoginGuardIntervalSeconds => "login_guard_interval_seconds",
             Variable::RateLimitRegisterAddress => "rate_limit_register_address",
+            Variable::RateLimitSweepAddress => "rate_limit_sweep_address",
             Variable::CorsAllowedOrigins => "cors_allowed_origins",
             Variable::MaxBodyBytes => "max_body_bytes",
             Variable::JobsChannel => "jobs_channel",
@@ -173,6 +185,8 @@ impl Component {
                 RefreshTokenTtlSeconds,
                 RateLimitLoginAddress,
                 RateLimitLoginUsername,
+                RateLimitLoginPair,
+                LoginGuardIntervalSeconds,
                 RateLimitRegisterAddress,
                 JobsChannel,
                 CorsAllowedOrigins,
@@ -199,6 +213,7 @@ impl Component {
                 JobsRetryMaxSeconds,
                 JobsMaxAttempts,
                 JobsSweepToken,
+                RateLimitSweepAddress,
                 CorsAllowedOrigins,
                 MaxBodyBytes,
             ],
@@ -438,6 +453,12 @@ impl<'s> Config<'s> {
         })
     }
 
+    /// While the login guard is engaged for a username, how often an address that has not
+    /// logged in to it before may try (`login_guard_interval_seconds`).
+    pub fn login_guard_interval_seconds(&self) -> Result<u32, ConfigError> {
+        self.number(Variable::LoginGuardIntervalSeconds, 1..=86_400)
+    }
+
     /// How long a cached `GET /todos` page lives (0 disables the cache).
     pub fn todos_cache_ttl_seconds(&self) -> Result<u32, ConfigError> {
         self.number(Variable::TodosCacheTtlSeconds, 0..=86_400)
@@ -581,11 +602,17 @@ pub enum RateLimitName {
     Api,
     /// Per client address on login (`rate_limit_login_address`).
     LoginAddress,
-    /// Per username on login (`rate_limit_login_username`): slows password guessing
-    /// against one account from many addresses.
+    /// Failed logins per username from all addresses (`rate_limit_login_username`): over
+    /// it, the login guard engages (`crate::login_guard`); never a refusal by itself.
     LoginUsername,
+    /// Failed logins per username and client address (`rate_limit_login_pair`): over it,
+    /// that address (only) is refused for that username.
+    LoginPair,
     /// Per client address on register (`rate_limit_register_address`).
     RegisterAddress,
+    /// Per client address on the sweep route, before its token is compared
+    /// (`rate_limit_sweep_address`).
+    SweepAddress,
 }
 
 impl RateLimitName {
@@ -595,7 +622,9 @@ impl RateLimitName {
             RateLimitName::Api => Variable::RateLimitApi,
             RateLimitName::LoginAddress => Variable::RateLimitLoginAddress,
             RateLimitName::LoginUsername => Variable::RateLimitLoginUsername,
+            RateLimitName::LoginPair => Variable::RateLimitLoginPair,
             RateLimitName::RegisterAddress => Variable::RateLimitRegisterAddress,
+            RateLimitName::SweepAddress => Variable::RateLimitSweepAddress,
         }
     }
 }
@@ -725,10 +754,12 @@ mod tests {
         for limit in [
             RateLimitName::LoginAddress,
             RateLimitName::LoginUsername,
+            RateLimitName::LoginPair,
             RateLimitName::RegisterAddress,
         ] {
             auth.rate_limit(limit).unwrap();
         }
+        assert_eq!(auth.login_guard_interval_seconds().unwrap(), 300);
         let todos = all(Component::Todos);
         assert_eq!(
             todos.rate_limit(RateLimitName::Api).unwrap().max_requests,
@@ -746,6 +777,7 @@ mod tests {
         );
         assert_eq!(notifier.mail_webhook_url().unwrap(), None);
         assert_eq!(notifier.jobs_sweep_token().unwrap(), None);
+        notifier.rate_limit(RateLimitName::SweepAddress).unwrap();
     }
 
     #[test]

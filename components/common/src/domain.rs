@@ -106,6 +106,23 @@ impl Password {
         Ok(Self(raw.to_owned()))
     }
 
+    /// Validates a *new* password (registration, password change): the length, then
+    /// [`crate::password_policy`] for the account's username and e-mail (`None` when
+    /// unknown or invalid).
+    pub fn parse_new(
+        raw: &str,
+        username: Option<&Username>,
+        email: Option<&Email>,
+    ) -> Result<Self, String> {
+        let password = Self::parse(raw)?;
+        crate::password_policy::check(
+            raw,
+            username.map(Username::as_str),
+            email.map(Email::as_str),
+        )?;
+        Ok(password)
+    }
+
     /// The password bytes, for hashing only.
     pub fn expose(&self) -> &[u8] {
         self.0.as_bytes()
@@ -224,6 +241,15 @@ mod tests {
         assert!(Password::parse("12345678").is_ok());
         assert!(Password::parse(&"é".repeat(128)).is_ok());
         assert!(Password::parse(&"x".repeat(129)).is_err());
+        // Logging in checks only the length; new passwords meet the policy too.
+        assert!(Password::parse("password").is_ok());
+        let user = Username::parse("alice").unwrap();
+        assert!(Password::parse_new("password", None, None).is_err());
+        assert!(Password::parse_new("alice1234", Some(&user), None).is_err());
+        assert!(Password::parse_new("short", None, None)
+            .unwrap_err()
+            .contains("8 to 128"));
+        assert!(Password::parse_new("correct horse battery", Some(&user), None).is_ok());
         let p = Password::parse("supersecret").unwrap();
         assert!(!format!("{p:?}").contains("supersecret"));
     }

@@ -12,6 +12,13 @@ use crate::rate_limit::RateLimitDecision;
 /// Prefix of every problem `type`. A URN: stable, and not pretending to be a page we host.
 pub const PROBLEM_TYPE_PREFIX: &str = "urn:todo-api:problem:";
 
+/// At most this many entries in a problem's `errors` (the detail says how many more were
+/// left out), so a body of thousands of unknown fields cannot make a larger answer.
+pub const MAX_FIELD_ERRORS: usize = 10;
+
+/// Longest field name echoed in a problem (longer ones are cut, with `…`).
+pub const MAX_FIELD_NAME_CHARS: usize = 64;
+
 /// One failing field of a request, reported in the problem body's `errors` array.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldError {
@@ -162,22 +169,28 @@ impl ApiError {
                     format!("The request body is not valid JSON: {why}."),
                     Vec::new(),
                 ),
-                ApiError::InvalidParameter(errors) => (
-                    "invalid-parameter",
-                    "Invalid request parameter",
-                    describe_fields("Invalid request parameter", errors),
-                    errors.clone(),
-                ),
-                ApiError::Validation(errors) => (
-                    "validation",
-                    "Validation failed",
-                    describe_fields("The request body is invalid", errors),
-                    errors.clone(),
-                ),
+                ApiError::InvalidParameter(errors) => {
+                    let (errors, omitted) = bounded(errors);
+                    (
+                        "invalid-parameter",
+                        "Invalid request parameter",
+                        describe_fields("Invalid request parameter", &errors, omitted),
+                        errors,
+                    )
+                }
+                ApiError::Validation(errors) => {
+                    let (errors, omitted) = bounded(errors);
+                    (
+                        "validation",
+                        "Validation failed",
+                        describe_fields("The request body is invalid", &errors, omitted),
+                        errors,
+                    )
+                }
                 ApiError::UnsupportedMediaType => (
                     "unsupported-media-type",
                     "Unsupported media type",
-                    "The request body must be JSON, sent with Content-Type: application/json."
+                    "The request body must be JSON in UTF-8, sent with Content-Type: application/json."
                         .to_owned(),
                     Vec::new(),
                 ),
@@ -290,12 +303,36 @@ impl From<crate::config::ConfigError> for ApiError {
     }
 }
 
-fn describe_fields(prefix: &str, errors: &[FieldError]) -> String {
+/// The first [`MAX_FIELD_ERRORS`] errors with field names cut to [`MAX_FIELD_NAME_CHARS`],
+/// and how many were left out.
+fn bounded(errors: &[FieldError]) -> (Vec<FieldError>, usize) {
+    let kept = errors
+        .iter()
+        .take(MAX_FIELD_ERRORS)
+        .map(|e| {
+            let field = if e.field.chars().count() > MAX_FIELD_NAME_CHARS {
+                let cut: String = e.field.chars().take(MAX_FIELD_NAME_CHARS).collect();
+                format!("{cut}…")
+            } else {
+                e.field.clone()
+            };
+            FieldError::new(field, e.message.clone())
+        })
+        .collect();
+    (kept, errors.len().saturating_sub(MAX_FIELD_ERRORS))
+}
+
+fn describe_fields(prefix: &str, errors: &[FieldError], omitted: usize) -> String {
     let names: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+    let more = if omitted > 0 {
+        format!(" (and {omitted} more)")
+    } else {
+        String::new()
+    };
     if names.is_empty() {
         format!("{prefix}.")
     } else {
-        format!("{prefix}: {}.", names.join(", "))
+        format!("{prefix}: {}{more}.", names.join(", "))
     }
 }
 
@@ -316,6 +353,21 @@ mod tests {
         let json = serde_json::to_value(&p).unwrap();
         assert_eq!(json["errors"][0]["field"], "username");
         assert_eq!(json["request_id"], "req-1");
+    }
+
+    #[test]
+    fn field_errors_are_bounded_in_number_and_name_length() {
+        let mut errors: Vec<FieldError> = (0..500)
+            .map(|i| FieldError::new(format!("unknown{i}"), "is not a known field"))
+            .collect();
+        errors.insert(0, FieldError::new("x".repeat(1000), "is not a known field"));
+        let p = ApiError::Validation(errors).to_problem(None);
+        assert_eq!(p.errors.len(), MAX_FIELD_ERRORS);
+        assert!(p.detail.contains("(and 491 more)"), "{}", p.detail);
+        assert_eq!(p.errors[0].field.chars().count(), MAX_FIELD_NAME_CHARS + 1);
+        assert!(serde_json::to_string(&p).unwrap().len() < 2000);
+        let p = ApiError::invalid_field("title", "must not be empty").to_problem(None);
+        assert_eq!(p.detail, "The request body is invalid: title.");
     }
 
     #[test]

@@ -10,10 +10,11 @@
 //! This module is pure (script text, keys, decoding the reply); `crate::store::redis`
 //! runs it.
 
-/// The script. `KEYS[1..n]` are counters, `KEYS[n+1]` (optional) a cache entry to read
-/// when the request is allowed. `ARGV[1]` = n, then `limit, window_seconds` per counter.
+/// The script. `KEYS[1..n]` are counters, `KEYS[n+1..]` keys to read (`GET`) when the
+/// request is allowed (a cache entry, the token generation: `crate::revocation`).
+/// `ARGV[1]` = n, then `limit, window_seconds` per counter.
 /// Reply (flat, because Spin flattens nested arrays): `count_1, ttl_1, ..., count_n, ttl_n`
-/// and, when a cache key was given and the request is allowed, the entry (nil if absent).
+/// and, when the request is allowed, each read key's value (nil if absent).
 pub const SCRIPT: &str = r#"
 local n = tonumber(ARGV[1])
 local out = {}
@@ -29,8 +30,10 @@ for i = 1, n do
   out[#out + 1] = ttl
   if count > tonumber(ARGV[2 * i]) then allowed = false end
 end
-if allowed and #KEYS > n then
-  out[#out + 1] = redis.call('GET', KEYS[n + 1])
+if allowed then
+  for i = n + 1, #KEYS do
+    out[#out + 1] = redis.call('GET', KEYS[i])
+  end
 end
 return out
 "#;
@@ -92,12 +95,10 @@ impl RateLimitDecision {
     }
 }
 
-/// The arguments of the `EVAL` call: keys and argv, as byte strings.
-pub fn eval_arguments(counters: &[Counter], cache_key: Option<&str>) -> (Vec<String>, Vec<String>) {
+/// The arguments of the `EVAL` call: keys (counters, then the keys to read) and argv.
+pub fn eval_arguments(counters: &[Counter], reads: &[String]) -> (Vec<String>, Vec<String>) {
     let mut keys: Vec<String> = counters.iter().map(|c| c.key.clone()).collect();
-    if let Some(k) = cache_key {
-        keys.push(k.to_owned());
-    }
+    keys.extend(reads.iter().cloned());
     let mut argv = vec![counters.len().to_string()];
     for c in counters {
         argv.push(c.limit.max_requests.to_string());
@@ -117,17 +118,23 @@ pub enum ReplyValue {
     Nil,
 }
 
-/// What the script said: the decision and, for an allowed request, the cache entry.
+/// What the script said: the decision and, for an allowed request, the values read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScriptOutcome {
     /// The limiter's decision.
     pub decision: RateLimitDecision,
-    /// The cache entry, when one was asked for, the request is allowed and it exists.
-    pub cached: Option<Vec<u8>>,
+    /// One value per key asked to read, in order (`None`: absent), when allowed; empty
+    /// when refused.
+    pub reads: Vec<Option<Vec<u8>>>,
 }
 
-/// Decodes the script's reply. An unexpected shape is an error (the caller fails open).
-pub fn decode_reply(counters: &[Counter], reply: &[ReplyValue]) -> Result<ScriptOutcome, String> {
+/// Decodes the script's reply for `reads` keys read. An unexpected shape is an error (the
+/// caller fails open).
+pub fn decode_reply(
+    counters: &[Counter],
+    reads: usize,
+    reply: &[ReplyValue],
+) -> Result<ScriptOutcome, String> {
     if counters.is_empty() {
         return Err("no counters".into());
     }
@@ -164,11 +171,17 @@ pub fn decode_reply(counters: &[Counter], reply: &[ReplyValue]) -> Result<Script
         });
     }
     let decision = decision.ok_or("no decision")?;
-    let cached = match reply.get(counters.len() * 2) {
-        Some(ReplyValue::Bytes(b)) if decision.allowed => Some(b.clone()),
-        _ => None,
+    let reads = if decision.allowed {
+        (0..reads)
+            .map(|i| match reply.get(counters.len() * 2 + i) {
+                Some(ReplyValue::Bytes(b)) => Some(b.clone()),
+                _ => None,
+            })
+            .collect()
+    } else {
+        Vec::new()
     };
-    Ok(ScriptOutcome { decision, cached })
+    Ok(ScriptOutcome { decision, reads })
 }
 
 #[cfg(test)]
@@ -188,8 +201,8 @@ mod tests {
     #[test]
     fn arguments_follow_the_script_contract() {
         let cs = [counter("a", 5), counter("b", 7)];
-        let (keys, argv) = eval_arguments(&cs, Some("cache"));
-        assert_eq!(keys, ["a", "b", "cache"]);
+        let (keys, argv) = eval_arguments(&cs, &["cache".into(), "gen".into()]);
+        assert_eq!(keys, ["a", "b", "cache", "gen"]);
         assert_eq!(argv, ["2", "5", "60", "7", "60"]);
     }
 
@@ -198,17 +211,19 @@ mod tests {
         let cs = [counter("u", 10)];
         let out = decode_reply(
             &cs,
+            3,
             &[
                 ReplyValue::Int(3),
                 ReplyValue::Int(42),
                 ReplyValue::Bytes(b"7\n[]".to_vec()),
+                ReplyValue::Nil,
             ],
         )
         .unwrap();
         assert!(out.decision.allowed);
         assert_eq!(out.decision.remaining, 7);
         assert_eq!(out.decision.reset_seconds, 42);
-        assert_eq!(out.cached.as_deref(), Some(&b"7\n[]"[..]));
+        assert_eq!(out.reads, [Some(b"7\n[]".to_vec()), None, None]);
         assert_eq!(out.decision.headers().len(), 3);
     }
 
@@ -217,6 +232,7 @@ mod tests {
         let cs = [counter("ip", 100), counter("user", 2)];
         let out = decode_reply(
             &cs,
+            0,
             &[
                 ReplyValue::Int(5),
                 ReplyValue::Int(50),
@@ -237,6 +253,7 @@ mod tests {
         let cs = [counter("ip", 100), counter("user", 10)];
         let out = decode_reply(
             &cs,
+            0,
             &[
                 ReplyValue::Int(5),
                 ReplyValue::Int(50),
@@ -252,7 +269,7 @@ mod tests {
     #[test]
     fn malformed_replies_are_errors() {
         let cs = [counter("u", 10)];
-        assert!(decode_reply(&cs, &[ReplyValue::Int(1)]).is_err());
-        assert!(decode_reply(&cs, &[ReplyValue::Nil, ReplyValue::Int(1)]).is_err());
+        assert!(decode_reply(&cs, 0, &[ReplyValue::Int(1)]).is_err());
+        assert!(decode_reply(&cs, 0, &[ReplyValue::Nil, ReplyValue::Int(1)]).is_err());
     }
 }

@@ -127,18 +127,117 @@ pub fn registration_conflict(
     })
 }
 
-/// The id and password hash of a user, by username (case-insensitive).
-pub fn find_credentials(db: &Db, username: &Username) -> Result<Option<(Uuid, String)>, ApiError> {
+/// A user's id and current token generation (claim `gen` of the access tokens issued now).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenSubject {
+    /// The user.
+    pub user: Uuid,
+    /// `users.token_generation`.
+    pub generation: i64,
+}
+
+fn subject_from(r: &RowReader<'_>, first: usize) -> Result<TokenSubject, ApiError> {
+    let user =
+        Uuid::parse(&r.text(first)?).ok_or_else(|| ApiError::Internal("bad user id".into()))?;
+    Ok(TokenSubject {
+        user,
+        generation: r.int(first + 1)?,
+    })
+}
+
+/// The user (with their token generation) and password hash, by username
+/// (case-insensitive).
+pub fn find_credentials(
+    db: &Db,
+    username: &Username,
+) -> Result<Option<(TokenSubject, String)>, ApiError> {
     let rows = db.query(
-        "SELECT id::text, password_hash FROM users WHERE lower(username) = lower($1::text)",
+        "SELECT id::text, token_generation, password_hash FROM users \
+         WHERE lower(username) = lower($1::text)",
         &[text(username.as_str())],
     )?;
     let Some(row) = rows.rows.first() else {
         return Ok(None);
     };
     let r = RowReader(row);
-    let id = Uuid::parse(&r.text(0)?).ok_or_else(|| ApiError::Internal("bad user id".into()))?;
-    Ok(Some((id, r.text(1)?)))
+    Ok(Some((subject_from(&r, 0)?, r.text(2)?)))
+}
+
+/// What a password change needs to know about the caller.
+#[derive(Debug, Clone)]
+pub struct Account {
+    /// As registered.
+    pub username: Username,
+    /// Lower-cased.
+    pub email: Email,
+    /// The argon2id PHC string.
+    pub password_hash: String,
+}
+
+/// The caller's account; `None` if the user no longer exists.
+pub fn find_account(db: &Db, user: &Uuid) -> Result<Option<Account>, ApiError> {
+    let rows = db.query(
+        "SELECT username, email, password_hash FROM users WHERE id = $1::text::uuid",
+        &[text(user.as_str())],
+    )?;
+    let Some(row) = rows.rows.first() else {
+        return Ok(None);
+    };
+    let r = RowReader(row);
+    let bad = |what: &str| ApiError::Internal(format!("stored {what} is invalid"));
+    Ok(Some(Account {
+        username: Username::parse(&r.text(0)?).map_err(|_| bad("username"))?,
+        email: Email::parse(&r.text(1)?).map_err(|_| bad("e-mail"))?,
+        password_hash: r.text(2)?,
+    }))
+}
+
+/// The user's current token generation; `None` if the user no longer exists. The truth
+/// behind the Redis copy (`crate::revocation`), read when Redis has none.
+pub fn token_generation(db: &Db, user: &Uuid) -> Result<Option<i64>, ApiError> {
+    let rows = db.query(
+        "SELECT token_generation FROM users WHERE id = $1::text::uuid",
+        &[text(user.as_str())],
+    )?;
+    rows.rows
+        .first()
+        .map(|row| RowReader(row).int(0))
+        .transpose()
+}
+
+/// Sets a new password hash, revokes every session of the user and bumps their token
+/// generation, in one statement. The new generation; `None` if the user is gone.
+pub fn change_password(db: &Db, user: &Uuid, password_hash: &str) -> Result<Option<i64>, ApiError> {
+    let rows = db.query(
+        "WITH revoked AS ( \
+             UPDATE refresh_token_families SET revoked_at = now(), \
+                 revoked_reason = 'password-change' \
+             WHERE user_id = $1::text::uuid AND revoked_at IS NULL) \
+         UPDATE users SET password_hash = $2::text, token_generation = token_generation + 1 \
+         WHERE id = $1::text::uuid RETURNING token_generation",
+        &[text(user.as_str()), text(password_hash)],
+    )?;
+    rows.rows
+        .first()
+        .map(|row| RowReader(row).int(0))
+        .transpose()
+}
+
+/// Revokes every session of the user and bumps their token generation (logout-all), in
+/// one statement. The new generation; `None` if the user is gone.
+pub fn revoke_all_sessions(db: &Db, user: &Uuid) -> Result<Option<i64>, ApiError> {
+    let rows = db.query(
+        "WITH revoked AS ( \
+             UPDATE refresh_token_families SET revoked_at = now(), revoked_reason = 'logout-all' \
+             WHERE user_id = $1::text::uuid AND revoked_at IS NULL) \
+         UPDATE users SET token_generation = token_generation + 1 \
+         WHERE id = $1::text::uuid RETURNING token_generation",
+        &[text(user.as_str())],
+    )?;
+    rows.rows
+        .first()
+        .map(|row| RowReader(row).int(0))
+        .transpose()
 }
 
 /// Starts a refresh-token family (a login session) with its first token.
@@ -173,12 +272,10 @@ pub fn start_refresh_family(
 #[derive(Debug, PartialEq, Eq)]
 pub enum Rotation {
     /// The token was current: it is now used, and the replacement is stored.
-    Rotated {
-        /// Whose token it was.
-        user: Uuid,
-    },
-    /// The token had already been rotated: its family is now revoked.
-    ReuseDetected,
+    Rotated(TokenSubject),
+    /// The token had already been rotated: its family is now revoked and the user's token
+    /// generation bumped (their access tokens end too).
+    ReuseDetected(TokenSubject),
     /// Unknown, expired, or in a revoked family.
     Invalid,
 }
@@ -205,7 +302,7 @@ pub fn rotate_refresh_token(
              SELECT $2::bytea, family_id, user_id, now() + $3::int8 * interval '1 second' \
              FROM consumed \
              RETURNING user_id) \
-         SELECT user_id::text FROM replacement",
+         SELECT u.id::text, u.token_generation FROM replacement r JOIN users u ON u.id = r.user_id",
         &[
             ParameterValue::Binary(old_hash.clone()),
             ParameterValue::Binary(new_hash),
@@ -213,33 +310,48 @@ pub fn rotate_refresh_token(
         ],
     )?;
     if let Some(row) = rows.rows.first() {
-        let user = Uuid::parse(&RowReader(row).text(0)?)
-            .ok_or_else(|| ApiError::Internal("bad user id".into()))?;
-        return Ok(Rotation::Rotated { user });
+        return Ok(Rotation::Rotated(subject_from(&RowReader(row), 0)?));
     }
-    let revoked = db.execute(
-        "UPDATE refresh_token_families f SET revoked_at = now(), revoked_reason = 'reuse' \
-         FROM refresh_tokens t \
-         WHERE t.token_hash = $1::bytea AND t.used_at IS NOT NULL \
-           AND f.id = t.family_id AND f.revoked_at IS NULL",
+    let rows = db.query(
+        "WITH revoked AS ( \
+             UPDATE refresh_token_families f SET revoked_at = now(), revoked_reason = 'reuse' \
+             FROM refresh_tokens t \
+             WHERE t.token_hash = $1::bytea AND t.used_at IS NOT NULL \
+               AND f.id = t.family_id AND f.revoked_at IS NULL \
+             RETURNING f.user_id) \
+         UPDATE users SET token_generation = token_generation + 1 \
+         WHERE id IN (SELECT user_id FROM revoked) \
+         RETURNING id::text, token_generation",
         &[ParameterValue::Binary(old_hash)],
     )?;
-    Ok(if revoked > 0 {
-        Rotation::ReuseDetected
-    } else {
-        Rotation::Invalid
+    Ok(match rows.rows.first() {
+        Some(row) => Rotation::ReuseDetected(subject_from(&RowReader(row), 0)?),
+        None => Rotation::Invalid,
     })
 }
 
-/// Revokes the family of a refresh token (logout). Unknown tokens are ignored.
-pub fn revoke_refresh_family(db: &Db, token_hash: Vec<u8>) -> Result<(), ApiError> {
-    db.execute(
-        "UPDATE refresh_token_families f SET revoked_at = now(), revoked_reason = 'logout' \
-         FROM refresh_tokens t \
-         WHERE t.token_hash = $1::bytea AND f.id = t.family_id AND f.revoked_at IS NULL",
+/// Revokes the family of a refresh token (logout) and bumps its user's token generation,
+/// which ends their access tokens (every session's: they are per user; the others refresh).
+/// Unknown or already revoked tokens change nothing (`None`).
+pub fn revoke_refresh_family(
+    db: &Db,
+    token_hash: Vec<u8>,
+) -> Result<Option<TokenSubject>, ApiError> {
+    let rows = db.query(
+        "WITH revoked AS ( \
+             UPDATE refresh_token_families f SET revoked_at = now(), revoked_reason = 'logout' \
+             FROM refresh_tokens t \
+             WHERE t.token_hash = $1::bytea AND f.id = t.family_id AND f.revoked_at IS NULL \
+             RETURNING f.user_id) \
+         UPDATE users SET token_generation = token_generation + 1 \
+         WHERE id IN (SELECT user_id FROM revoked) \
+         RETURNING id::text, token_generation",
         &[ParameterValue::Binary(token_hash)],
     )?;
-    Ok(())
+    rows.rows
+        .first()
+        .map(|row| subject_from(&RowReader(row), 0))
+        .transpose()
 }
 
 const TODO_COLUMNS: &str = concat!(

@@ -79,9 +79,10 @@ pub struct Cursor {
 }
 
 fn is_timestamp(s: &str) -> bool {
-    // 2026-11-27T12:34:56.123456Z
+    // 2026-11-27T12:34:56.123456Z, and a real instant: PostgreSQL refuses month 13 or
+    // 31 February, which would otherwise reach the SQL cast as a 500.
     let b = s.as_bytes();
-    b.len() == 27
+    let shape = b.len() == 27
         && b.iter().enumerate().all(|(i, c)| match i {
             4 | 7 => *c == b'-',
             10 => *c == b'T',
@@ -89,7 +90,25 @@ fn is_timestamp(s: &str) -> bool {
             19 => *c == b'.',
             26 => *c == b'Z',
             _ => c.is_ascii_digit(),
-        })
+        });
+    if !shape {
+        return false;
+    }
+    let num = |from: usize, to: usize| s[from..to].parse::<u32>().unwrap_or(u32::MAX);
+    let (year, month, day) = (num(0, 4), num(5, 7), num(8, 10));
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return false,
+    };
+    year >= 1
+        && (1..=days).contains(&day)
+        && num(11, 13) < 24
+        && num(14, 16) < 60
+        && num(17, 19) < 60
 }
 
 impl Cursor {
@@ -214,6 +233,28 @@ mod tests {
 
     fn id() -> Uuid {
         Uuid::parse("3f2504e0-4f89-11d3-9a0c-0305e82c3301").unwrap()
+    }
+
+    #[test]
+    fn cursor_timestamps_must_be_real_instants() {
+        assert!(is_timestamp("2024-02-29T23:59:59.999999Z"));
+        for bad in [
+            "2026-13-01T00:00:00.000000Z",
+            "2026-02-29T00:00:00.000000Z",
+            "2026-04-31T00:00:00.000000Z",
+            "0000-01-01T00:00:00.000000Z",
+            "2026-01-01T24:00:00.000000Z",
+            "2026-01-01T00:60:00.000000Z",
+            "2026-01-00T00:00:00.000000Z",
+        ] {
+            assert!(!is_timestamp(bad), "{bad}");
+        }
+        // Every cursor we hand out is 86 characters (openapi.yaml's pattern relies on it).
+        let c = Cursor {
+            created_at: "2026-11-27T12:34:56.123456Z".into(),
+            id: id(),
+        };
+        assert_eq!(c.encode().len(), 86);
     }
 
     #[test]

@@ -52,7 +52,8 @@
 //! - Unchanged: the token format, the header and claims policy below (same code), expiry,
 //!   what the JWKS publishes and how third parties verify ([`VerifyingKey`], which is
 //!   standard `verify_strict` and stays the reference the tests compare against).
-//!   Revocation is of refresh tokens, in PostgreSQL, and untouched. The secret the checker
+//!   Revocation (`crate::revocation`: the `gen` claim against the user's token
+//!   generation) is checked after the signature, the same way for both checkers. The secret the checker
 //!   uses is the one the component already received; the comparison is constant-time and
 //!   the arithmetic (curve25519-dalek's `Scalar`) is constant-time too.
 //!
@@ -154,6 +155,20 @@ struct IncomingClaims {
     nbf: Option<i64>,
     #[serde(default)]
     iat: Option<i64>,
+    /// The user's token generation at issue time; tokens from before the claim existed
+    /// count as generation 0.
+    #[serde(default)]
+    gen: i64,
+}
+
+/// What a valid access token says: whose it is and the token generation it was issued at
+/// (checked against the user's current one: `crate::revocation`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessClaims {
+    /// `sub`.
+    pub user: Uuid,
+    /// `gen`.
+    pub generation: i64,
 }
 
 /// The claims we issue.
@@ -165,6 +180,7 @@ struct OutgoingClaims<'a> {
     iat: i64,
     nbf: i64,
     exp: i64,
+    gen: i64,
 }
 
 fn now_seconds() -> i64 {
@@ -225,10 +241,22 @@ impl SigningKey {
     }
 
     /// Signs an access token for `user_id`, valid for `ttl_seconds`
-    /// (`access_token_ttl_seconds`).
+    /// (`access_token_ttl_seconds`), at token generation 0 (tests).
     pub fn issue_access_token(
         &self,
         user_id: &Uuid,
+        settings: &TokenSettings,
+        ttl_seconds: u32,
+    ) -> Result<String, ApiError> {
+        self.issue_access_token_at(user_id, 0, settings, ttl_seconds)
+    }
+
+    /// Signs an access token for `user_id` carrying their current token `generation`
+    /// (claim `gen`), valid for `ttl_seconds`.
+    pub fn issue_access_token_at(
+        &self,
+        user_id: &Uuid,
+        generation: i64,
         settings: &TokenSettings,
         ttl_seconds: u32,
     ) -> Result<String, ApiError> {
@@ -246,6 +274,7 @@ impl SigningKey {
             iat: now,
             nbf: now,
             exp: now + i64::from(ttl_seconds),
+            gen: generation,
         })?;
         let signing_input = format!("{header}.{claims}");
         let signature = self.key.sign(signing_input.as_bytes());
@@ -287,6 +316,7 @@ impl VerifyingKey {
                 .verify_strict(input, &Signature::from_bytes(signature))
                 .is_ok()
         })
+        .map(|claims| claims.user)
     }
 
     /// The JWKS document (RFC 7517/8037) publishing this key.
@@ -314,7 +344,7 @@ fn check_token(
     kid: &str,
     settings: &TokenSettings,
     signature_ok: impl FnOnce(&[u8], &[u8; 64]) -> bool,
-) -> Result<Uuid, ApiError> {
+) -> Result<AccessClaims, ApiError> {
     let invalid = ApiError::InvalidAccessToken("token invalid");
     if token.len() > MAX_TOKEN_LENGTH {
         return Err(invalid);
@@ -364,7 +394,11 @@ fn check_token(
     {
         return Err(invalid);
     }
-    Uuid::parse(&claims.sub).ok_or(invalid)
+    let user = Uuid::parse(&claims.sub).ok_or(invalid)?;
+    Ok(AccessClaims {
+        user,
+        generation: claims.gen,
+    })
 }
 
 impl TokenKey {
@@ -391,6 +425,16 @@ impl TokenKey {
         token: &str,
         settings: &TokenSettings,
     ) -> Result<Uuid, ApiError> {
+        self.verify_access_claims(token, settings)
+            .map(|claims| claims.user)
+    }
+
+    /// As [`TokenKey::verify_access_token`], with the token generation.
+    pub fn verify_access_claims(
+        &self,
+        token: &str,
+        settings: &TokenSettings,
+    ) -> Result<AccessClaims, ApiError> {
         check_token(token, &self.kid, settings, |input, signature| {
             self.issued_this(input, signature)
         })
@@ -641,6 +685,25 @@ mod tests {
 
     fn user() -> Uuid {
         Uuid::parse("3f2504e0-4f89-11d3-9a0c-0305e82c3301").unwrap()
+    }
+
+    #[test]
+    fn the_generation_travels_in_the_token() {
+        let s = settings();
+        let signer = SigningKey::parse(&test_key()).unwrap();
+        let key = TokenKey::parse(&test_key()).unwrap();
+        let token = signer.issue_access_token_at(&user(), 7, &s, 900).unwrap();
+        let claims = key.verify_access_claims(&token, &s).unwrap();
+        assert_eq!((claims.user, claims.generation), (user(), 7));
+        // A token without the claim (issued before it existed) is generation 0.
+        let now = now_seconds();
+        let old = hand_signed(
+            [1u8; 32],
+            &serde_json::json!({"alg": "EdDSA", "kid": "test-1"}),
+            &serde_json::json!({"iss": "todo-api", "aud": "todo-api", "sub": user().as_str(),
+                                "iat": now, "exp": now + 60}),
+        );
+        assert_eq!(key.verify_access_claims(&old, &s).unwrap().generation, 0);
     }
 
     #[test]

@@ -16,7 +16,9 @@
 //!   the catch-up path that needs nothing from Redis, for jobs whose wake-up was lost
 //!   entirely (Redis down at registration, a notifier outage, keyspace events disabled).
 //!   It requires the `x-sweep-token` header to equal the secret `jobs_sweep_token`
-//!   (compared in constant time); without a configured token it answers 503.
+//!   (compared in constant time); without a configured token it answers 503. Calls are
+//!   rate limited per client address (`rate_limit_sweep_address`, 30/60 s) before the
+//!   token is compared, so it cannot be guessed at speed.
 //!
 //! Why this mix and not a scheduler: the host stays generic (it only knows Redis and HTTP
 //! triggers, as Spin does), and `spin.toml` uses no trigger Spin 3.6 or SpinKube lacks.
@@ -24,7 +26,8 @@
 //! Host round trips: an expiry event for a key that is not a job's (cache pages and
 //! rate-limit windows expire all the time) opens nothing. A job message or a sweep opens
 //! one PostgreSQL checkout (claim, record, drain) and no Redis connection unless an attempt
-//! fails and its retry timer is armed (then one, shared by the rest of the run).
+//! fails and its retry timer is armed (then one, shared by the rest of the run); a sweep
+//! always opens that one Redis connection, for its rate limit (1 `EVAL`).
 //!
 //! Build: `cargo build --target wasm32-wasip2 --release -p notifier`.
 
@@ -32,10 +35,11 @@ mod worker;
 
 use std::time::Instant;
 
-use common::config::{Component, Config, VariableSource};
-use common::http::{self, Ctx};
+use common::config::{Component, Config, RateLimitName, VariableSource};
+use common::http::{self, check_rate_limit, Ctx};
 use common::jobs::{self, JobMessage};
-use common::store::SpinVariables;
+use common::rate_limit::Counter;
+use common::store::{Redis, SpinVariables};
 use common::{log, ApiError};
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::{http_component, redis_component};
@@ -124,8 +128,18 @@ fn route(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
     if *req.method() != Method::Post {
         return Err(ApiError::MethodNotAllowed { allow: "POST" });
     }
+    // Counted before the token is looked at, so guessing it is rate limited too.
+    let store = ctx.config.store()?;
+    let redis = Redis::new(&store.redis_url);
+    let counter = Counter::new(
+        &store.redis_key_prefix,
+        "sweep-address",
+        &ctx.client_addr,
+        ctx.config.rate_limit(RateLimitName::SweepAddress)?,
+    );
+    check_rate_limit(ctx, &redis, &[counter], None)?;
     authorize_sweep(ctx, req)?;
-    let tally = sweep(&Worker::open(&ctx.config)?)?;
+    let tally = sweep(&Worker::open_with(&ctx.config, redis)?)?;
     http::json(200, &tally)
 }
 

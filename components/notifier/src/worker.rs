@@ -75,9 +75,16 @@ impl Worker {
     /// and open no Redis connection); a failure there is logged when a timer cannot be set.
     pub fn open(config: &Config) -> Result<Self, ApiError> {
         let store = config.store()?;
+        Self::open_with(config, Redis::new(&store.redis_url))
+    }
+
+    /// As [`Worker::open`], reusing a Redis handle the request already has (the sweep's
+    /// rate limit), so the run opens at most one Redis connection.
+    pub fn open_with(config: &Config, redis: Redis) -> Result<Self, ApiError> {
+        let store = config.store()?;
         Ok(Self {
             db: Db::open(&store.db_url)?,
-            redis: Redis::new(&store.redis_url),
+            redis,
             redis_key_prefix: store.redis_key_prefix,
             policy: config.retry_policy()?,
             webhook_url: config.mail_webhook_url()?,

@@ -11,10 +11,12 @@
 //!
 //! | request | Redis | PostgreSQL |
 //! |---|---|---|
-//! | `GET /todos`, cache hit | 1 connection, 1 `EVAL` (rate limit + cache read) | 1 checkout, 1 primary-key lookup (the list version) |
+//! | `GET /todos`, cache hit | 1 connection, 1 `EVAL` (rate limit + token generation + cache read) | 1 checkout, 1 primary-key lookup (the list version) |
 //! | `GET /todos`, no entry | 1 connection, `EVAL` + `SET EX` (the new entry) | 1 checkout, 1 query (page + version in one statement) |
 //! | `GET /todos`, stale entry | as above | 1 checkout, version lookup + page query |
-//! | `POST /todos`, `GET`/`PATCH`/`DELETE /todos/:id` | 1 connection, 1 `EVAL` (rate limit) | 1 checkout, 1 statement (writes bump the version in the same statement) |
+//! | `POST /todos`, `GET`/`PATCH`/`DELETE /todos/:id` | 1 connection, 1 `EVAL` (rate limit + token generation) | 1 checkout, 1 statement (writes bump the version in the same statement) |
+//! | no generation copy in Redis (expired, Redis restarted or down) | adds 1 `EVAL` (storing the copy; not when Redis is down) | the same checkout adds 1 primary-key lookup (`users.token_generation`, the truth: `common::revocation`) |
+//! | revoked token (401) | 1 connection, 1 `EVAL` | none, or the generation lookup |
 //! | refused by the limiter (429) | 1 connection, 1 `EVAL` | none |
 //! | invalid body (400/413/415) | 1 connection, 1 `EVAL` (invalid requests count too) | none |
 //!
@@ -25,11 +27,16 @@
 
 use common::config::{Component, RateLimitName, StoreSettings};
 use common::domain::{TodoTitle, Uuid};
-use common::http::{self, authenticate, check_rate_limit, redis_degraded, Ctx};
+use common::http::{
+    self, authenticate, check_generation, check_rate_limit_reading, generation_key, redis_degraded,
+    Ctx,
+};
 use common::rate_limit::Counter;
 use common::repo;
+use common::revocation::Seen;
 use common::store::{Db, Redis, SpinVariables};
 use common::todo_list::{self, Cursor, ListQuery, TodoPage};
+use common::tokens::AccessClaims;
 use common::ApiError;
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
@@ -65,24 +72,74 @@ fn route(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
 }
 
 /// The authenticated caller of a write or single-todo route, counted against their rate
-/// limit (list reads do the same with the cache read in the same round trip).
+/// limit, with their token generation read in the same round trip (list reads also read
+/// the cache entry in it). `db` is the connection the generation check opened when Redis
+/// had no copy (`common::revocation`), for the rest of the request.
 struct Session {
     user: Uuid,
     store: StoreSettings,
+    db: Option<Db>,
 }
 
-fn begin(ctx: &mut Ctx, req: &Request) -> Result<Session, ApiError> {
-    let (user, _) = authenticate(ctx, req)?;
+impl Session {
+    /// The request's one PostgreSQL connection.
+    fn db(&mut self) -> Result<&Db, ApiError> {
+        if self.db.is_none() {
+            self.db = Some(Db::open(&self.store.db_url)?);
+        }
+        self.db
+            .as_ref()
+            .ok_or_else(|| ApiError::Internal("no connection".into()))
+    }
+}
+
+/// Counts an authenticated caller and checks revocation; returns the session, the Redis
+/// handle and the cache entry read for `cache_key`.
+fn begin_with(
+    ctx: &mut Ctx,
+    claims: AccessClaims,
+    cache_key: impl FnOnce(&StoreSettings, &Uuid) -> Option<String>,
+) -> Result<(Session, Redis, Option<Vec<u8>>), ApiError> {
     let store = ctx.config.store()?;
     let redis = Redis::new(&store.redis_url);
     let counter = Counter::new(
         &store.redis_key_prefix,
         "user",
-        user.as_str(),
+        claims.user.as_str(),
         ctx.config.rate_limit(RateLimitName::Api)?,
     );
-    check_rate_limit(ctx, &redis, &[counter], None)?;
-    Ok(Session { user, store })
+    let mut reads = vec![generation_key(&store.redis_key_prefix, &claims)];
+    reads.extend(cache_key(&store, &claims.user));
+    let values = check_rate_limit_reading(ctx, &redis, &[counter], &reads)?;
+    let (seen, cached) = match values {
+        Some(mut values) => {
+            let cached = values.get_mut(1).and_then(Option::take);
+            (values.first_mut().and_then(Option::take), cached)
+        }
+        None => (None, None),
+    };
+    let db = check_generation(
+        ctx,
+        &redis,
+        &store.redis_key_prefix,
+        &claims,
+        Seen::from_reply(seen.as_deref()),
+        || Db::open(&store.db_url),
+    )?;
+    Ok((
+        Session {
+            user: claims.user,
+            store,
+            db,
+        },
+        redis,
+        cached,
+    ))
+}
+
+fn begin(ctx: &mut Ctx, req: &Request) -> Result<Session, ApiError> {
+    let claims = authenticate(ctx, req)?;
+    begin_with(ctx, claims, |_, _| None).map(|(session, _, _)| session)
 }
 
 /// The access token outlived its user (account deleted): the token is no longer valid.
@@ -92,23 +149,19 @@ fn user_gone() -> ApiError {
 
 fn list(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
     // Authenticate first: unauthenticated callers learn nothing, not even query errors.
-    let (user, _) = authenticate(ctx, req)?;
+    let claims = authenticate(ctx, req)?;
     let query = ListQuery::parse(req.query())?;
     let ttl = ctx.config.todos_cache_ttl_seconds()?;
-    let store = ctx.config.store()?;
-    let redis = Redis::new(&store.redis_url);
-    let cache_key = (ttl > 0).then(|| query.cache_key(&store.redis_key_prefix, &user));
-    let counter = Counter::new(
-        &store.redis_key_prefix,
-        "user",
-        user.as_str(),
-        ctx.config.rate_limit(RateLimitName::Api)?,
-    );
-    let cached = check_rate_limit(ctx, &redis, &[counter], cache_key.as_deref())?;
-    let db = Db::open(&store.db_url)?;
+    let mut cache_key = None;
+    let (mut session, redis, cached) = begin_with(ctx, claims, |store, user| {
+        cache_key = (ttl > 0).then(|| query.cache_key(&store.redis_key_prefix, user));
+        cache_key.clone()
+    })?;
+    let user = session.user.clone();
+    let db = session.db()?;
 
     if let Some((version, body)) = cached.as_deref().and_then(todo_list::decode_cache_entry) {
-        let current = repo::todos_version(&db, &user)?.ok_or_else(user_gone)?;
+        let current = repo::todos_version(db, &user)?.ok_or_else(user_gone)?;
         if current == version {
             ctx.cache = Some("hit");
             return Ok(http::json_bytes(200, body.to_vec()));
@@ -116,7 +169,7 @@ fn list(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
     }
     ctx.cache = Some("miss");
 
-    let (version, mut items) = repo::list_todos(&db, &user, &query)?.ok_or_else(user_gone)?;
+    let (version, mut items) = repo::list_todos(db, &user, &query)?.ok_or_else(user_gone)?;
     let limit = query.limit as usize;
     let next_cursor = if items.len() > limit {
         items.truncate(limit);
@@ -145,7 +198,7 @@ fn list(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
 }
 
 fn create(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
-    let session = begin(ctx, req)?;
+    let mut session = begin(ctx, req)?;
     let mut body = ctx.json_body(req)?;
     let title = body.required_str("title");
     let title = body.parse_with("title", title, TodoTitle::parse);
@@ -153,8 +206,8 @@ fn create(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
     body.finish()?;
     let title = title.ok_or_else(|| ApiError::Internal("title absent after validation".into()))?;
 
-    let db = Db::open(&session.store.db_url)?;
-    let todo = repo::create_todo(&db, &session.user, &title, completed.unwrap_or(false))?
+    let user = session.user.clone();
+    let todo = repo::create_todo(session.db()?, &user, &title, completed.unwrap_or(false))?
         .ok_or_else(user_gone)?;
     let mut resp = http::json(201, &todo)?;
     resp.set_header("location", format!("/todos/{}", todo.id));
@@ -167,16 +220,16 @@ fn todo_id(raw: &str) -> Result<Uuid, ApiError> {
 }
 
 fn get_one(ctx: &mut Ctx, req: &Request, raw_id: &str) -> Result<Response, ApiError> {
-    let session = begin(ctx, req)?;
+    let mut session = begin(ctx, req)?;
     let id = todo_id(raw_id)?;
-    let db = Db::open(&session.store.db_url)?;
+    let user = session.user.clone();
     // Another user's todo is "not found", never "forbidden": no existence leak.
-    let todo = repo::get_todo(&db, &session.user, &id)?.ok_or(ApiError::NotFound)?;
+    let todo = repo::get_todo(session.db()?, &user, &id)?.ok_or(ApiError::NotFound)?;
     http::json(200, &todo)
 }
 
 fn update(ctx: &mut Ctx, req: &Request, raw_id: &str) -> Result<Response, ApiError> {
-    let session = begin(ctx, req)?;
+    let mut session = begin(ctx, req)?;
     let id = todo_id(raw_id)?;
     let mut body = ctx.json_body(req)?;
     let title = body.optional_str("title");
@@ -189,17 +242,17 @@ fn update(ctx: &mut Ctx, req: &Request, raw_id: &str) -> Result<Response, ApiErr
             "must contain at least one of title, completed",
         ));
     }
-    let db = Db::open(&session.store.db_url)?;
-    let todo = repo::update_todo(&db, &session.user, &id, title.as_ref(), completed)?
+    let user = session.user.clone();
+    let todo = repo::update_todo(session.db()?, &user, &id, title.as_ref(), completed)?
         .ok_or(ApiError::NotFound)?;
     http::json(200, &todo)
 }
 
 fn delete(ctx: &mut Ctx, req: &Request, raw_id: &str) -> Result<Response, ApiError> {
-    let session = begin(ctx, req)?;
+    let mut session = begin(ctx, req)?;
     let id = todo_id(raw_id)?;
-    let db = Db::open(&session.store.db_url)?;
-    if repo::delete_todo(&db, &session.user, &id)? {
+    let user = session.user.clone();
+    if repo::delete_todo(session.db()?, &user, &id)? {
         Ok(http::no_content())
     } else {
         Err(ApiError::NotFound)

@@ -361,17 +361,19 @@ async fn without_a_signing_key_token_routes_answer_503() {
 
 #[tokio::test]
 #[ignore = "starts an edge-host of its own, so not under BASE_URL (run through scripts/test)"]
-async fn login_is_rate_limited_per_username() {
+async fn login_failures_are_limited_per_username_and_address() {
     let app = spawn_api(Some(
-        HostOptions::new().variable("rate_limit_login_username", "3/60"),
+        HostOptions::new().variable("rate_limit_login_pair", "3/60"),
     ))
     .await;
-    let user = new_user(&app).await; // one login used
-    for _ in 0..2 {
+    let user = new_user(&app).await; // a successful login, which counts nothing
+    for _ in 0..3 {
         login(&app, &user.username, "wrong password!")
             .await
             .problem(401, "invalid-credentials");
     }
+    // This address has used its failures for this username: refused before hashing, even
+    // with the right password (other addresses: tests/tests/e2e/abuse.rs).
     let reply = login(&app, &user.username, &user.password).await;
     assert_eq!(reply.header("ratelimit-limit").as_deref(), Some("3"));
     reply.rate_limited();

@@ -8,6 +8,7 @@
 
 mod harness;
 
+mod abuse;
 mod api;
 mod auth;
 mod health;

@@ -20,7 +20,7 @@ impl Ctx<'_> {
             .header("content-type")
             .and_then(|v| v.as_str())
             .unwrap_or("");
-        if !is_json_media_type(content_type) {
+        if !is_json_media_type(content_type) || !is_utf8_charset(content_type) {
             return Err(ApiError::UnsupportedMediaType);
         }
         JsonObject::parse(body)
@@ -38,6 +38,53 @@ pub fn is_json_media_type(value: &str) -> bool {
     media == "application/json" || (media.starts_with("application/") && media.ends_with("+json"))
 }
 
+/// Whether a `Content-Type`'s `charset` parameter, if any, is UTF-8 (JSON is UTF-8,
+/// RFC 8259 §8.1): a body declared `charset=utf-16` or `latin1` is refused (415) rather
+/// than misread as UTF-8.
+pub fn is_utf8_charset(value: &str) -> bool {
+    value.split(';').skip(1).all(|param| {
+        let Some((name, val)) = param.split_once('=') else {
+            return true;
+        };
+        if !name.trim().eq_ignore_ascii_case("charset") {
+            return true;
+        }
+        let val = val.trim().trim_matches('"');
+        val.eq_ignore_ascii_case("utf-8") || val.eq_ignore_ascii_case("utf8")
+    })
+}
+
+/// A JSON object whose keys are all distinct: deserialising it fails on a repeated key,
+/// where `serde_json::Map` would silently keep the last value.
+struct UniqueKeys(serde_json::Map<String, serde_json::Value>);
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = UniqueKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut access: A,
+            ) -> Result<UniqueKeys, A::Error> {
+                let mut map = serde_json::Map::new();
+                while let Some(key) = access.next_key::<String>()? {
+                    if map.contains_key(&key) {
+                        return Err(serde::de::Error::custom("duplicate key in the object"));
+                    }
+                    let value = access.next_value()?;
+                    map.insert(key, value);
+                }
+                Ok(UniqueKeys(map))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
 /// A strict reader over a JSON object body: typed field access, every problem collected
 /// with its field name, and unknown fields rejected by [`JsonObject::finish`].
 pub struct JsonObject {
@@ -46,19 +93,24 @@ pub struct JsonObject {
 }
 
 impl JsonObject {
-    /// Parses `body` as a JSON object. Invalid JSON is a 400; valid JSON that is not an
-    /// object is a 422.
+    /// Parses `body` as a JSON object. Invalid JSON, and an object with a repeated key
+    /// (which parsers disagree on: first wins, last wins, error), is a 400; valid JSON that
+    /// is not an object is a 422.
     pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
-        let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
-            // serde_json's message names line/column only, never the payload itself.
-            ApiError::MalformedJson(e.to_string())
-        })?;
-        match value {
-            serde_json::Value::Object(fields) => Ok(Self {
+        // serde_json's messages name line/column only, never the payload itself.
+        match serde_json::from_slice::<UniqueKeys>(body) {
+            Ok(UniqueKeys(fields)) => Ok(Self {
                 fields,
                 errors: Vec::new(),
             }),
-            _ => Err(ApiError::invalid_field("(body)", "must be a JSON object")),
+            // Valid JSON of another shape (an array, a number...) is a 422; anything else
+            // (syntax, a repeated key) a 400.
+            Err(e) => match serde_json::from_slice::<serde_json::Value>(body) {
+                Ok(value) if !value.is_object() => {
+                    Err(ApiError::invalid_field("(body)", "must be a JSON object"))
+                }
+                _ => Err(ApiError::MalformedJson(e.to_string())),
+            },
         }
     }
 
@@ -175,6 +227,40 @@ mod tests {
         let mut obj = JsonObject::parse(br#"{"completed": null}"#).unwrap();
         assert_eq!(obj.optional_bool("completed"), None);
         assert!(obj.finish().is_err());
+    }
+
+    #[test]
+    fn repeated_keys_are_malformed_at_any_position() {
+        for body in [
+            &br#"{"title": "a", "title": "b"}"#[..],
+            br#"{"title": "a", "completed": true, "title": "a"}"#,
+        ] {
+            let Err(ApiError::MalformedJson(why)) = JsonObject::parse(body) else {
+                panic!("accepted {}", String::from_utf8_lossy(body))
+            };
+            assert!(why.contains("duplicate key"), "{why}");
+        }
+        // Same key in different objects is fine.
+        assert!(JsonObject::parse(br#"{"a": {"x": 1}, "b": {"x": 2}}"#).is_ok());
+    }
+
+    #[test]
+    fn charsets_other_than_utf8_are_refused() {
+        for ok in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "application/json;charset=\"UTF-8\"",
+            "application/json; foo=bar",
+        ] {
+            assert!(is_utf8_charset(ok), "{ok}");
+        }
+        for bad in [
+            "application/json; charset=utf-16",
+            "application/json; charset=iso-8859-1",
+            "application/json; charset=\"utf-32\"",
+        ] {
+            assert!(!is_utf8_charset(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -28,9 +28,12 @@ use crate::log;
 use crate::rate_limit::RateLimitDecision;
 
 #[cfg(feature = "tokens")]
-pub use auth::{authenticate, bearer_token};
+pub use auth::{authenticate, bearer_token, check_generation, generation_key};
 pub use body::{is_json_media_type, JsonObject};
-pub use limits::{check_rate_limit, redis_degraded};
+pub use limits::{
+    check_login_guard, check_rate_limit, check_rate_limit_reading, record_login_success,
+    redis_degraded, store_generation,
+};
 
 /// Headers browsers may read from cross-origin responses.
 const EXPOSED_HEADERS: &str =
