@@ -330,18 +330,24 @@ fn logout_all(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
         Some(db) => db,
         None => Db::open(&store.db_url)?,
     };
-    let generation = repo::revoke_all_sessions(&db, &claims.user)?.ok_or(
-        ApiError::InvalidAccessToken("the token's user no longer exists"),
-    )?;
+    let generation = repo::revoke_all_sessions(&db, &claims.user)?;
     drop(db);
-    store_generation(
-        ctx,
-        &redis,
-        &store.redis_key_prefix,
-        &claims.user,
-        generation,
-        true,
-    );
+    sessions_ended(ctx, &redis, &store, &claims.user, generation)
+}
+
+/// The end of a route that revoked every session of `user` in PostgreSQL: the new
+/// generation (`None`: the user is gone, 401) goes to Redis, and the answer is 204.
+fn sessions_ended(
+    ctx: &mut Ctx,
+    redis: &Redis,
+    store: &StoreSettings,
+    user: &Uuid,
+    generation: Option<i64>,
+) -> Result<Response, ApiError> {
+    let generation = generation.ok_or(ApiError::InvalidAccessToken(
+        "the token's user no longer exists",
+    ))?;
+    store_generation(ctx, redis, &store.redis_key_prefix, user, generation, true);
     Ok(http::no_content())
 }
 
@@ -380,19 +386,9 @@ fn change_password(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
     let hash = passwords::hash(&new)?;
 
     let db = Db::open(&store.db_url)?;
-    let generation = repo::change_password(&db, &claims.user, &hash)?.ok_or(
-        ApiError::InvalidAccessToken("the token's user no longer exists"),
-    )?;
+    let generation = repo::change_password(&db, &claims.user, &hash)?;
     drop(db);
-    store_generation(
-        ctx,
-        &redis,
-        &store.redis_key_prefix,
-        &claims.user,
-        generation,
-        true,
-    );
-    Ok(http::no_content())
+    sessions_ended(ctx, &redis, &store, &claims.user, generation)
 }
 
 fn jwks(ctx: &Ctx) -> Result<Response, ApiError> {

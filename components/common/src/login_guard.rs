@@ -82,21 +82,16 @@ return {1, 0, pair_limit, pair_count, pair_ttl}
 /// lowered), in the same round trip. `KEYS`: pair failures, username failures,
 /// known-address marker, generation copy. `ARGV`: the marker's lifetime, the generation,
 /// its copy's lifetime.
-pub const SUCCESS_SCRIPT: &str = r#"
-for i = 1, 2 do
-  if tonumber(redis.call('GET', KEYS[i]) or '0') > 0 then
-    redis.call('DECR', KEYS[i])
-  end
-end
-redis.call('SET', KEYS[3], '1', 'EX', tonumber(ARGV[1]))
-local current = tonumber(redis.call('GET', KEYS[4]) or '-1')
-local given = tonumber(ARGV[2])
-if given > current then
-  current = given
-end
-redis.call('SET', KEYS[4], tostring(current), 'EX', tonumber(ARGV[3]))
-return 1
-"#;
+pub const SUCCESS_SCRIPT: &str = concat!(
+    "for i = 1, 2 do\n",
+    "  if tonumber(redis.call('GET', KEYS[i]) or '0') > 0 then\n",
+    "    redis.call('DECR', KEYS[i])\n",
+    "  end\n",
+    "end\n",
+    "redis.call('SET', KEYS[3], '1', 'EX', tonumber(ARGV[1]))\n",
+    crate::revocation::store_larger_generation_lua!("KEYS[4]", "ARGV[2]", "ARGV[3]"),
+    "return 1\n"
+);
 
 /// The limits in force (from the variables).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -195,14 +195,11 @@ pub fn find_account(db: &Db, user: &Uuid) -> Result<Option<Account>, ApiError> {
 /// The user's current token generation; `None` if the user no longer exists. The truth
 /// behind the Redis copy (`crate::revocation`), read when Redis has none.
 pub fn token_generation(db: &Db, user: &Uuid) -> Result<Option<i64>, ApiError> {
-    let rows = db.query(
+    user_counter(
+        db,
         "SELECT token_generation FROM users WHERE id = $1::text::uuid",
-        &[text(user.as_str())],
-    )?;
-    rows.rows
-        .first()
-        .map(|row| RowReader(row).int(0))
-        .transpose()
+        user,
+    )
 }
 
 /// Sets a new password hash, revokes every session of the user and bumps their token
@@ -373,10 +370,16 @@ fn todo_from(r: &RowReader<'_>, first: usize) -> Result<Todo, ApiError> {
 
 /// The current `todos_version` of a user; `None` if the user no longer exists.
 pub fn todos_version(db: &Db, user: &Uuid) -> Result<Option<i64>, ApiError> {
-    let rows = db.query(
+    user_counter(
+        db,
         "SELECT todos_version FROM users WHERE id = $1::text::uuid",
-        &[text(user.as_str())],
-    )?;
+        user,
+    )
+}
+
+/// The one integer `sql` selects for `user`; `None` if the user no longer exists.
+fn user_counter(db: &Db, sql: &str, user: &Uuid) -> Result<Option<i64>, ApiError> {
+    let rows = db.query(sql, &[text(user.as_str())])?;
     rows.rows
         .first()
         .map(|row| RowReader(row).int(0))

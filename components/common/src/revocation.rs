@@ -34,15 +34,34 @@ pub const GENERATION_TTL_SECONDS: u32 = 86_400;
 
 /// `KEYS[1]` the copy, `ARGV[1]` a generation, `ARGV[2]` the TTL: stores the larger of the
 /// stored and the given generation and refreshes the TTL. Returns the stored value.
-pub const SET_MAX_SCRIPT: &str = r#"
-local current = tonumber(redis.call('GET', KEYS[1]) or '-1')
-local given = tonumber(ARGV[1])
-if given > current then
-  current = given
-end
-redis.call('SET', KEYS[1], tostring(current), 'EX', tonumber(ARGV[2]))
-return current
-"#;
+pub const SET_MAX_SCRIPT: &str = concat!(
+    store_larger_generation_lua!("KEYS[1]", "ARGV[1]", "ARGV[2]"),
+    "return current\n"
+);
+
+/// Lua that stores the larger of the stored generation at `$key` and `$given`, with TTL
+/// `$ttl`, leaving it in `current`. [`SET_MAX_SCRIPT`] and the login's success script
+/// (`crate::login_guard::SUCCESS_SCRIPT`) both embed it, so the never-lower rule is
+/// written once.
+macro_rules! store_larger_generation_lua {
+    ($key:literal, $given:literal, $ttl:literal) => {
+        concat!(
+            "local current = tonumber(redis.call('GET', ",
+            $key,
+            ") or '-1')\n",
+            "local given = tonumber(",
+            $given,
+            ")\n",
+            "if given > current then\n  current = given\nend\n",
+            "redis.call('SET', ",
+            $key,
+            ", tostring(current), 'EX', tonumber(",
+            $ttl,
+            "))\n",
+        )
+    };
+}
+pub(crate) use store_larger_generation_lua;
 
 /// The Redis key of a user's generation copy.
 pub fn key(prefix: &str, user: &Uuid) -> String {

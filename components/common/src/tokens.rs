@@ -464,32 +464,29 @@ pub const NO_SIGNING_KEY: &str = "no access-token signing key is set (variable j
 
 /// The signing key from the settings: 503 when absent or unusable.
 pub fn signing_key(settings: &TokenSettings) -> Result<SigningKey, ApiError> {
-    let raw = settings
-        .signing_key
-        .as_deref()
-        .ok_or(ApiError::NotConfigured(NO_SIGNING_KEY))?;
-    SigningKey::parse(raw)
-        .map_err(|e| ApiError::Misconfigured(format!("variable `jwt_signing_key`: {e}")))
+    key_from(settings, SigningKey::parse)
 }
 
 /// The token-checking key from the settings: 503 when absent or unusable.
 pub fn token_key(settings: &TokenSettings) -> Result<TokenKey, ApiError> {
-    let raw = settings
-        .signing_key
-        .as_deref()
-        .ok_or(ApiError::NotConfigured(NO_SIGNING_KEY))?;
-    TokenKey::parse(raw)
-        .map_err(|e| ApiError::Misconfigured(format!("variable `jwt_signing_key`: {e}")))
+    key_from(settings, TokenKey::parse)
 }
 
 /// The verifying key from the settings: 503 when absent or unusable.
 pub fn verifying_key(settings: &TokenSettings) -> Result<VerifyingKey, ApiError> {
+    key_from(settings, VerifyingKey::parse)
+}
+
+/// One of the keys derived from `jwt_signing_key`, parsed by `parse`.
+fn key_from<K, E: std::fmt::Display>(
+    settings: &TokenSettings,
+    parse: impl FnOnce(&str) -> Result<K, E>,
+) -> Result<K, ApiError> {
     let raw = settings
         .signing_key
         .as_deref()
         .ok_or(ApiError::NotConfigured(NO_SIGNING_KEY))?;
-    VerifyingKey::parse(raw)
-        .map_err(|e| ApiError::Misconfigured(format!("variable `jwt_signing_key`: {e}")))
+    parse(raw).map_err(|e| ApiError::Misconfigured(format!("variable `jwt_signing_key`: {e}")))
 }
 
 /// A refresh token as handed to the client: 32 random bytes, base64url (43 characters).

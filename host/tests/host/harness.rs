@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use test_support::{raw_get, EdgeHost, Launch};
 
@@ -77,21 +76,14 @@ impl Host {
             .send()
             .unwrap_or_else(|e| panic!("GET {path} from edge-host: {e:#}"))
     }
+}
 
-    /// Waits until a line of host output satisfies `predicate`, up to `timeout`.
-    pub fn wait_for_output(&self, timeout: Duration, predicate: impl Fn(&str) -> bool) -> bool {
-        self.wait_for_output_count(timeout, 1, predicate)
-    }
+/// The process: its output ([`EdgeHost::wait_for_output`]), pid and exit.
+impl std::ops::Deref for Host {
+    type Target = EdgeHost;
 
-    /// Waits until `count` lines of host output satisfy `predicate`, up to `timeout`.
-    pub fn wait_for_output_count(
-        &self,
-        timeout: Duration,
-        count: usize,
-        predicate: impl Fn(&str) -> bool,
-    ) -> bool {
-        self.process
-            .wait_for_output_count(timeout, count, predicate)
+    fn deref(&self) -> &EdgeHost {
+        &self.process
     }
 }
 

@@ -177,6 +177,11 @@ impl EdgeHost {
         self.output.lines()
     }
 
+    /// Waits until a line of output satisfies `predicate`, up to `timeout`.
+    pub fn wait_for_output(&self, timeout: Duration, predicate: impl Fn(&str) -> bool) -> bool {
+        self.wait_for_output_count(timeout, 1, predicate)
+    }
+
     /// Waits until `count` lines of output satisfy `predicate`, up to `timeout`.
     pub fn wait_for_output_count(
         &self,
