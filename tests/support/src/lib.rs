@@ -10,13 +10,15 @@
 //! - [`app`]: the Todo app from `spin.toml` on the project's services ([`TestApp`]).
 //! - [`redis`], [`database`], [`services`]: a private `redis-server`, a throwaway
 //!   database, and the settings `scripts/services env` exports.
+//! - [`todo_api`]: the Todo API's users, authenticated client, whole replies and
+//!   hand-made tokens.
 //! - [`wait`]: bounded polling instead of sleeping and hoping.
 //! - [`mail_sink`]: a mail webhook that records what it receives and fails on request.
 //! - [`raw_http`]: a minimal HTTP/1.1 GET over a socket, for tests that must see exactly
 //!   one request on one connection.
 //!
 //! Import graph (one way): `app` → `edge_host`, `services`, `redis`, `database` →
-//! `paths`, `wait`; `mail_sink` and `raw_http` stand alone.
+//! `paths`, `wait`; `todo_api` → `app`; `mail_sink` and `raw_http` stand alone.
 
 pub mod app;
 pub mod database;
@@ -26,6 +28,7 @@ pub mod paths;
 pub mod raw_http;
 pub mod redis;
 pub mod services;
+pub mod todo_api;
 pub mod wait;
 
 pub use app::{external_base_url, HostOptions, TestApp};
