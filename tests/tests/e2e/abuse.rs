@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::api::{
     app, login, new_user, problem_fields, refresh, register, spawn_api, unique, Reply, User,
 };
-use crate::harness::{eventually, HostOptions, PrivateRedis, TestApp};
+use crate::harness::{eventually, service_setting, HostOptions, PrivateRedis, TestApp};
 
 /// A client whose connections come from `ip` (a loopback address other than 127.0.0.1).
 fn client_from(ip: &str) -> reqwest::Client {
@@ -703,4 +703,37 @@ async fn one_users_distinct_list_queries_keep_at_most_16_cached_pages_and_stay_f
     assert_eq!(again, body);
     let keys = redis_cli(&redis, &["KEYS", &page_keys]);
     assert!(keys.len() <= MAX_CACHED_PAGES_PER_USER, "{keys:?}");
+}
+
+#[tokio::test]
+#[ignore = "reads the project's own Redis (scripts/services), so not under BASE_URL (run through scripts/test)"]
+async fn the_project_redis_is_memory_bounded_and_evicts_least_recently_used() {
+    // README, "Redis memory": scripts/services sets both on start (also on a Redis that
+    // already runs), so this holds for the Redis every other test uses.
+    let url = service_setting("REDIS_URL").expect("REDIS_URL from scripts/services env");
+    let address = url
+        .trim_start_matches("redis://")
+        .rsplit('@')
+        .next()
+        .expect("host:port")
+        .trim_end_matches('/')
+        .to_owned();
+    let (ip, port) = address.rsplit_once(':').expect("host:port");
+    let config = |name: &str| {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-h", ip, "-p", port, "--raw", "CONFIG", "GET", name])
+            .output()
+            .expect("running redis-cli");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let maxmemory: u64 = config("maxmemory").parse().expect("maxmemory is a number");
+    assert!(
+        (64 << 20..=4 << 30).contains(&maxmemory),
+        "maxmemory {maxmemory} (0 is unbounded)"
+    );
+    assert_eq!(config("maxmemory-policy"), "allkeys-lru");
 }
