@@ -373,6 +373,7 @@ def check_render(render: Render, manifest: SpinManifest, secrets: dict[str, dict
     check_selectors(render)
     check_shared_bindings(render)
     check_redis_notifications(render, manifest)
+    check_redis_memory(render)
     if not is_base:
         check_in_cluster_hosts(render)
         namespaces = {o.get("metadata", {}).get("namespace") for o in render.objects
@@ -606,6 +607,24 @@ def check_redis_notifications(render: Render, manifest: SpinManifest) -> None:
             if missing:
                 render.problem(statefulset, f"spin.toml subscribes to keyspace events, but this Redis runs "
                                             f"with --notify-keyspace-events {flags!r} (needs {''.join(sorted(needed))})")
+
+
+def check_redis_memory(render: Render) -> None:
+    """Every Redis run by the render has a memory bound and evicts (README, "Redis memory"): without
+    --maxmemory it grows until the pod is OOM-killed; with noeviction (the default) a full Redis
+    refuses every write, so every rate-limit counter fails and the limits fail open."""
+    for statefulset in render.of_kind("StatefulSet"):
+        for container in _pod_spec(statefulset).get("containers", []):
+            if "redis" not in str(container.get("image", "")).split("/")[-1].split(":")[0]:
+                continue
+            args = [str(a) for a in container.get("command", []) + container.get("args", [])]
+            flags = {args[i]: args[i + 1] for i in range(len(args) - 1) if args[i].startswith("--")}
+            if flags.get("--maxmemory", "0") in ("0", "0b", "0mb", "0gb"):
+                render.problem(statefulset, "this Redis runs without --maxmemory (unbounded memory)")
+            policy = flags.get("--maxmemory-policy", "noeviction")
+            if policy not in ("allkeys-lru", "allkeys-lfu", "volatile-lru", "volatile-lfu"):
+                render.problem(statefulset, f"this Redis runs with --maxmemory-policy {policy}: when full it "
+                                            f"must evict least-used keys (README, \"Redis memory\")")
 
 
 def check_selectors(render: Render) -> None:

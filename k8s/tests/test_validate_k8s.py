@@ -274,6 +274,14 @@ class BrokenCopies(unittest.TestCase):
         self.edit("k8s/overlays/dev/redis.yaml", "--notify-keyspace-events, Ex", "--notify-keyspace-events, Kg")
         self.assertProblem("StatefulSet/todo-redis: spin.toml subscribes to keyspace events")
 
+    def test_redis_without_a_memory_bound_or_eviction(self):
+        self.edit("k8s/overlays/dev/redis.yaml", "--maxmemory, 192mb,", "")
+        self.assertProblem("StatefulSet/todo-redis: this Redis runs without --maxmemory")
+
+    def test_redis_that_refuses_writes_when_full(self):
+        self.edit("k8s/overlays/dev/redis.yaml", "--maxmemory-policy, allkeys-lru", "--maxmemory-policy, noeviction")
+        self.assertProblem("StatefulSet/todo-redis: this Redis runs with --maxmemory-policy noeviction")
+
     def test_spinapps_disagree_on_a_shared_variable(self):
         self.edit("k8s/base/spinapp-notifier.yaml", "key: jobs_channel, optional: true",
                   "key: jobs_channel_notifier, optional: true")

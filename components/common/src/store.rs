@@ -160,6 +160,17 @@ impl Redis {
         keys: &[String],
         args: &[String],
     ) -> Result<Vec<ReplyValue>, String> {
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        self.eval_bytes(script, keys, &args)
+    }
+
+    /// As [`Redis::eval`], with binary arguments (a cache entry).
+    pub fn eval_bytes(
+        &self,
+        script: &str,
+        keys: &[String],
+        args: &[&[u8]],
+    ) -> Result<Vec<ReplyValue>, String> {
         let conn = self.conn()?;
         let mut params = Vec::with_capacity(2 + keys.len() + args.len());
         params.push(RedisParameter::Binary(script.as_bytes().to_vec()));
@@ -168,10 +179,7 @@ impl Redis {
             keys.iter()
                 .map(|k| RedisParameter::Binary(k.as_bytes().to_vec())),
         );
-        params.extend(
-            args.iter()
-                .map(|a| RedisParameter::Binary(a.as_bytes().to_vec())),
-        );
+        params.extend(args.iter().map(|a| RedisParameter::Binary(a.to_vec())));
         let reply = conn
             .execute("EVAL", &params)
             .map_err(|e| format!("EVAL: {e:?}"))?;

@@ -29,6 +29,19 @@
 //! - **Redis coming back with old data** (a restart from a snapshot, a failover to a
 //!   lagging replica): old entries and old versions reappear together and match.
 //!
+//! ## Why one user cannot grow the cache without bound
+//! Every distinct query (limit, filter, cursor) is its own page, and a client can make
+//! as many distinct queries as its rate limit allows. So a page is stored with
+//! [`CACHE_WRITE_SCRIPT`], which also keeps the user's page keys in a list,
+//! `{prefix}:todos-index:<user>` ([`cache_index_key`]), in the order they were written, and
+//! deletes the oldest pages beyond [`MAX_CACHED_PAGES_PER_USER`]: one `EVAL` instead of the
+//! `SET` the miss path made before, so no extra round trip, and the hit path is unchanged
+//! (a plain `GET` of the page in the rate-limit script). Pages of older list versions are
+//! never served and are the first to go. The index has the pages' TTL, renewed on every
+//! write, so it outlives every page it names; if Redis evicts the index alone (memory
+//! pressure, README "Redis memory"), the pages it named are left to their TTL and the cap
+//! starts again from zero: at most one cap's worth of pages more, for one TTL.
+//!
 //! So the version lookup stays: it is the one read that sees every committed write, and it
 //! is a single-row index lookup on the connection the miss path needs anyway. What a hit
 //! does not do: a second Redis command, a PostgreSQL write, JSON work (the body is served
@@ -213,6 +226,60 @@ impl ListQuery {
     }
 }
 
+/// Most list pages kept in the cache per user (all queries, all list versions). A page is
+/// at most 100 todos (about 43 KB with 255-character ASCII titles, 9 KB for a default page
+/// of 20 short ones), so one user's cache stays under ~0.7 MB whatever they query; the
+/// usual handful of pages (first page, a filter, the next few cursors) fits.
+pub const MAX_CACHED_PAGES_PER_USER: usize = 16;
+
+/// The Redis list of a user's cached page keys, oldest first ([`CACHE_WRITE_SCRIPT`]).
+pub fn cache_index_key(prefix: &str, user: &Uuid) -> String {
+    format!("{prefix}:todos-index:{user}")
+}
+
+/// Stores a page and bounds the user's pages. `KEYS[1]` = the page, `KEYS[2]` = the user's
+/// index ([`cache_index_key`]); `ARGV` = entry, TTL seconds, the cap. The page is moved to
+/// the end of the index (a rewrite counts as the newest), the oldest pages beyond the cap
+/// are deleted with their index entries, and the index gets the pages' TTL. Replies the
+/// number of pages deleted.
+///
+/// The deleted pages are not in `KEYS` (they are read from the index), which is fine on
+/// one Redis; on Redis Cluster every key of a user would need one hash slot (`{user}`
+/// hash tags), as the rate-limit script's keys already would.
+pub const CACHE_WRITE_SCRIPT: &str = r#"
+local cap = tonumber(ARGV[3])
+redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
+redis.call('LREM', KEYS[2], 0, KEYS[1])
+local len = redis.call('RPUSH', KEYS[2], KEYS[1])
+local deleted = 0
+while len > cap do
+  local oldest = redis.call('LPOP', KEYS[2])
+  redis.call('DEL', oldest)
+  deleted = deleted + 1
+  len = len - 1
+end
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[2]))
+return deleted
+"#;
+
+/// The keys and arguments of [`CACHE_WRITE_SCRIPT`] for `entry` stored under `page_key`.
+pub fn cache_write_arguments(
+    prefix: &str,
+    user: &Uuid,
+    page_key: &str,
+    entry: &[u8],
+    ttl_seconds: u32,
+) -> (Vec<String>, Vec<Vec<u8>>) {
+    (
+        vec![page_key.to_owned(), cache_index_key(prefix, user)],
+        vec![
+            entry.to_vec(),
+            ttl_seconds.to_string().into_bytes(),
+            MAX_CACHED_PAGES_PER_USER.to_string().into_bytes(),
+        ],
+    )
+}
+
 /// Builds a cache entry: the version the page was read at, then the response body.
 pub fn encode_cache_entry(version: i64, body: &[u8]) -> Vec<u8> {
     let mut out = format!("{version}\n").into_bytes();
@@ -321,6 +388,22 @@ mod tests {
             }
         }
         assert!(a.starts_with("p:todos:"));
+    }
+
+    #[test]
+    fn cache_writes_name_the_page_and_the_users_index() {
+        let page = ListQuery::parse("limit=5").unwrap().cache_key("p", &id());
+        let (keys, args) = cache_write_arguments("p", &id(), &page, b"7\n{}", 300);
+        assert_eq!(
+            keys,
+            [page.clone(), format!("p:todos-index:{}", id().as_str())]
+        );
+        assert_eq!(args, [b"7\n{}".to_vec(), b"300".to_vec(), b"16".to_vec()]);
+        // The index is not a page key of any query, so no page can overwrite it.
+        assert!(!keys[1].starts_with(&format!("p:todos:{}", id().as_str())));
+        // The script reads its cap from ARGV and its keys from KEYS only.
+        assert!(CACHE_WRITE_SCRIPT.contains("KEYS[2]") && !CACHE_WRITE_SCRIPT.contains("KEYS[3]"));
+        assert!(CACHE_WRITE_SCRIPT.contains("ARGV[3]"));
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! | request | Redis | PostgreSQL |
 //! |---|---|---|
 //! | `GET /todos`, cache hit | 1 connection, 1 `EVAL` (rate limit + token generation + cache read) | 1 checkout, 1 primary-key lookup (the list version) |
-//! | `GET /todos`, no entry | 1 connection, `EVAL` + `SET EX` (the new entry) | 1 checkout, 1 query (page + version in one statement) |
+//! | `GET /todos`, no entry | 1 connection, `EVAL` + `EVAL` (stores the new entry, deletes the user's oldest pages beyond the cap: `common::todo_list`) | 1 checkout, 1 query (page + version in one statement) |
 //! | `GET /todos`, stale entry | as above | 1 checkout, version lookup + page query |
 //! | `POST /todos`, `GET`/`PATCH`/`DELETE /todos/:id` | 1 connection, 1 `EVAL` (rate limit + token generation) | 1 checkout, 1 statement (writes bump the version in the same statement) |
 //! | no generation copy in Redis (expired, Redis restarted or down) | adds 1 `EVAL` (storing the copy; not when Redis is down) | the same checkout adds 1 primary-key lookup (`users.token_generation`, the truth: `common::revocation`) |
@@ -189,8 +189,18 @@ fn list(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
         .map_err(|e| ApiError::Internal(format!("serialize: {e}")))?;
     // Skip the write when Redis already failed in this request.
     if let Some(key) = cache_key.filter(|_| ctx.degraded.is_empty()) {
+        // One EVAL, as the SET it replaces: stores the page and deletes the user's oldest
+        // pages beyond the cap (`common::todo_list`, "Why one user cannot grow the cache").
         let entry = todo_list::encode_cache_entry(version, &body);
-        if let Err(e) = redis.set_ex(&key, &entry, ttl) {
+        let (keys, args) = todo_list::cache_write_arguments(
+            &session.store.redis_key_prefix,
+            &user,
+            &key,
+            &entry,
+            ttl,
+        );
+        let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+        if let Err(e) = redis.eval_bytes(todo_list::CACHE_WRITE_SCRIPT, &keys, &args) {
             redis_degraded(ctx, "cache-write", &e);
         }
     }

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::api::{
     app, login, new_user, problem_fields, refresh, register, spawn_api, unique, Reply, User,
 };
-use crate::harness::{eventually, HostOptions, PrivateRedis, TestApp};
+use crate::harness::{eventually, service_setting, HostOptions, PrivateRedis, TestApp};
 
 /// A client whose connections come from `ip` (a loopback address other than 127.0.0.1).
 fn client_from(ip: &str) -> reqwest::Client {
@@ -552,4 +552,185 @@ async fn the_sweep_route_limits_token_guesses_per_address() {
     refused(sweep("127.0.0.2", token.clone()).await, 60);
     // Another address (the scheduler's) is not affected.
     sweep("127.0.0.1", token).await.expect_status(200);
+}
+
+// --- Bounded cache (item 6) -----------------------------------------------------------------
+
+/// The most list pages the cache keeps per user (`common::todo_list::MAX_CACHED_PAGES_PER_USER`).
+const MAX_CACHED_PAGES_PER_USER: usize = 16;
+
+/// `redis-cli` against a private Redis, its reply lines.
+fn redis_cli(redis: &PrivateRedis, args: &[&str]) -> Vec<String> {
+    let host = redis.host();
+    let (ip, port) = host.rsplit_once(':').expect("host:port");
+    let out = std::process::Command::new("redis-cli")
+        .args(["-h", ip, "-p", port, "--raw"])
+        .args(args)
+        .output()
+        .expect("running redis-cli");
+    assert!(out.status.success(), "redis-cli {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn used_memory(redis: &PrivateRedis) -> i64 {
+    redis_cli(redis, &["INFO", "memory"])
+        .iter()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("used_memory in INFO memory")
+}
+
+async fn list_page(app: &TestApp, user: &User, query: &str) -> (Option<String>, Value) {
+    let reply = Reply::send(
+        app.get(&format!("/todos?{query}"))
+            .bearer_auth(&user.access_token),
+    )
+    .await;
+    (reply.header("x-cache"), reply.expect_status(200))
+}
+
+fn item_titles(page: &Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|t| t["title"].as_str().expect("title").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+#[ignore = "starts an edge-host and a Redis of its own, so not under BASE_URL (run through scripts/test)"]
+async fn one_users_distinct_list_queries_keep_at_most_16_cached_pages_and_stay_fresh() {
+    let redis = PrivateRedis::start().await;
+    let app = spawn_api(Some(HostOptions::new().redis(&redis))).await;
+    let user = new_user(&app).await;
+    let mut titles = Vec::new();
+    for i in 0..30 {
+        // 255 characters (the longest title): ~390 bytes per item in a page.
+        let title = format!("{i:03}{}", "x".repeat(252));
+        let reply = Reply::send(
+            app.post("/todos")
+                .bearer_auth(&user.access_token)
+                .json(&json!({ "title": title })),
+        )
+        .await;
+        reply.expect_status(201);
+        titles.insert(0, title);
+    }
+    let page_keys = format!("*:todos:{}:*", user.id);
+    let before = used_memory(&redis);
+
+    // 100 distinct queries: every limit from 1 to 100, each a miss that stores a page.
+    let mut last_body = Value::Null;
+    for limit in 1..=100 {
+        let (cache, body) = list_page(&app, &user, &format!("limit={limit}")).await;
+        assert_eq!(cache.as_deref(), Some("miss"), "limit={limit}");
+        assert_eq!(item_titles(&body), titles[..limit.min(30)], "limit={limit}");
+        last_body = body;
+    }
+    let grown = used_memory(&redis) - before;
+    let keys = redis_cli(&redis, &["KEYS", &page_keys]);
+    println!(
+        "100 distinct queries: {} cached pages, used_memory +{grown} bytes",
+        keys.len()
+    );
+    assert_eq!(
+        keys.len(),
+        MAX_CACHED_PAGES_PER_USER,
+        "the user's cached pages (the first: {:?})",
+        keys.first()
+    );
+    let index = format!("*:todos-index:{}", user.id);
+    let index = redis_cli(&redis, &["KEYS", &index]);
+    assert_eq!(index.len(), 1, "one index per user: {index:?}");
+    let indexed = redis_cli(&redis, &["LRANGE", &index[0], "0", "-1"]);
+    let mut sorted = keys.clone();
+    sorted.sort();
+    let mut indexed_sorted = indexed.clone();
+    indexed_sorted.sort();
+    assert_eq!(
+        indexed_sorted, sorted,
+        "the index names exactly the cached pages"
+    );
+    assert!(
+        redis_cli(&redis, &["TTL", &index[0]])[0]
+            .parse::<i64>()
+            .unwrap()
+            > 0,
+        "the index expires"
+    );
+    // Measured: uncapped, the 100 pages took +1.32 MB (about 13 KB of JSON for each page of
+    // 30 todos); capped, +0.36 MB (the 16 newest pages, with the allocator's rounding).
+    assert!(grown < 700_000, "used_memory grew by {grown} bytes");
+
+    // The newest pages are still served from the cache, unchanged; the oldest went.
+    let (cache, body) = list_page(&app, &user, "limit=100").await;
+    assert_eq!(cache.as_deref(), Some("hit"));
+    assert_eq!(body, last_body);
+    let (cache, body) = list_page(&app, &user, "limit=1").await;
+    assert_eq!(
+        cache.as_deref(),
+        Some("miss"),
+        "the oldest page was deleted"
+    );
+    assert_eq!(item_titles(&body), titles[..1]);
+
+    // Read-your-writes after a create: the cached page is not served any more.
+    let reply = Reply::send(
+        app.post("/todos")
+            .bearer_auth(&user.access_token)
+            .json(&json!({ "title": "newest" })),
+    )
+    .await;
+    reply.expect_status(201);
+    titles.insert(0, "newest".to_owned());
+    let (cache, body) = list_page(&app, &user, "limit=100").await;
+    assert_eq!(
+        cache.as_deref(),
+        Some("miss"),
+        "a write makes the page stale"
+    );
+    assert_eq!(item_titles(&body), titles);
+    let (cache, again) = list_page(&app, &user, "limit=100").await;
+    assert_eq!(cache.as_deref(), Some("hit"));
+    assert_eq!(again, body);
+    let keys = redis_cli(&redis, &["KEYS", &page_keys]);
+    assert!(keys.len() <= MAX_CACHED_PAGES_PER_USER, "{keys:?}");
+}
+
+#[tokio::test]
+#[ignore = "reads the project's own Redis (scripts/services), so not under BASE_URL (run through scripts/test)"]
+async fn the_project_redis_is_memory_bounded_and_evicts_least_recently_used() {
+    // README, "Redis memory": scripts/services sets both on start (also on a Redis that
+    // already runs), so this holds for the Redis every other test uses.
+    let url = service_setting("REDIS_URL").expect("REDIS_URL from scripts/services env");
+    let address = url
+        .trim_start_matches("redis://")
+        .rsplit('@')
+        .next()
+        .expect("host:port")
+        .trim_end_matches('/')
+        .to_owned();
+    let (ip, port) = address.rsplit_once(':').expect("host:port");
+    let config = |name: &str| {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-h", ip, "-p", port, "--raw", "CONFIG", "GET", name])
+            .output()
+            .expect("running redis-cli");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let maxmemory: u64 = config("maxmemory").parse().expect("maxmemory is a number");
+    assert!(
+        (64 << 20..=4 << 30).contains(&maxmemory),
+        "maxmemory {maxmemory} (0 is unbounded)"
+    );
+    assert_eq!(config("maxmemory-policy"), "allkeys-lru");
 }
