@@ -71,6 +71,19 @@ struct UpArgs {
     /// Largest request body accepted, in MiB; larger ones get 413.
     #[arg(long, default_value_t = 10)]
     max_request_body_mb: u64,
+    /// Longest a client may take to send a request's head, in seconds; the connection is
+    /// closed after it (slow-header clients). Spin has no such flag.
+    #[arg(long, default_value_t = 10)]
+    header_read_timeout_secs: u64,
+    /// Longest a request body may stall (no new bytes), in seconds; the request gets 408.
+    #[arg(long, default_value_t = 30)]
+    body_read_timeout_secs: u64,
+    /// Most header lines in one request; more get 431.
+    #[arg(long, default_value_t = 100)]
+    max_headers: usize,
+    /// Largest request head, in KiB; larger get 431.
+    #[arg(long, default_value_t = 64)]
+    max_header_kb: usize,
     /// Longest a request or message may run, in seconds.
     #[arg(long, default_value_t = 60)]
     execution_timeout_secs: u64,
@@ -169,10 +182,17 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
             max_instance_concurrent_reuse_count: args.max_instance_concurrent_reuse_count,
             idle_instance_timeout: args.idle_instance_timeout,
         };
+        let limits = triggers::http::ClientLimits {
+            header_read_timeout: Duration::from_secs(args.header_read_timeout_secs),
+            body_read_timeout: Duration::from_secs(args.body_read_timeout_secs),
+            max_headers: args.max_headers,
+            max_header_bytes: args.max_header_kb << 10,
+        };
         serve(
             app,
             args.listen,
             args.max_request_body_mb << 20,
+            limits,
             reuse,
             args.ready_file.as_deref(),
         )
@@ -184,14 +204,14 @@ async fn serve(
     app: Arc<app::App>,
     listen: SocketAddr,
     max_request_body: u64,
+    limits: triggers::http::ClientLimits,
     reuse: ReuseConfig,
     ready_file: Option<&Path>,
 ) -> anyhow::Result<()> {
-    let http = Arc::new(triggers::http::HttpTrigger::new(
-        app.clone(),
-        max_request_body,
-        reuse,
-    )?);
+    let http = Arc::new(
+        triggers::http::HttpTrigger::new(app.clone(), max_request_body, reuse)?
+            .with_client_limits(limits),
+    );
     let redis = Arc::new(triggers::redis::RedisTrigger::new(app.clone())?);
     if !http.has_routes() && !redis.has_subscriptions() {
         bail!("the manifest has no [[trigger.http]] or [[trigger.redis]] to run");

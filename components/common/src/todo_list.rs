@@ -91,9 +91,15 @@ pub struct Cursor {
     pub id: Uuid,
 }
 
+/// Whether `s` has the list query's timestamp shape *and* names an instant that exists.
+///
+/// The shape alone is not enough: `2026-13-45T25:61:61.000000Z` or year `0000` has it, and
+/// PostgreSQL's `::timestamptz` cast then fails the whole query with a 500 (issue 10,
+/// item 7). Checking the calendar here turns such a cursor into the 400 any other forgery
+/// gets. Second 60 is refused too: PostgreSQL would roll it over, and the list query never
+/// produces it.
 fn is_timestamp(s: &str) -> bool {
-    // 2026-11-27T12:34:56.123456Z, and a real instant: PostgreSQL refuses month 13 or
-    // 31 February, which would otherwise reach the SQL cast as a 500.
+    // 2026-11-27T12:34:56.123456Z
     let b = s.as_bytes();
     let shape = b.len() == 27
         && b.iter().enumerate().all(|(i, c)| match i {
@@ -345,6 +351,41 @@ mod tests {
             .unwrap(),
         ] {
             assert!(Cursor::decode(bad).is_none(), "{bad}");
+        }
+    }
+
+    /// Cursors of the right shape that name no instant: each used to reach PostgreSQL's
+    /// `::timestamptz` cast and fail the query with a 500 (issue 10, item 7).
+    #[test]
+    fn cursor_with_impossible_timestamp_is_rejected() {
+        for impossible in [
+            "0000-01-01T00:00:00.000000Z",
+            "2026-00-10T00:00:00.000000Z",
+            "2026-13-10T00:00:00.000000Z",
+            "2026-02-30T00:00:00.000000Z",
+            "2025-02-29T00:00:00.000000Z",
+            "2026-01-00T00:00:00.000000Z",
+            "2026-01-32T00:00:00.000000Z",
+            "2026-01-01T24:00:00.000000Z",
+            "2026-01-01T99:00:00.000000Z",
+            "2026-01-01T00:60:00.000000Z",
+            "2026-01-01T00:00:60.000000Z",
+            "9999-99-99T99:99:99.999999Z",
+        ] {
+            let raw =
+                Base64UrlSafeNoPadding::encode_to_string(format!("{impossible}|{}", id())).unwrap();
+            assert!(Cursor::decode(&raw).is_none(), "{impossible}");
+            let err = ListQuery::parse(&format!("cursor={raw}")).unwrap_err();
+            assert_eq!(err.status(), 400, "{impossible}");
+        }
+        for possible in [
+            "0001-01-01T00:00:00.000000Z",
+            "2024-02-29T23:59:59.999999Z",
+            "9999-12-31T23:59:59.999999Z",
+        ] {
+            let raw =
+                Base64UrlSafeNoPadding::encode_to_string(format!("{possible}|{}", id())).unwrap();
+            assert!(Cursor::decode(&raw).is_some(), "{possible}");
         }
     }
 

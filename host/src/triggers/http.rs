@@ -10,13 +10,15 @@
 //! the deadline) costs that request a 500 and a log line; the host keeps serving.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
@@ -34,11 +36,38 @@ struct RouteTarget {
     proxy: ProxyPre<InstanceState>,
 }
 
+/// How long and how much a client may take to send its request, so that a slow or broken
+/// client costs a 4xx (or a closed connection) instead of a hang or a 500 (issue 10, item 7).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientLimits {
+    /// Longest wait for a request's whole head once its first byte is expected (hyper's
+    /// `header_read_timeout`); the connection is closed when it passes.
+    pub header_read_timeout: Duration,
+    /// Longest a request body may stall (no new bytes) before the request gets 408.
+    pub body_read_timeout: Duration,
+    /// Most header lines in one request (hyper answers more with 431).
+    pub max_headers: usize,
+    /// Largest request head in bytes (hyper's read buffer; a larger head gets 431).
+    pub max_header_bytes: usize,
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            max_headers: 100,
+            max_header_bytes: 64 << 10,
+        }
+    }
+}
+
 /// The running HTTP trigger.
 pub struct HttpTrigger {
     app: Arc<App>,
     router: Router<RouteTarget>,
     max_request_body: u64,
+    limits: ClientLimits,
     /// Idle instances kept for reuse; `None` when every request gets a fresh instance
     /// (the default, Spin's semantics for WASI 0.2 components).
     reuse: Option<Arc<InstancePool<Proxy>>>,
@@ -72,8 +101,15 @@ impl HttpTrigger {
             app,
             router: Router::new(routes)?,
             max_request_body,
+            limits: ClientLimits::default(),
             reuse: reuse.reuses().then(|| InstancePool::new(reuse)),
         })
+    }
+
+    /// Replaces the default [`ClientLimits`].
+    pub fn with_client_limits(mut self, limits: ClientLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Whether any HTTP route is configured.
@@ -98,6 +134,17 @@ impl HttpTrigger {
             };
             let _ = stream.set_nodelay(true);
             let trigger = self.clone();
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(self.limits.header_read_timeout)
+                .max_headers(self.limits.max_headers)
+                .max_buf_size(self.limits.max_header_bytes.max(8192));
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .max_header_list_size(self.limits.max_header_bytes as u32);
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |request| {
                     let trigger = trigger.clone();
@@ -105,7 +152,7 @@ impl HttpTrigger {
                         Ok::<_, std::convert::Infallible>(trigger.handle(request, client).await)
                     }
                 });
-                let served = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                let served = builder
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
                 if let Err(err) = served {
@@ -149,9 +196,19 @@ impl HttpTrigger {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|length| length > self.max_request_body) {
-            return plain(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large\n");
+            return problem(BodyFault::TooLarge);
         }
-        let request = request.map(|body| LimitedBody::new(body, self.max_request_body));
+        // One small allocation per request: the body reports here why it failed, so the
+        // host can answer for the client's fault instead of the guest's generic 500.
+        let fault = Arc::new(AtomicU8::new(BodyFault::None as u8));
+        let request = request.map(|body| {
+            LimitedBody::new(
+                body,
+                self.max_request_body,
+                self.limits.body_read_timeout,
+                fault.clone(),
+            )
+        });
         let request = match with_spin_headers(request, pattern, &found, client) {
             Ok(request) => request,
             Err(err) => {
@@ -161,6 +218,15 @@ impl HttpTrigger {
         };
         let component = &target.component;
         let response = self.run(target, request).await;
+        // A body the client broke (too large, malformed chunking, stalled) is the client's
+        // fault whatever the guest made of the read error: answer for it.
+        let response = match BodyFault::from_u8(fault.load(Ordering::Acquire)) {
+            BodyFault::None => response,
+            broken => {
+                tracing::debug!(component = %target.component.id, %method, %path, ?broken, "request body failed");
+                Ok(problem(broken))
+            }
+        };
         let response = response.unwrap_or_else(|err| {
             tracing::error!(component = %component.id, %method, %path, "request failed: {err:#}");
             plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n")
@@ -441,18 +507,117 @@ where
     }
 }
 
-/// A request body that fails once more than `remaining` bytes have arrived.
+/// Why a request body failed, when the client is to blame; kept in an `AtomicU8` shared
+/// between the body (which the guest reads) and the request's handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum BodyFault {
+    None = 0,
+    /// More than the limit arrived (any framing): 413.
+    TooLarge = 1,
+    /// hyper could not decode it (invalid chunk size, connection cut mid-body): 400.
+    Malformed = 2,
+    /// No new bytes within the body-read timeout: 408.
+    Stalled = 3,
+}
+
+impl BodyFault {
+    fn from_u8(value: u8) -> Self {
+        match value {
+            1 => Self::TooLarge,
+            2 => Self::Malformed,
+            3 => Self::Stalled,
+            _ => Self::None,
+        }
+    }
+}
+
+/// The problem+json (RFC 9457) answer for a broken request, a static body: no allocation.
+/// The shape is the app's (`components/common`'s `ApiError` mapping): `type`, `title`,
+/// `status`, `detail`.
+fn problem(fault: BodyFault) -> Response<HyperOutgoingBody> {
+    macro_rules! body {
+        ($slug:literal, $title:literal, $status:literal, $detail:literal) => {
+            concat!(
+                r#"{"type":"urn:edge-host:problem:"#,
+                $slug,
+                r#"","title":""#,
+                $title,
+                r#"","status":"#,
+                $status,
+                r#","detail":""#,
+                $detail,
+                r#""}"#
+            )
+        };
+    }
+    let (status, body) = match fault {
+        BodyFault::TooLarge => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            body!(
+                "payload-too-large",
+                "Payload Too Large",
+                413,
+                "The request body is larger than this server accepts."
+            ),
+        ),
+        BodyFault::Stalled => (
+            StatusCode::REQUEST_TIMEOUT,
+            body!(
+                "request-timeout",
+                "Request Timeout",
+                408,
+                "The request body stopped arriving before it was complete."
+            ),
+        ),
+        BodyFault::Malformed | BodyFault::None => (
+            StatusCode::BAD_REQUEST,
+            body!(
+                "bad-request",
+                "Bad Request",
+                400,
+                "The request body is malformed."
+            ),
+        ),
+    };
+    let mut response = plain(status, body);
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    if fault != BodyFault::None {
+        // The rest of the body is unread: the connection cannot carry another request.
+        response
+            .headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// A request body that fails once more than `remaining` bytes have arrived, or when no
+/// bytes arrive for `stall_timeout`, and records why in `fault`.
 struct LimitedBody<B> {
     inner: B,
     remaining: u64,
+    stall_timeout: Duration,
+    /// Armed on the first `Pending` only, so a body that is all there costs no timer.
+    stall: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    fault: Arc<AtomicU8>,
 }
 
 impl<B> LimitedBody<B> {
-    fn new(inner: B, limit: u64) -> Self {
+    fn new(inner: B, limit: u64, stall_timeout: Duration, fault: Arc<AtomicU8>) -> Self {
         Self {
             inner,
             remaining: limit,
+            stall_timeout,
+            stall: None,
+            fault,
         }
+    }
+
+    fn fail(&self, fault: BodyFault) {
+        self.fault.store(fault as u8, Ordering::Release);
     }
 }
 
@@ -471,14 +636,37 @@ where
         use std::task::Poll;
         let frame = match std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => frame,
-            Poll::Ready(Some(Err(err))) => return Poll::Ready(Some(Err(err.into()))),
+            Poll::Ready(Some(Err(err))) => {
+                self.fail(BodyFault::Malformed);
+                return Poll::Ready(Some(Err(err.into())));
+            }
             Poll::Ready(None) => return Poll::Ready(None),
-            Poll::Pending => return Poll::Pending,
+            Poll::Pending => {
+                let deadline = tokio::time::Instant::now() + self.stall_timeout;
+                let stall = self
+                    .stall
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if std::future::Future::poll(stall.as_mut(), cx).is_ready() {
+                    self.fail(BodyFault::Stalled);
+                    return Poll::Ready(Some(Err(
+                        wasmtime_wasi_http::Error::ConnectionReadTimeout,
+                    )));
+                }
+                return Poll::Pending;
+            }
         };
+        let stall_timeout = self.stall_timeout;
+        if let Some(stall) = self.stall.as_mut() {
+            // Progress: the stall clock starts again.
+            stall
+                .as_mut()
+                .reset(tokio::time::Instant::now() + stall_timeout);
+        }
         if let Some(data) = frame.data_ref() {
             let size = data.len() as u64;
             if size > self.remaining {
                 self.remaining = 0;
+                self.fail(BodyFault::TooLarge);
                 return Poll::Ready(Some(Err(wasmtime_wasi_http::Error::HttpRequestBodySize(
                     None,
                 ))));
