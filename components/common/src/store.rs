@@ -217,22 +217,6 @@ impl Redis {
         .map(|_| ())
         .map_err(|e| format!("SET: {e:?}"))
     }
-
-    /// `SET key value EX ttl`.
-    pub fn set_ex(&self, key: &str, value: &[u8], ttl_seconds: u32) -> Result<(), String> {
-        let conn = self.conn()?;
-        conn.execute(
-            "SET",
-            &[
-                RedisParameter::Binary(key.as_bytes().to_vec()),
-                RedisParameter::Binary(value.to_vec()),
-                RedisParameter::Binary(b"EX".to_vec()),
-                RedisParameter::Int64(i64::from(ttl_seconds)),
-            ],
-        )
-        .map(|_| ())
-        .map_err(|e| format!("SET: {e:?}"))
-    }
 }
 
 /// Spin's variables interface as a [`crate::config::VariableSource`]. `Undefined` (the

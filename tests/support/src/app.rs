@@ -143,11 +143,6 @@ impl TestApp {
         self.host.as_ref().map(EdgeHost::output).unwrap_or_default()
     }
 
-    /// The host process, when the test started one (not under `BASE_URL`).
-    pub fn host(&self) -> Option<&EdgeHost> {
-        self.host.as_ref()
-    }
-
     /// True when the suite tests `BASE_URL` instead of a host it started.
     pub fn is_external(&self) -> bool {
         self.host.is_none()

@@ -5,7 +5,6 @@
 //! place by the host so it is never read half-written), never from the log banner.
 
 use std::io::{BufRead, BufReader, Read};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -150,26 +149,6 @@ impl EdgeHost {
     /// `http://127.0.0.1:PORT` (no trailing slash); `None` for an app without HTTP triggers.
     pub fn url(&self) -> Option<&str> {
         self.url.as_deref()
-    }
-
-    /// The listening socket address.
-    pub fn addr(&self) -> Result<SocketAddr> {
-        let url = self.url().context("the app has no HTTP trigger")?;
-        let addr = url
-            .strip_prefix("http://")
-            .with_context(|| format!("ready url is not http://: {url}"))?;
-        addr.parse()
-            .with_context(|| format!("ready url has no socket address: {url}"))
-    }
-
-    /// The process id, e.g. to send it a signal.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The child process, for tests that wait for its exit.
-    pub fn child_mut(&mut self) -> &mut Child {
-        &mut self.child
     }
 
     /// Every line the host wrote so far to stdout or stderr, oldest first.
