@@ -355,7 +355,8 @@ const TODO_COLUMNS: &str = concat!(
     "id::text, title, completed, ",
     ts!("created_at"),
     ", ",
-    ts!("updated_at")
+    ts!("updated_at"),
+    ", version"
 );
 
 fn todo_from(r: &RowReader<'_>, first: usize) -> Result<Todo, ApiError> {
@@ -365,6 +366,52 @@ fn todo_from(r: &RowReader<'_>, first: usize) -> Result<Todo, ApiError> {
         completed: r.boolean(first + 2)?,
         created_at: r.text(first + 3)?,
         updated_at: r.text(first + 4)?,
+        version: r.int(first + 5)?,
+    })
+}
+
+/// The outcome of a write to one todo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TodoWrite<T> {
+    /// Written.
+    Done(T),
+    /// No such todo of the user's.
+    NotFound,
+    /// The todo exists but no longer has a version the client's `If-Match` named (412).
+    Stale,
+}
+
+/// Adds the accepted versions of an `If-Match` (comma-separated) as a parameter; its
+/// number, `None` without one.
+fn version_param(expected: Option<&[i64]>, params: &mut Vec<ParameterValue>) -> Option<usize> {
+    let versions = expected?;
+    let list: Vec<String> = versions.iter().map(i64::to_string).collect();
+    params.push(text(&list.join(",")));
+    Some(params.len())
+}
+
+/// The `AND <column> = ANY(...)` condition for [`version_param`]'s parameter; empty
+/// without one.
+fn version_check(column: &str, param: Option<usize>) -> String {
+    param
+        .map(|n| format!(" AND {column} = ANY(string_to_array(${n}::text, ',')::int8[])"))
+        .unwrap_or_default()
+}
+
+/// After a write that matched no row: `Stale` if the todo exists (so only the version
+/// differed), `NotFound` otherwise.
+fn missed_write<T>(
+    db: &Db,
+    user: &Uuid,
+    id: &Uuid,
+    expected: Option<&[i64]>,
+) -> Result<TodoWrite<T>, ApiError> {
+    if expected.is_none() {
+        return Ok(TodoWrite::NotFound);
+    }
+    Ok(match get_todo(db, user, id)? {
+        Some(_) => TodoWrite::Stale,
+        None => TodoWrite::NotFound,
     })
 }
 
@@ -412,9 +459,9 @@ pub fn list_todos(
         ));
     }
     let sql = format!(
-        "SELECT u.todos_version, t.id::text, t.title, t.completed, {}, {} \
+        "SELECT u.todos_version, t.id::text, t.title, t.completed, {}, {}, t.version \
          FROM users u LEFT JOIN LATERAL ( \
-             SELECT id, title, completed, created_at, updated_at FROM todos \
+             SELECT id, title, completed, created_at, updated_at, version FROM todos \
              WHERE user_id = u.id{filters} \
              ORDER BY created_at DESC, id DESC LIMIT $2::int8) t ON true \
          WHERE u.id = $1::text::uuid",
@@ -478,16 +525,27 @@ pub fn create_todo(
         .transpose()
 }
 
-/// Applies a partial update; bumps the version only if the todo exists and is the user's.
+/// Applies a partial update under an optional `If-Match` (`expected`: the accepted row
+/// versions), bumping the row version and the user's list version, in one statement.
+///
+/// The user's row is locked first (`bump`) and the todo updated after it (`FROM bump`):
+/// so the version check and the write are one step, and every write of a user takes its
+/// `updated_at` while holding that lock, in commit order (what `updated_since` relies on).
+/// Two clients that read the same version: the second waits for the first's lock, then
+/// PostgreSQL rechecks `version` on the updated row, matches nothing, and gets `Stale`.
 pub fn update_todo(
     db: &Db,
     user: &Uuid,
     id: &Uuid,
     title: Option<&TodoTitle>,
     completed: Option<bool>,
-) -> Result<Option<Todo>, ApiError> {
+    expected: Option<&[i64]>,
+) -> Result<TodoWrite<Todo>, ApiError> {
     let mut params = vec![text(user.as_str()), text(id.as_str())];
-    let mut sets = vec!["updated_at = clock_timestamp()".to_owned()];
+    let mut sets = vec![
+        "updated_at = clock_timestamp()".to_owned(),
+        "version = t.version + 1".to_owned(),
+    ];
     if let Some(title) = title {
         params.push(text(title.as_str()));
         sets.push(format!("title = ${}::text", params.len()));
@@ -496,41 +554,67 @@ pub fn update_todo(
         params.push(ParameterValue::Boolean(completed));
         sets.push(format!("completed = ${}::bool", params.len()));
     }
+    let param = version_param(expected, &mut params);
+    let (check, check_t) = (
+        version_check("version", param),
+        version_check("t.version", param),
+    );
     let sql = format!(
-        "WITH changed AS ( \
-             UPDATE todos SET {} \
-             WHERE id = $2::text::uuid AND user_id = $1::text::uuid \
-             RETURNING id, title, completed, created_at, updated_at), \
-         bump AS ( \
+        "WITH bump AS ( \
              UPDATE users SET todos_version = todos_version + 1 \
-             WHERE id = $1::text::uuid AND EXISTS (SELECT 1 FROM changed)) \
+             WHERE id = $1::text::uuid AND EXISTS ( \
+                 SELECT 1 FROM todos WHERE id = $2::text::uuid AND user_id = $1::text::uuid{check}) \
+             RETURNING id), \
+         changed AS ( \
+             UPDATE todos t SET {} FROM bump \
+             WHERE t.id = $2::text::uuid AND t.user_id = bump.id{check_t} \
+             RETURNING t.id, t.title, t.completed, t.created_at, t.updated_at, t.version) \
          SELECT {TODO_COLUMNS} FROM changed",
         sets.join(", ")
     );
     let rows = db.query(&sql, &params)?;
-    rows.rows
-        .first()
-        .map(|row| todo_from(&RowReader(row), 0))
-        .transpose()
+    match rows.rows.first() {
+        Some(row) => Ok(TodoWrite::Done(todo_from(&RowReader(row), 0)?)),
+        None => missed_write(db, user, id, expected),
+    }
 }
 
-/// Deletes a todo of the user's; `false` if there was none. Bumps the version on success.
-pub fn delete_todo(db: &Db, user: &Uuid, id: &Uuid) -> Result<bool, ApiError> {
-    let rows = db.query(
-        "WITH gone AS ( \
-             DELETE FROM todos WHERE id = $2::text::uuid AND user_id = $1::text::uuid \
-             RETURNING id), \
-         bump AS ( \
+/// Deletes a todo of the user's under an optional `If-Match`, bumping the list version,
+/// in one statement (locked in the same order as [`update_todo`]).
+pub fn delete_todo(
+    db: &Db,
+    user: &Uuid,
+    id: &Uuid,
+    expected: Option<&[i64]>,
+) -> Result<TodoWrite<()>, ApiError> {
+    let mut params = vec![text(user.as_str()), text(id.as_str())];
+    let param = version_param(expected, &mut params);
+    let (check, check_t) = (
+        version_check("version", param),
+        version_check("t.version", param),
+    );
+    let sql = format!(
+        "WITH bump AS ( \
              UPDATE users SET todos_version = todos_version + 1 \
-             WHERE id = $1::text::uuid AND EXISTS (SELECT 1 FROM gone)) \
-         SELECT count(*) FROM gone",
-        &[text(user.as_str()), text(id.as_str())],
-    )?;
+             WHERE id = $1::text::uuid AND EXISTS ( \
+                 SELECT 1 FROM todos WHERE id = $2::text::uuid AND user_id = $1::text::uuid{check}) \
+             RETURNING id), \
+         gone AS ( \
+             DELETE FROM todos t USING bump \
+             WHERE t.id = $2::text::uuid AND t.user_id = bump.id{check_t} \
+             RETURNING t.id) \
+         SELECT count(*) FROM gone"
+    );
+    let rows = db.query(&sql, &params)?;
     let row = rows
         .rows
         .first()
         .ok_or_else(|| ApiError::Internal("count returned no row".into()))?;
-    Ok(RowReader(row).int(0)? > 0)
+    if RowReader(row).int(0)? > 0 {
+        Ok(TodoWrite::Done(()))
+    } else {
+        missed_write(db, user, id, expected)
+    }
 }
 
 // --- Background jobs (the worker side of the outbox; see `crate::jobs`) -----------------

@@ -71,6 +71,9 @@ pub struct Todo {
     pub created_at: String,
     /// RFC 3339 UTC with microseconds.
     pub updated_at: String,
+    /// Row version (`todos.version`): the ETag, not part of the body.
+    #[serde(skip)]
+    pub version: i64,
 }
 
 /// One page of todos.

@@ -27,15 +27,16 @@
 
 use common::config::{Component, RateLimitName, StoreSettings};
 use common::domain::{TodoTitle, Uuid};
+use common::http::conditional::{self, list_etag, not_modified, todo_etag, Condition};
 use common::http::{
     self, authenticate, check_generation, check_rate_limit_reading, generation_key, redis_degraded,
     Ctx,
 };
 use common::rate_limit::Counter;
-use common::repo;
+use common::repo::{self, TodoWrite};
 use common::revocation::Seen;
 use common::store::{Db, Redis, SpinVariables};
-use common::todo_list::{self, Cursor, ListQuery, TodoPage};
+use common::todo_list::{self, Cursor, ListQuery, Todo, TodoPage};
 use common::tokens::AccessClaims;
 use common::ApiError;
 use spin_sdk::http::{Method, Request, Response};
@@ -147,10 +148,25 @@ fn user_gone() -> ApiError {
     ApiError::InvalidAccessToken("the token's user no longer exists")
 }
 
+/// A `200` JSON response with an `ETag`.
+fn tagged(status: u16, body: Vec<u8>, etag: &str) -> Response {
+    let mut resp = http::json_bytes(status, body);
+    resp.set_header("etag", etag);
+    resp
+}
+
+/// A todo as a response, tagged with its row version.
+fn todo_response(status: u16, todo: &Todo) -> Result<Response, ApiError> {
+    let mut resp = http::json(status, todo)?;
+    resp.set_header("etag", todo_etag(todo.version));
+    Ok(resp)
+}
+
 fn list(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
     // Authenticate first: unauthenticated callers learn nothing, not even query errors.
     let claims = authenticate(ctx, req)?;
     let query = ListQuery::parse(req.query())?;
+    let if_none_match = conditional::from_request(req, "if-none-match")?;
     let ttl = ctx.config.todos_cache_ttl_seconds()?;
     let mut cache_key = None;
     let (mut session, redis, cached) = begin_with(ctx, claims, |store, user| {
@@ -160,11 +176,24 @@ fn list(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
     let user = session.user.clone();
     let db = session.db()?;
 
-    if let Some((version, body)) = cached.as_deref().and_then(todo_list::decode_cache_entry) {
-        let current = repo::todos_version(db, &user)?.ok_or_else(user_gone)?;
-        if current == version {
+    let cached = cached.as_deref().and_then(todo_list::decode_cache_entry);
+    // The list version: read anyway on a hit (freshness), and before the page query when
+    // the client holds a page whose version it can be compared with.
+    let current = if cached.is_some() || if_none_match.is_some() {
+        Some(repo::todos_version(db, &user)?.ok_or_else(user_gone)?)
+    } else {
+        None
+    };
+    if let (Some(current), Some(condition)) = (current, &if_none_match) {
+        let etag = list_etag(current);
+        if condition.matches_weak(&etag) {
+            return Ok(not_modified(&etag));
+        }
+    }
+    if let Some((version, body)) = cached {
+        if current == Some(version) {
             ctx.cache = Some("hit");
-            return Ok(http::json_bytes(200, body.to_vec()));
+            return Ok(tagged(200, body.to_vec(), &list_etag(version)));
         }
     }
     ctx.cache = Some("miss");
@@ -204,7 +233,7 @@ fn list(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
             redis_degraded(ctx, "cache-write", &e);
         }
     }
-    Ok(http::json_bytes(200, body))
+    Ok(tagged(200, body, &list_etag(version)))
 }
 
 fn create(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
@@ -219,7 +248,7 @@ fn create(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
     let user = session.user.clone();
     let todo = repo::create_todo(session.db()?, &user, &title, completed.unwrap_or(false))?
         .ok_or_else(user_gone)?;
-    let mut resp = http::json(201, &todo)?;
+    let mut resp = todo_response(201, &todo)?;
     resp.set_header("location", format!("/todos/{}", todo.id));
     Ok(resp)
 }
@@ -232,15 +261,21 @@ fn todo_id(raw: &str) -> Result<Uuid, ApiError> {
 fn get_one(ctx: &mut Ctx, req: &Request, raw_id: &str) -> Result<Response, ApiError> {
     let mut session = begin(ctx, req)?;
     let id = todo_id(raw_id)?;
+    let if_none_match = conditional::from_request(req, "if-none-match")?;
     let user = session.user.clone();
     // Another user's todo is "not found", never "forbidden": no existence leak.
     let todo = repo::get_todo(session.db()?, &user, &id)?.ok_or(ApiError::NotFound)?;
-    http::json(200, &todo)
+    let etag = todo_etag(todo.version);
+    if if_none_match.is_some_and(|c| c.matches_weak(&etag)) {
+        return Ok(not_modified(&etag));
+    }
+    todo_response(200, &todo)
 }
 
 fn update(ctx: &mut Ctx, req: &Request, raw_id: &str) -> Result<Response, ApiError> {
     let mut session = begin(ctx, req)?;
     let id = todo_id(raw_id)?;
+    let expected = if_match(req)?;
     let mut body = ctx.json_body(req)?;
     let title = body.optional_str("title");
     let title = body.parse_with("title", title, TodoTitle::parse);
@@ -253,18 +288,41 @@ fn update(ctx: &mut Ctx, req: &Request, raw_id: &str) -> Result<Response, ApiErr
         ));
     }
     let user = session.user.clone();
-    let todo = repo::update_todo(session.db()?, &user, &id, title.as_ref(), completed)?
-        .ok_or(ApiError::NotFound)?;
-    http::json(200, &todo)
+    let written = repo::update_todo(
+        session.db()?,
+        &user,
+        &id,
+        title.as_ref(),
+        completed,
+        expected.as_deref(),
+    )?;
+    todo_response(200, &written_or_error(written)?)
+}
+
+/// The row versions an `If-Match` accepts; `None` without one or for `*` (any existing
+/// todo, which every write requires anyway).
+fn if_match(req: &Request) -> Result<Option<Vec<i64>>, ApiError> {
+    Ok(conditional::from_request(req, "if-match")?.and_then(|c: Condition| c.todo_versions()))
+}
+
+fn written_or_error<T>(written: TodoWrite<T>) -> Result<T, ApiError> {
+    match written {
+        TodoWrite::Done(value) => Ok(value),
+        TodoWrite::NotFound => Err(ApiError::NotFound),
+        TodoWrite::Stale => Err(ApiError::PreconditionFailed),
+    }
 }
 
 fn delete(ctx: &mut Ctx, req: &Request, raw_id: &str) -> Result<Response, ApiError> {
     let mut session = begin(ctx, req)?;
     let id = todo_id(raw_id)?;
+    let expected = if_match(req)?;
     let user = session.user.clone();
-    if repo::delete_todo(session.db()?, &user, &id)? {
-        Ok(http::no_content())
-    } else {
-        Err(ApiError::NotFound)
-    }
+    written_or_error(repo::delete_todo(
+        session.db()?,
+        &user,
+        &id,
+        expected.as_deref(),
+    )?)?;
+    Ok(http::no_content())
 }

@@ -11,6 +11,7 @@ mod harness;
 mod abuse;
 mod api;
 mod auth;
+mod conditional;
 mod health;
 mod jobs;
 mod openapi;
