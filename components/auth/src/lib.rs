@@ -29,9 +29,10 @@ use common::http::{
     self, authenticate, check_generation, check_login_guard, check_rate_limit,
     check_rate_limit_reading, generation_key, record_login_success, store_generation, Ctx,
 };
+use common::idempotency::{IdempotencyKey, Replay};
 use common::login_guard::{GuardKeys, GuardLimits};
 use common::rate_limit::Counter;
-use common::repo::{self, Rotation};
+use common::repo::{self, KeyedRegistration, Rotation};
 use common::revocation::Seen;
 use common::store::{Db, Redis, SpinVariables};
 use common::tokens::{self, AccessClaims, RefreshToken};
@@ -101,17 +102,64 @@ fn register(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
     let email = email.ok_or_else(|| missing("email"))?;
     let password = password.ok_or_else(|| missing("password"))?;
 
+    let key = IdempotencyKey::from_request(req)?;
+
     let jobs_channel = ctx.config.jobs_channel()?;
+    // A retry of a registration that committed is answered before the argon2 pass.
+    if let Some(key) = &key {
+        let db = Db::open(&store.db_url)?;
+        if let Some(resp) = replay_registration(ctx, &db, key)? {
+            return Ok(resp);
+        }
+    }
     let password_hash = passwords::hash(&password)?;
     let db = Db::open(&store.db_url)?;
     let welcome = jobs::welcome_email(&username, &email);
-    match repo::insert_user(&db, &username, &email, &password_hash, &welcome)? {
+    let registration = match &key {
+        None => repo::insert_user(&db, &username, &email, &password_hash, &welcome)?,
+        Some(key) => {
+            match repo::insert_user_with_key(&db, &username, &email, &password_hash, &welcome, key)?
+            {
+                KeyedRegistration::Registered(registration) => Some(registration),
+                KeyedRegistration::Conflict => None,
+                // Taken while this request hashed: the first one committed meanwhile.
+                KeyedRegistration::KeyTaken => {
+                    return replay_registration(ctx, &db, key)?.ok_or_else(|| {
+                        ApiError::Internal("idempotency key taken but not found".into())
+                    })
+                }
+            }
+        }
+    };
+    match registration {
         Some(registration) => {
             ctx.user_id = Some(registration.user.id.clone());
             publish_job(ctx, &redis, &jobs_channel, &registration.welcome_job_id);
             http::json(201, &registration.user)
         }
         None => Err(repo::registration_conflict(&db, &username, &email)?),
+    }
+}
+
+/// The answer to a registration whose `Idempotency-Key` is live: the first registration
+/// replayed (same body), or 422 (another body); `None` when the key is free.
+fn replay_registration(
+    ctx: &mut Ctx,
+    db: &Db,
+    key: &IdempotencyKey,
+) -> Result<Option<Response>, ApiError> {
+    match repo::find_idempotent(db, "register", "", key)? {
+        None => Ok(None),
+        Some(Replay::OtherBody) => Err(ApiError::IdempotencyKeyReused),
+        Some(Replay::Same(id)) => {
+            // Deleting an account deletes its keys, so the user exists.
+            let user = repo::find_new_user(db, &id)?
+                .ok_or_else(|| ApiError::Internal("replayed user not found".into()))?;
+            ctx.user_id = Some(user.id.clone());
+            let mut resp = http::json(201, &user)?;
+            resp.set_header("idempotent-replayed", "true");
+            Ok(Some(resp))
+        }
     }
 }
 

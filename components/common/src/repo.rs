@@ -7,6 +7,7 @@ use spin_sdk::pg4::{DbValue, ParameterValue};
 
 use crate::domain::{Email, TodoTitle, Username, Uuid};
 use crate::error::ApiError;
+use crate::idempotency::{IdempotencyKey, Replay, KEY_TTL_HOURS};
 use crate::jobs::{ClaimedJob, MailMessage, LEASE_SECONDS};
 use crate::store::{text, Db, RowReader};
 use crate::todo_list::{Cursor, ListQuery, Todo};
@@ -95,6 +96,143 @@ pub fn insert_user(
             created_at: r.text(3)?,
         },
         welcome_job_id,
+    }))
+}
+
+/// The key's claim, first step of a keyed create: inserts the key, or takes over an
+/// expired one; selects the new resource's id when it did, nothing when the key is taken
+/// (a concurrent request with the key waits here for the first to commit). `$K` is the
+/// key's parameter number, `$H` the fingerprint's; `source` selects `scope, owner,
+/// resource id, user id`.
+fn claim_cte(source: &str, k: usize, h: usize) -> String {
+    format!(
+        "claim AS ( \
+             INSERT INTO idempotency_keys AS k \
+                 (scope, owner, resource_id, user_id, key, request_hash, expires_at) \
+             SELECT s.*, ${k}::text, ${h}::bytea, now() + interval '{KEY_TTL_HOURS} hours' \
+             FROM ({source}) s \
+             ON CONFLICT (scope, owner, key) DO UPDATE SET \
+                 request_hash = EXCLUDED.request_hash, resource_id = EXCLUDED.resource_id, \
+                 user_id = EXCLUDED.user_id, created_at = now(), expires_at = EXCLUDED.expires_at \
+             WHERE k.expires_at <= now() \
+             RETURNING k.resource_id, k.user_id)"
+    )
+}
+
+/// A live (unexpired) key of `scope`/`owner`: whether `key`'s body matches the first one.
+pub fn find_idempotent(
+    db: &Db,
+    scope: &str,
+    owner: &str,
+    key: &IdempotencyKey,
+) -> Result<Option<Replay>, ApiError> {
+    let rows = db.query(
+        "SELECT resource_id::text, request_hash = $4::bytea FROM idempotency_keys \
+         WHERE scope = $1::text AND owner = $2::text AND key = $3::text AND expires_at > now()",
+        &[
+            text(scope),
+            text(owner),
+            text(key.as_str()),
+            ParameterValue::Binary(key.fingerprint().to_vec()),
+        ],
+    )?;
+    let Some(row) = rows.rows.first() else {
+        return Ok(None);
+    };
+    let r = RowReader(row);
+    if !r.boolean(1)? {
+        return Ok(Some(Replay::OtherBody));
+    }
+    let id =
+        Uuid::parse(&r.text(0)?).ok_or_else(|| ApiError::Internal("bad resource id".into()))?;
+    Ok(Some(Replay::Same(id)))
+}
+
+/// What a keyed registration did.
+#[derive(Debug)]
+pub enum KeyedRegistration {
+    /// The user, their job and the key were inserted together.
+    Registered(Registration),
+    /// The username or e-mail is taken (the statement was rolled back: no key stored).
+    Conflict,
+    /// The key is taken: look it up ([`find_idempotent`]).
+    KeyTaken,
+}
+
+/// [`insert_user`] with an `Idempotency-Key` stored in the same statement, as its first
+/// step: the key exists exactly when the user does. A taken username or e-mail fails the
+/// whole statement (a unique violation, so the key is not kept either).
+pub fn insert_user_with_key(
+    db: &Db,
+    username: &Username,
+    email: &Email,
+    password_hash: &str,
+    welcome: &MailMessage,
+    key: &IdempotencyKey,
+) -> Result<KeyedRegistration, ApiError> {
+    let payload = serde_json::to_string(welcome)
+        .map_err(|e| ApiError::Internal(format!("welcome payload: {e}")))?;
+    let sql = format!(
+        "WITH {}, new_user AS ( \
+             INSERT INTO users (id, username, email, password_hash) \
+             SELECT resource_id, $1::text, $2::text, $3::text FROM claim \
+             RETURNING id, username, email, created_at), \
+         new_job AS ( \
+             INSERT INTO jobs (kind, payload) \
+             SELECT 'welcome_email', $4::text::jsonb FROM new_user RETURNING id) \
+         SELECT u.id::text, u.username, u.email, {}, j.id::text \
+         FROM new_user u CROSS JOIN new_job j",
+        claim_cte(
+            "SELECT 'register', '', g.id, g.id FROM (SELECT gen_random_uuid() AS id) g",
+            5,
+            6
+        ),
+        ts!("u.created_at"),
+    );
+    let params = [
+        text(username.as_str()),
+        text(email.as_str()),
+        text(password_hash),
+        text(&payload),
+        text(key.as_str()),
+        ParameterValue::Binary(key.fingerprint().to_vec()),
+    ];
+    let Some(rows) = db.query_unless_unique_violation(&sql, &params)? else {
+        return Ok(KeyedRegistration::Conflict);
+    };
+    let Some(row) = rows.rows.first() else {
+        return Ok(KeyedRegistration::KeyTaken);
+    };
+    let r = RowReader(row);
+    let welcome_job_id =
+        Uuid::parse(&r.text(4)?).ok_or_else(|| ApiError::Internal("bad job id".into()))?;
+    Ok(KeyedRegistration::Registered(Registration {
+        user: NewUser {
+            id: r.text(0)?,
+            username: r.text(1)?,
+            email: r.text(2)?,
+            created_at: r.text(3)?,
+        },
+        welcome_job_id,
+    }))
+}
+
+/// A user as registration returned them, by id (a replayed registration).
+pub fn find_new_user(db: &Db, id: &Uuid) -> Result<Option<NewUser>, ApiError> {
+    let sql = format!(
+        "SELECT id::text, username, email, {} FROM users WHERE id = $1::text::uuid",
+        ts!("created_at")
+    );
+    let rows = db.query(&sql, &[text(id.as_str())])?;
+    let Some(row) = rows.rows.first() else {
+        return Ok(None);
+    };
+    let r = RowReader(row);
+    Ok(Some(NewUser {
+        id: r.text(0)?,
+        username: r.text(1)?,
+        email: r.text(2)?,
+        created_at: r.text(3)?,
     }))
 }
 
@@ -496,33 +634,62 @@ pub fn get_todo(db: &Db, user: &Uuid, id: &Uuid) -> Result<Option<Todo>, ApiErro
         .transpose()
 }
 
-/// Creates a todo and bumps the user's list version. `None` if the user is gone.
+/// Creates a todo and bumps the user's list version. `None` if the user is gone, or
+/// (with `key`) if the key is taken: then [`find_idempotent`] says what to answer. With
+/// a key, the key is inserted first in the same statement and the todo only if it was
+/// (`crate::idempotency`).
 pub fn create_todo(
     db: &Db,
     user: &Uuid,
     title: &TodoTitle,
     completed: bool,
+    key: Option<&IdempotencyKey>,
 ) -> Result<Option<Todo>, ApiError> {
-    let sql = format!(
-        "WITH bump AS ( \
-             UPDATE users SET todos_version = todos_version + 1 \
-             WHERE id = $1::text::uuid RETURNING id) \
-         INSERT INTO todos (user_id, title, completed) \
-         SELECT id, $2::text, $3::bool FROM bump \
-         RETURNING {TODO_COLUMNS}"
-    );
-    let rows = db.query(
-        &sql,
-        &[
-            text(user.as_str()),
-            text(title.as_str()),
-            ParameterValue::Boolean(completed),
-        ],
-    )?;
+    let mut params = vec![
+        text(user.as_str()),
+        text(title.as_str()),
+        ParameterValue::Boolean(completed),
+    ];
+    let sql = match key {
+        None => format!(
+            "WITH bump AS ( \
+                 UPDATE users SET todos_version = todos_version + 1 \
+                 WHERE id = $1::text::uuid RETURNING id) \
+             INSERT INTO todos (user_id, title, completed) \
+             SELECT id, $2::text, $3::bool FROM bump \
+             RETURNING {TODO_COLUMNS}"
+        ),
+        Some(key) => {
+            params.push(text(key.as_str()));
+            params.push(ParameterValue::Binary(key.fingerprint().to_vec()));
+            format!(
+                "WITH {}, bump AS ( \
+                     UPDATE users SET todos_version = todos_version + 1 \
+                     WHERE id = $1::text::uuid AND EXISTS (SELECT 1 FROM claim) RETURNING id) \
+                 INSERT INTO todos (id, user_id, title, completed) \
+                 SELECT claim.resource_id, bump.id, $2::text, $3::bool FROM claim CROSS JOIN bump \
+                 RETURNING {TODO_COLUMNS}",
+                claim_cte(
+                    "SELECT 'todos', id::text, gen_random_uuid(), id FROM users WHERE id = $1::text::uuid",
+                    4,
+                    5
+                )
+            )
+        }
+    };
+    let rows = db.query(&sql, &params)?;
     rows.rows
         .first()
         .map(|row| todo_from(&RowReader(row), 0))
         .transpose()
+}
+
+/// Deletes the idempotency keys that expired (the sweep); how many.
+pub fn delete_expired_idempotency_keys(db: &Db) -> Result<u64, ApiError> {
+    db.execute(
+        "DELETE FROM idempotency_keys WHERE expires_at <= now()",
+        &[],
+    )
 }
 
 /// Applies a partial update under an optional `If-Match` (`expected`: the accepted row

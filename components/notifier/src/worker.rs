@@ -109,6 +109,13 @@ impl Worker {
         Ok(tally)
     }
 
+    /// Deletes what outlived its retention: `Idempotency-Key`s after 24 hours
+    /// (`common::idempotency`). Part of every sweep (the CronJob runs one a minute), so
+    /// the table holds about a day of keys. How many rows went.
+    pub fn remove_expired(&self) -> Result<u64, ApiError> {
+        repo::delete_expired_idempotency_keys(&self.db)
+    }
+
     /// Delivers a claimed job and records the outcome.
     fn process(&self, job: &ClaimedJob) -> Result<Outcome, ApiError> {
         let result = match job.kind.as_str() {

@@ -32,6 +32,7 @@ use common::http::{
     self, authenticate, check_generation, check_rate_limit_reading, generation_key, redis_degraded,
     Ctx,
 };
+use common::idempotency::{IdempotencyKey, Replay};
 use common::rate_limit::Counter;
 use common::repo::{self, TodoWrite};
 use common::revocation::Seen;
@@ -245,12 +246,33 @@ fn create(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
     body.finish()?;
     let title = title.ok_or_else(|| ApiError::Internal("title absent after validation".into()))?;
 
+    let key = IdempotencyKey::from_request(req)?;
+
     let user = session.user.clone();
-    let todo = repo::create_todo(session.db()?, &user, &title, completed.unwrap_or(false))?
-        .ok_or_else(user_gone)?;
+    let db = session.db()?;
+    let created = repo::create_todo(db, &user, &title, completed.unwrap_or(false), key.as_ref())?;
+    let (todo, replayed) = match (created, &key) {
+        (Some(todo), _) => (todo, false),
+        (None, None) => return Err(user_gone()),
+        (None, Some(key)) => (replay_create(db, &user, key)?, true),
+    };
     let mut resp = todo_response(201, &todo)?;
     resp.set_header("location", format!("/todos/{}", todo.id));
+    if replayed {
+        resp.set_header("idempotent-replayed", "true");
+    }
     Ok(resp)
+}
+
+/// A create whose `Idempotency-Key` is taken: the todo the first request created (as it
+/// is now), or 422 when the body differs (`common::idempotency`).
+fn replay_create(db: &Db, user: &Uuid, key: &IdempotencyKey) -> Result<Todo, ApiError> {
+    match repo::find_idempotent(db, "todos", user.as_str(), key)? {
+        Some(Replay::Same(id)) => repo::get_todo(db, user, &id)?.ok_or(ApiError::NotFound),
+        Some(Replay::OtherBody) => Err(ApiError::IdempotencyKeyReused),
+        // Taken a moment ago and expired since, or the user is gone.
+        None => Err(user_gone()),
+    }
 }
 
 /// Parses the id segment; a malformed id cannot name any todo, so it is a 404 too.

@@ -13,6 +13,7 @@ mod api;
 mod auth;
 mod conditional;
 mod health;
+mod idempotency;
 mod jobs;
 mod openapi;
 mod todos;
