@@ -330,6 +330,16 @@ pub fn find_account(db: &Db, user: &Uuid) -> Result<Option<Account>, ApiError> {
     }))
 }
 
+/// Deletes the user and, through the foreign keys' `ON DELETE CASCADE`, their todos,
+/// refresh tokens and sessions, idempotency keys and tombstones: one statement, so all of
+/// it goes or none. `false` if the user was already gone.
+pub fn delete_account(db: &Db, user: &Uuid) -> Result<bool, ApiError> {
+    Ok(db.execute(
+        "DELETE FROM users WHERE id = $1::text::uuid",
+        &[text(user.as_str())],
+    )? == 1)
+}
+
 /// The user's current token generation; `None` if the user no longer exists. The truth
 /// behind the Redis copy (`crate::revocation`), read when Redis has none.
 pub fn token_generation(db: &Db, user: &Uuid) -> Result<Option<i64>, ApiError> {

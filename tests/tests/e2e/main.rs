@@ -9,6 +9,7 @@
 mod harness;
 
 mod abuse;
+mod accounts;
 mod api;
 mod auth;
 mod conditional;
