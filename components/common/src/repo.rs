@@ -5,12 +5,14 @@
 
 use spin_sdk::pg4::{DbValue, ParameterValue};
 
-use crate::domain::{Email, TodoTitle, Username, Uuid};
+use crate::domain::{Email, Instant, Tag, TodoNotes, TodoTitle, Username, Uuid};
 use crate::error::ApiError;
 use crate::idempotency::{IdempotencyKey, Replay, KEY_TTL_HOURS};
 use crate::jobs::{ClaimedJob, MailMessage, LEASE_SECONDS};
 use crate::store::{text, Db, RowReader};
-use crate::todo_list::{Cursor, ListQuery, Todo};
+use crate::todo_list::{
+    Cursor, ListQuery, Order, Todo, Tombstone, NO_DUE_DATE, TOMBSTONE_RETENTION_DAYS,
+};
 
 /// `to_char` format giving `2026-11-27T12:34:56.123456Z` (what `Cursor` expects).
 macro_rules! ts {
@@ -499,15 +501,20 @@ pub fn revoke_refresh_family(
         .transpose()
 }
 
+/// The columns of a todo, from table alias `t`, in [`todo_from`]'s order.
 const TODO_COLUMNS: &str = concat!(
-    "id::text, title, completed, ",
-    ts!("created_at"),
+    "t.id::text, t.title, t.completed, ",
+    ts!("t.created_at"),
     ", ",
-    ts!("updated_at"),
-    ", version"
+    ts!("t.updated_at"),
+    ", t.version, ",
+    ts!("t.due_at"),
+    ", t.notes, array_to_json(t.tags)::text, t.priority::int8"
 );
 
 fn todo_from(r: &RowReader<'_>, first: usize) -> Result<Todo, ApiError> {
+    let tags: Vec<String> = serde_json::from_str(&r.text(first + 8)?)
+        .map_err(|e| ApiError::Internal(format!("stored tags: {e}")))?;
     Ok(Todo {
         id: r.text(first)?,
         title: r.text(first + 1)?,
@@ -515,7 +522,75 @@ fn todo_from(r: &RowReader<'_>, first: usize) -> Result<Todo, ApiError> {
         created_at: r.text(first + 3)?,
         updated_at: r.text(first + 4)?,
         version: r.int(first + 5)?,
+        due_at: r.opt_text(first + 6)?,
+        notes: r.opt_text(first + 7)?,
+        tags,
+        priority: r.int(first + 9)?,
     })
+}
+
+/// A new todo's fields.
+#[derive(Debug, Clone)]
+pub struct NewTodo {
+    /// The title.
+    pub title: TodoTitle,
+    /// Done already.
+    pub completed: bool,
+    /// Notes.
+    pub notes: Option<TodoNotes>,
+    /// Due date.
+    pub due_at: Option<Instant>,
+    /// Normalised tags.
+    pub tags: Vec<Tag>,
+    /// 0-3.
+    pub priority: i64,
+}
+
+/// A partial update: `None` leaves a field as it is; `Some(None)` clears a nullable one.
+#[derive(Debug, Clone, Default)]
+pub struct TodoChanges {
+    /// New title.
+    pub title: Option<TodoTitle>,
+    /// New completion.
+    pub completed: Option<bool>,
+    /// New notes, or cleared.
+    pub notes: Option<Option<TodoNotes>>,
+    /// New due date, or cleared.
+    pub due_at: Option<Option<Instant>>,
+    /// The new tag set (replaces the old one).
+    pub tags: Option<Vec<Tag>>,
+    /// New priority.
+    pub priority: Option<i64>,
+}
+
+impl TodoChanges {
+    /// Whether nothing would change.
+    pub fn is_empty(&self) -> bool {
+        self.title.is_none()
+            && self.completed.is_none()
+            && self.notes.is_none()
+            && self.due_at.is_none()
+            && self.tags.is_none()
+            && self.priority.is_none()
+    }
+}
+
+fn opt_text_param(value: Option<&str>) -> ParameterValue {
+    value.map(text).unwrap_or(ParameterValue::DbNull)
+}
+
+/// Tags as one JSON-array parameter, turned into `text[]` by the statement (no array
+/// binding needed from the host).
+fn tags_param(tags: &[Tag]) -> Result<ParameterValue, ApiError> {
+    let list: Vec<&str> = tags.iter().map(Tag::as_str).collect();
+    serde_json::to_string(&list)
+        .map(|json| text(&json))
+        .map_err(|e| ApiError::Internal(format!("tags: {e}")))
+}
+
+/// The SQL that turns [`tags_param`]'s parameter `n` into `text[]`.
+fn tags_sql(n: usize) -> String {
+    format!("ARRAY(SELECT jsonb_array_elements_text(${n}::text::jsonb))")
 }
 
 /// The outcome of a write to one todo.
@@ -581,40 +656,88 @@ fn user_counter(db: &Db, sql: &str, user: &Uuid) -> Result<Option<i64>, ApiError
         .transpose()
 }
 
+/// A page's rows: a todo, or (under `updated_since`) a tombstone.
+pub type ListRow = Result<Todo, Tombstone>;
+
 /// One page of the user's todos (one more than `limit` if there are more) and the
 /// version it was read at, in one statement (one snapshot). `None` if the user is gone.
+/// Under `updated_since` ([`Order::Sync`]) the page merges changed todos and tombstones
+/// by change time.
 pub fn list_todos(
     db: &Db,
     user: &Uuid,
     query: &ListQuery,
-) -> Result<Option<(i64, Vec<Todo>)>, ApiError> {
+) -> Result<Option<(i64, Vec<ListRow>)>, ApiError> {
     let mut params = vec![
         text(user.as_str()),
         ParameterValue::Int64(i64::from(query.limit) + 1),
     ];
+    let mut push = |value: ParameterValue| {
+        params.push(value);
+        params.len()
+    };
     let mut filters = String::new();
     if let Some(completed) = query.completed {
-        params.push(ParameterValue::Boolean(completed));
-        filters.push_str(&format!(" AND completed = ${}::bool", params.len()));
+        let n = push(ParameterValue::Boolean(completed));
+        filters.push_str(&format!(" AND completed = ${n}::bool"));
     }
-    if let Some(Cursor { created_at, id }) = &query.cursor {
-        params.push(text(created_at));
-        params.push(text(id.as_str()));
+    if let Some(tag) = &query.tag {
+        let n = push(text(tag.as_str()));
+        filters.push_str(&format!(" AND tags @> ARRAY[${n}::text]"));
+    }
+    if let Some(before) = &query.due_before {
+        let n = push(text(before.as_str()));
+        filters.push_str(&format!(" AND due_at < ${n}::text::timestamptz"));
+    }
+    if let Some(after) = &query.due_after {
+        let n = push(text(after.as_str()));
+        filters.push_str(&format!(" AND due_at >= ${n}::text::timestamptz"));
+    }
+    if let Some(q) = &query.q {
+        let n = push(text(q));
         filters.push_str(&format!(
-            " AND (created_at, id) < (${}::text::timestamptz, ${}::text::uuid)",
-            params.len() - 1,
-            params.len()
+            " AND search @@ websearch_to_tsquery('simple', ${n}::text)"
         ));
     }
+    let due_key = format!("coalesce(due_at, '{NO_DUE_DATE}'::timestamptz)");
+    let mut cursor_sql = String::new();
+    let mut tomb_cursor = String::new();
+    if let Some(Cursor {
+        at, priority, id, ..
+    }) = &query.cursor
+    {
+        let a = push(text(at));
+        let i = push(text(id.as_str()));
+        let (at, id) = (
+            format!("${a}::text::timestamptz"),
+            format!("${i}::text::uuid"),
+        );
+        cursor_sql = match query.order {
+            Order::Created => format!(" AND (created_at, id) < ({at}, {id})"),
+            Order::Due => format!(" AND ({due_key}, id) > ({at}, {id})"),
+            Order::Priority => {
+                let p = push(ParameterValue::Int64(*priority));
+                format!(" AND (priority, created_at, id) < (${p}::int8::int2, {at}, {id})")
+            }
+            Order::Sync => format!(" AND (updated_at, id) > ({at}, {id})"),
+        };
+        tomb_cursor = format!(" AND (deleted_at, id) > ({at}, {id})");
+    }
+    if query.order == Order::Sync {
+        return list_changes(db, query, params, &cursor_sql, &tomb_cursor);
+    }
+    let order = match query.order {
+        Order::Created | Order::Sync => "created_at DESC, id DESC".to_owned(),
+        Order::Due => format!("{due_key} ASC, id ASC"),
+        Order::Priority => "priority DESC, created_at DESC, id DESC".to_owned(),
+    };
     let sql = format!(
-        "SELECT u.todos_version, t.id::text, t.title, t.completed, {}, {}, t.version \
+        "SELECT u.todos_version, {TODO_COLUMNS} \
          FROM users u LEFT JOIN LATERAL ( \
-             SELECT id, title, completed, created_at, updated_at, version FROM todos \
-             WHERE user_id = u.id{filters} \
-             ORDER BY created_at DESC, id DESC LIMIT $2::int8) t ON true \
-         WHERE u.id = $1::text::uuid",
-        ts!("t.created_at"),
-        ts!("t.updated_at"),
+             SELECT * FROM todos \
+             WHERE user_id = u.id{filters}{cursor_sql} \
+             ORDER BY {order} LIMIT $2::int8) t ON true \
+         WHERE u.id = $1::text::uuid"
     );
     let rows = db.query(&sql, &params)?;
     let Some(first) = rows.rows.first() else {
@@ -627,15 +750,69 @@ pub fn list_todos(
         if r.is_null(1)? {
             continue; // the user has no (matching) todos: one row of NULLs from the join
         }
-        todos.push(todo_from(&r, 1)?);
+        todos.push(Ok(todo_from(&r, 1)?));
     }
     Ok(Some((version, todos)))
+}
+
+/// The `updated_since` page: todos changed and tombstones written after the instant,
+/// oldest change first (a tombstone's change time is its `deleted_at`).
+fn list_changes(
+    db: &Db,
+    query: &ListQuery,
+    mut params: Vec<ParameterValue>,
+    cursor_sql: &str,
+    tomb_cursor: &str,
+) -> Result<Option<(i64, Vec<ListRow>)>, ApiError> {
+    let since = query
+        .updated_since
+        .as_ref()
+        .ok_or_else(|| ApiError::Internal("sync without updated_since".into()))?;
+    params.push(text(since.as_str()));
+    let s = params.len();
+    let sql = format!(
+        "SELECT u.todos_version, t.deleted, {TODO_COLUMNS}, {} \
+         FROM users u LEFT JOIN LATERAL ( \
+             (SELECT false AS deleted, updated_at AS changed_at, id, title, completed, \
+                     created_at, updated_at, version, due_at, notes, tags, priority \
+              FROM todos \
+              WHERE user_id = u.id AND updated_at > ${s}::text::timestamptz{cursor_sql}) \
+             UNION ALL \
+             (SELECT true, deleted_at, id, '', false, deleted_at, deleted_at, 1::int8, \
+                     NULL::timestamptz, NULL::text, '{{}}'::text[], 0::int2 \
+              FROM todo_tombstones \
+              WHERE user_id = u.id AND deleted_at > ${s}::text::timestamptz{tomb_cursor}) \
+             ORDER BY changed_at, id LIMIT $2::int8) t ON true \
+         WHERE u.id = $1::text::uuid",
+        ts!("t.changed_at"),
+    );
+    let rows = db.query(&sql, &params)?;
+    let Some(first) = rows.rows.first() else {
+        return Ok(None);
+    };
+    let version = RowReader(first).int(0)?;
+    let mut out = Vec::with_capacity(rows.rows.len());
+    for row in &rows.rows {
+        let r = RowReader(row);
+        if r.is_null(1)? {
+            continue;
+        }
+        if r.boolean(1)? {
+            out.push(Err(Tombstone {
+                id: r.text(2)?,
+                deleted_at: r.text(12)?,
+            }));
+        } else {
+            out.push(Ok(todo_from(&r, 2)?));
+        }
+    }
+    Ok(Some((version, out)))
 }
 
 /// One todo of the user's; another user's todo is `None`, like a missing one.
 pub fn get_todo(db: &Db, user: &Uuid, id: &Uuid) -> Result<Option<Todo>, ApiError> {
     let sql = format!(
-        "SELECT {TODO_COLUMNS} FROM todos WHERE id = $1::text::uuid AND user_id = $2::text::uuid"
+        "SELECT {TODO_COLUMNS} FROM todos t WHERE id = $1::text::uuid AND user_id = $2::text::uuid"
     );
     let rows = db.query(&sql, &[text(id.as_str()), text(user.as_str())])?;
     rows.rows
@@ -651,22 +828,30 @@ pub fn get_todo(db: &Db, user: &Uuid, id: &Uuid) -> Result<Option<Todo>, ApiErro
 pub fn create_todo(
     db: &Db,
     user: &Uuid,
-    title: &TodoTitle,
-    completed: bool,
+    todo: &NewTodo,
     key: Option<&IdempotencyKey>,
 ) -> Result<Option<Todo>, ApiError> {
     let mut params = vec![
         text(user.as_str()),
-        text(title.as_str()),
-        ParameterValue::Boolean(completed),
+        text(todo.title.as_str()),
+        ParameterValue::Boolean(todo.completed),
+        opt_text_param(todo.notes.as_ref().map(TodoNotes::as_str)),
+        opt_text_param(todo.due_at.as_ref().map(Instant::as_str)),
+        tags_param(&todo.tags)?,
+        ParameterValue::Int64(todo.priority),
     ];
+    let fields = "title, completed, notes, due_at, tags, priority";
+    let values = format!(
+        "$2::text, $3::bool, $4::text, $5::text::timestamptz, {}, $7::int8::int2",
+        tags_sql(6)
+    );
     let sql = match key {
         None => format!(
             "WITH bump AS ( \
                  UPDATE users SET todos_version = todos_version + 1 \
                  WHERE id = $1::text::uuid RETURNING id) \
-             INSERT INTO todos (user_id, title, completed) \
-             SELECT id, $2::text, $3::bool FROM bump \
+             INSERT INTO todos AS t (user_id, {fields}) \
+             SELECT id, {values} FROM bump \
              RETURNING {TODO_COLUMNS}"
         ),
         Some(key) => {
@@ -676,13 +861,13 @@ pub fn create_todo(
                 "WITH {}, bump AS ( \
                      UPDATE users SET todos_version = todos_version + 1 \
                      WHERE id = $1::text::uuid AND EXISTS (SELECT 1 FROM claim) RETURNING id) \
-                 INSERT INTO todos (id, user_id, title, completed) \
-                 SELECT claim.resource_id, bump.id, $2::text, $3::bool FROM claim CROSS JOIN bump \
+                 INSERT INTO todos AS t (id, user_id, {fields}) \
+                 SELECT claim.resource_id, bump.id, {values} FROM claim CROSS JOIN bump \
                  RETURNING {TODO_COLUMNS}",
                 claim_cte(
                     "SELECT 'todos', id::text, gen_random_uuid(), id FROM users WHERE id = $1::text::uuid",
-                    4,
-                    5
+                    8,
+                    9
                 )
             )
         }
@@ -714,8 +899,7 @@ pub fn update_todo(
     db: &Db,
     user: &Uuid,
     id: &Uuid,
-    title: Option<&TodoTitle>,
-    completed: Option<bool>,
+    changes: &TodoChanges,
     expected: Option<&[i64]>,
 ) -> Result<TodoWrite<Todo>, ApiError> {
     let mut params = vec![text(user.as_str()), text(id.as_str())];
@@ -723,13 +907,29 @@ pub fn update_todo(
         "updated_at = clock_timestamp()".to_owned(),
         "version = t.version + 1".to_owned(),
     ];
-    if let Some(title) = title {
+    if let Some(title) = &changes.title {
         params.push(text(title.as_str()));
         sets.push(format!("title = ${}::text", params.len()));
     }
-    if let Some(completed) = completed {
+    if let Some(completed) = changes.completed {
         params.push(ParameterValue::Boolean(completed));
         sets.push(format!("completed = ${}::bool", params.len()));
+    }
+    if let Some(notes) = &changes.notes {
+        params.push(opt_text_param(notes.as_ref().map(TodoNotes::as_str)));
+        sets.push(format!("notes = ${}::text", params.len()));
+    }
+    if let Some(due_at) = &changes.due_at {
+        params.push(opt_text_param(due_at.as_ref().map(Instant::as_str)));
+        sets.push(format!("due_at = ${}::text::timestamptz", params.len()));
+    }
+    if let Some(tags) = &changes.tags {
+        params.push(tags_param(tags)?);
+        sets.push(format!("tags = {}", tags_sql(params.len())));
+    }
+    if let Some(priority) = changes.priority {
+        params.push(ParameterValue::Int64(priority));
+        sets.push(format!("priority = ${}::int8::int2", params.len()));
     }
     let param = version_param(expected, &mut params);
     let (check, check_t) = (
@@ -745,8 +945,8 @@ pub fn update_todo(
          changed AS ( \
              UPDATE todos t SET {} FROM bump \
              WHERE t.id = $2::text::uuid AND t.user_id = bump.id{check_t} \
-             RETURNING t.id, t.title, t.completed, t.created_at, t.updated_at, t.version) \
-         SELECT {TODO_COLUMNS} FROM changed",
+             RETURNING t.*) \
+         SELECT {TODO_COLUMNS} FROM changed t",
         sets.join(", ")
     );
     let rows = db.query(&sql, &params)?;
@@ -779,7 +979,10 @@ pub fn delete_todo(
          gone AS ( \
              DELETE FROM todos t USING bump \
              WHERE t.id = $2::text::uuid AND t.user_id = bump.id{check_t} \
-             RETURNING t.id) \
+             RETURNING t.id, t.user_id), \
+         tombstone AS ( \
+             INSERT INTO todo_tombstones (id, user_id) SELECT id, user_id FROM gone \
+             ON CONFLICT (id) DO UPDATE SET deleted_at = clock_timestamp()) \
          SELECT count(*) FROM gone"
     );
     let rows = db.query(&sql, &params)?;
@@ -900,4 +1103,17 @@ pub fn mark_job_failed(db: &Db, job: &ClaimedJob, error: &str) -> Result<(), Api
         ],
     )?;
     Ok(())
+}
+
+/// Deletes tombstones a day past their retention (the sweep; the day covers clock skew
+/// between the component, which refuses an older `updated_since`, and PostgreSQL); how
+/// many.
+pub fn delete_old_tombstones(db: &Db) -> Result<u64, ApiError> {
+    db.execute(
+        &format!(
+            "DELETE FROM todo_tombstones WHERE deleted_at < now() - interval '{} days'",
+            TOMBSTONE_RETENTION_DAYS + 1
+        ),
+        &[],
+    )
 }

@@ -26,7 +26,7 @@
 //! cached body; no JSON is parsed or produced besides the token's header and claims.
 
 use common::config::{Component, RateLimitName, StoreSettings};
-use common::domain::{TodoTitle, Uuid};
+use common::domain::{Instant, Tag, TodoNotes, TodoTitle, Uuid, MAX_PRIORITY};
 use common::http::conditional::{self, list_etag, not_modified, todo_etag, Condition};
 use common::http::{
     self, authenticate, check_generation, check_rate_limit_reading, generation_key, redis_degraded,
@@ -34,10 +34,10 @@ use common::http::{
 };
 use common::idempotency::{IdempotencyKey, Replay};
 use common::rate_limit::Counter;
-use common::repo::{self, TodoWrite};
+use common::repo::{self, NewTodo, TodoChanges, TodoWrite};
 use common::revocation::Seen;
 use common::store::{Db, Redis, SpinVariables};
-use common::todo_list::{self, Cursor, ListQuery, Todo, TodoPage};
+use common::todo_list::{self, Cursor, ListQuery, Order, Todo, TodoPage, TOMBSTONE_RETENTION_DAYS};
 use common::tokens::AccessClaims;
 use common::ApiError;
 use spin_sdk::http::{Method, Request, Response};
@@ -167,6 +167,7 @@ fn list(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
     // Authenticate first: unauthenticated callers learn nothing, not even query errors.
     let claims = authenticate(ctx, req)?;
     let query = ListQuery::parse(req.query())?;
+    check_sync_window(&query)?;
     let if_none_match = conditional::from_request(req, "if-none-match")?;
     let ttl = ctx.config.todos_cache_ttl_seconds()?;
     let mut cache_key = None;
@@ -199,24 +200,39 @@ fn list(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
     }
     ctx.cache = Some("miss");
 
-    let (version, mut items) = repo::list_todos(db, &user, &query)?.ok_or_else(user_gone)?;
+    let (version, mut rows) = repo::list_todos(db, &user, &query)?.ok_or_else(user_gone)?;
     let limit = query.limit as usize;
-    let next_cursor = if items.len() > limit {
-        items.truncate(limit);
-        items.last().and_then(|last| {
-            Some(
-                Cursor {
-                    created_at: last.created_at.clone(),
-                    id: Uuid::parse(&last.id)?,
-                }
-                .encode(),
-            )
+    let next_cursor = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().and_then(|last| {
+            let cursor = match last {
+                Ok(todo) => Cursor::after(query.order, todo)?,
+                Err(tombstone) => Cursor {
+                    order: Order::Sync,
+                    at: tombstone.deleted_at.clone(),
+                    priority: 0,
+                    id: Uuid::parse(&tombstone.id)?,
+                },
+            };
+            Some(cursor.encode())
         })
     } else {
         None
     };
-    let body = serde_json::to_vec(&TodoPage { items, next_cursor })
-        .map_err(|e| ApiError::Internal(format!("serialize: {e}")))?;
+    let (mut items, mut deleted) = (Vec::with_capacity(rows.len()), Vec::new());
+    for row in rows {
+        match row {
+            Ok(todo) => items.push(todo),
+            Err(tombstone) => deleted.push(tombstone),
+        }
+    }
+    let deleted = (query.order == Order::Sync).then_some(deleted);
+    let body = serde_json::to_vec(&TodoPage {
+        items,
+        deleted,
+        next_cursor,
+    })
+    .map_err(|e| ApiError::Internal(format!("serialize: {e}")))?;
     // Skip the write when Redis already failed in this request.
     if let Some(key) = cache_key.filter(|_| ctx.degraded.is_empty()) {
         // One EVAL, as the SET it replaces: stores the page and deletes the user's oldest
@@ -243,14 +259,22 @@ fn create(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
     let title = body.required_str("title");
     let title = body.parse_with("title", title, TodoTitle::parse);
     let completed = body.optional_bool("completed");
+    let fields = read_fields(&mut body);
     body.finish()?;
     let title = title.ok_or_else(|| ApiError::Internal("title absent after validation".into()))?;
-
+    let todo = NewTodo {
+        title,
+        completed: completed.unwrap_or(false),
+        notes: fields.notes.flatten(),
+        due_at: fields.due_at.flatten(),
+        tags: fields.tags.unwrap_or_default(),
+        priority: fields.priority.unwrap_or(0),
+    };
     let key = IdempotencyKey::from_request(req)?;
 
     let user = session.user.clone();
     let db = session.db()?;
-    let created = repo::create_todo(db, &user, &title, completed.unwrap_or(false), key.as_ref())?;
+    let created = repo::create_todo(db, &user, &todo, key.as_ref())?;
     let (todo, replayed) = match (created, &key) {
         (Some(todo), _) => (todo, false),
         (None, None) => return Err(user_gone()),
@@ -302,23 +326,74 @@ fn update(ctx: &mut Ctx, req: &Request, raw_id: &str) -> Result<Response, ApiErr
     let title = body.optional_str("title");
     let title = body.parse_with("title", title, TodoTitle::parse);
     let completed = body.optional_bool("completed");
+    let fields = read_fields(&mut body);
     body.finish()?;
-    if title.is_none() && completed.is_none() {
+    let changes = TodoChanges {
+        title,
+        completed,
+        ..fields
+    };
+    if changes.is_empty() {
         return Err(ApiError::invalid_field(
             "(body)",
-            "must contain at least one of title, completed",
+            "must contain at least one of title, completed, notes, due_at, tags, priority",
         ));
     }
     let user = session.user.clone();
-    let written = repo::update_todo(
-        session.db()?,
-        &user,
-        &id,
-        title.as_ref(),
-        completed,
-        expected.as_deref(),
-    )?;
+    let written = repo::update_todo(session.db()?, &user, &id, &changes, expected.as_deref())?;
     todo_response(200, &written_or_error(written)?)
+}
+
+/// The optional fields of a create or update body (`notes` and `due_at` may be `null`
+/// to clear them), each checked by its domain type; errors are recorded in `body`.
+fn read_fields(body: &mut http::JsonObject) -> TodoChanges {
+    let notes = body.nullable_str("notes").and_then(|v| match v {
+        None => Some(None),
+        Some(raw) => body
+            .parse_with("notes", Some(raw), TodoNotes::parse)
+            .map(Some),
+    });
+    let due_at = body.nullable_str("due_at").and_then(|v| match v {
+        None => Some(None),
+        Some(raw) => body
+            .parse_with("due_at", Some(raw), Instant::parse)
+            .map(Some),
+    });
+    let tags = body
+        .optional_str_array("tags")
+        .and_then(|raw| match Tag::parse_list(&raw) {
+            Ok(tags) => Some(tags),
+            Err(message) => {
+                body.error("tags", message);
+                None
+            }
+        });
+    let priority = body.optional_int("priority", 0, MAX_PRIORITY);
+    TodoChanges {
+        title: None,
+        completed: None,
+        notes,
+        due_at,
+        tags,
+        priority,
+    }
+}
+
+/// `updated_since` older than the tombstone retention: deletions before it may be swept,
+/// so the answer could miss some; 410 tells the client to list everything again.
+fn check_sync_window(query: &ListQuery) -> Result<(), ApiError> {
+    let Some(since) = &query.updated_since else {
+        return Ok(());
+    };
+    let since = chrono::DateTime::parse_from_rfc3339(since.as_str())
+        .map_err(|e| ApiError::Internal(format!("updated_since: {e}")))?;
+    let oldest = chrono::Utc::now() - chrono::Duration::days(i64::from(TOMBSTONE_RETENTION_DAYS));
+    if since < oldest {
+        return Err(ApiError::SyncExpired {
+            days: TOMBSTONE_RETENTION_DAYS,
+        });
+    }
+    Ok(())
 }
 
 /// The row versions an `If-Match` accepts; `None` without one or for `*` (any existing

@@ -17,4 +17,5 @@ mod health;
 mod idempotency;
 mod jobs;
 mod openapi;
+mod todo_fields;
 mod todos;
