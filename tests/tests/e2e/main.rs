@@ -16,6 +16,7 @@ mod conditional;
 mod health;
 mod idempotency;
 mod jobs;
+mod migrations;
 mod openapi;
 mod todo_fields;
 mod todos;

@@ -307,8 +307,14 @@ async fn updated_since_after_a_delete_returns_the_changes_and_the_tombstone() {
     let edited = create(&user, json!({"title": "edit me"})).await;
     // The client's last sync saw everything up to the last write.
     let since = edited["updated_at"].as_str().unwrap().to_string();
-    let nothing = user.get(&format!("/todos?updated_since={since}")).await.expect_status(200);
-    assert_eq!((nothing["items"].clone(), nothing["deleted"].clone()), (json!([]), json!([])));
+    let nothing = user
+        .get(&format!("/todos?updated_since={since}"))
+        .await
+        .expect_status(200);
+    assert_eq!(
+        (nothing["items"].clone(), nothing["deleted"].clone()),
+        (json!([]), json!([]))
+    );
 
     assert_eq!(user.delete(&path_of(&gone)).await.status, 204);
     user.patch_json(&path_of(&edited), &json!({"title": "edited"}))
