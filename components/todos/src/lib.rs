@@ -19,6 +19,9 @@
 //! | revoked token (401) | 1 connection, 1 `EVAL` | none, or the generation lookup |
 //! | refused by the limiter (429) | 1 connection, 1 `EVAL` | none |
 //! | invalid body (400/413/415) | 1 connection, 1 `EVAL` (invalid requests count too) | none |
+//! | `GET /todos` with `If-None-Match`, no cache entry | as a miss | adds the list-version lookup before the page (a current tag: 304 after it, no page query) |
+//! | `POST /todos` with an `Idempotency-Key` that is taken | as a create | the create statement inserts nothing, then 1 key lookup and 1 todo lookup (the replay) |
+//! | `PATCH`/`DELETE` with an `If-Match` that misses | as a write | adds 1 lookup (412 or 404) |
 //!
 //! `common::todo_list` explains why a cache hit still asks PostgreSQL for the version
 //! (read-your-writes cannot rest on Redis). Guest CPU of a cache hit: the token check
