@@ -10,7 +10,6 @@
 //! the deadline) costs that request a 500 and a log line; the host keeps serving.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -198,17 +197,6 @@ impl HttpTrigger {
         if declared.is_some_and(|length| length > self.max_request_body) {
             return problem(BodyFault::TooLarge);
         }
-        // One small allocation per request: the body reports here why it failed, so the
-        // host can answer for the client's fault instead of the guest's generic 500.
-        let fault = Arc::new(AtomicU8::new(BodyFault::None as u8));
-        let request = request.map(|body| {
-            LimitedBody::new(
-                body,
-                self.max_request_body,
-                self.limits.body_read_timeout,
-                fault.clone(),
-            )
-        });
         let request = match with_spin_headers(request, pattern, &found, client) {
             Ok(request) => request,
             Err(err) => {
@@ -216,17 +204,20 @@ impl HttpTrigger {
                 return plain(StatusCode::BAD_REQUEST, "Bad Request\n");
             }
         };
-        let component = &target.component;
-        let response = self.run(target, request).await;
-        // A body the client broke (too large, malformed chunking, stalled) is the client's
-        // fault whatever the guest made of the read error: answer for it.
-        let response = match BodyFault::from_u8(fault.load(Ordering::Acquire)) {
-            BodyFault::None => response,
-            broken => {
+        // The whole body first, holding no instance slot: a client that sends its head
+        // and then trickles (or never sends) the body costs a socket and its buffered
+        // bytes, never one of the `--max-instances` slots (issue 13 item 1).
+        let (parts, body) = request.into_parts();
+        let body = match self.buffer_body(body).await {
+            Ok(body) => body,
+            Err(broken) => {
                 tracing::debug!(component = %target.component.id, %method, %path, ?broken, "request body failed");
-                Ok(problem(broken))
+                return problem(broken);
             }
         };
+        let request = Request::from_parts(parts, body);
+        let component = &target.component;
+        let response = self.run(target, request).await;
         let response = response.unwrap_or_else(|err| {
             tracing::error!(component = %component.id, %method, %path, "request failed: {err:#}");
             plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n")
@@ -238,6 +229,32 @@ impl HttpTrigger {
             "handled"
         );
         response
+    }
+
+    /// Reads the whole request body, at most `--max-request-body-mb` of it and with no
+    /// stall longer than `--body-read-timeout-secs`, before the request may take an
+    /// instance slot (issue 13 item 1). Why buffer rather than hand the guest a stream:
+    /// a guest that waits for its body holds a slot (and its linear memory) for as long
+    /// as the client likes, so 1,100 header-only `POST`s took every slot; buffered, the
+    /// same clients hold only their sockets and what they sent (bounded per request by
+    /// the body limit and per client by `--max-client-in-flight`). The guest gets the
+    /// same bytes and trailers, all there at once; what it loses is overlapping its work
+    /// with a slow upload, which no route of a JSON API needs. A body that is all there
+    /// already (every `GET`, a small `POST`) costs no timer.
+    async fn buffer_body<B>(&self, body: B) -> Result<BufferedBody, BodyFault>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let mut limited =
+            LimitedBody::new(body, self.max_request_body, self.limits.body_read_timeout);
+        match (&mut limited).collect().await {
+            Ok(collected) => Ok(collected.map_err(never_fails as fn(_) -> _)),
+            Err(_) => Err(match limited.fault {
+                BodyFault::None => BodyFault::Malformed,
+                fault => fault,
+            }),
+        }
     }
 
     /// Runs the request on a fresh instance (or, with reuse on, an idle one of the same
@@ -507,30 +524,28 @@ where
     }
 }
 
-/// Why a request body failed, when the client is to blame; kept in an `AtomicU8` shared
-/// between the body (which the guest reads) and the request's handler.
+/// Why a request body failed, when the client is to blame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
 enum BodyFault {
-    None = 0,
+    None,
     /// More than the limit arrived (any framing): 413.
-    TooLarge = 1,
+    TooLarge,
     /// hyper could not decode it (invalid chunk size, connection cut mid-body): 400.
-    Malformed = 2,
+    Malformed,
     /// No new bytes within the body-read timeout: 408.
-    Stalled = 3,
+    Stalled,
 }
 
-impl BodyFault {
-    fn from_u8(value: u8) -> Self {
-        match value {
-            1 => Self::TooLarge,
-            2 => Self::Malformed,
-            3 => Self::Stalled,
-            _ => Self::None,
-        }
-    }
+/// A request body read in full before the guest runs (see `HttpTrigger::buffer_body`).
+/// The error of a body that cannot fail.
+fn never_fails(never: std::convert::Infallible) -> wasmtime_wasi_http::Error {
+    match never {}
 }
+
+type BufferedBody = http_body_util::combinators::MapErr<
+    http_body_util::Collected<Bytes>,
+    fn(std::convert::Infallible) -> wasmtime_wasi_http::Error,
+>;
 
 /// The problem+json (RFC 9457) answer for a broken request, a static body: no allocation.
 /// The shape is the app's (`components/common`'s `ApiError` mapping): `type`, `title`,
@@ -602,22 +617,22 @@ struct LimitedBody<B> {
     stall_timeout: Duration,
     /// Armed on the first `Pending` only, so a body that is all there costs no timer.
     stall: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
-    fault: Arc<AtomicU8>,
+    fault: BodyFault,
 }
 
 impl<B> LimitedBody<B> {
-    fn new(inner: B, limit: u64, stall_timeout: Duration, fault: Arc<AtomicU8>) -> Self {
+    fn new(inner: B, limit: u64, stall_timeout: Duration) -> Self {
         Self {
             inner,
             remaining: limit,
             stall_timeout,
             stall: None,
-            fault,
+            fault: BodyFault::None,
         }
     }
 
-    fn fail(&self, fault: BodyFault) {
-        self.fault.store(fault as u8, Ordering::Release);
+    fn fail(&mut self, fault: BodyFault) {
+        self.fault = fault;
     }
 }
 
