@@ -19,6 +19,7 @@
 //!   runner ([`app::InstanceRun`]) every trigger goes through;
 //! - [`triggers`]: what runs a component (HTTP requests, Redis messages).
 
+pub mod admission;
 pub mod app;
 pub mod bindings;
 pub mod capabilities;

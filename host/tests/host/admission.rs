@@ -116,3 +116,186 @@ fn header_only_slow_bodies_take_no_instance_slot() {
     }
     drop(held);
 }
+
+/// A request to `/probe/hold` on `prefix` that keeps its instance (and its component's
+/// turn) until the returned gate connection is answered or dropped.
+struct Held {
+    gate: TcpStream,
+    holder: std::thread::JoinHandle<anyhow::Result<(u16, String)>>,
+}
+
+fn hold(host: &Host, prefix: &str) -> Held {
+    let gate = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "{}{prefix}/hold?url=http://{}/",
+        host.base_url,
+        gate.local_addr().unwrap()
+    );
+    let holder = std::thread::spawn(move || test_support::raw_get(&url).send());
+    gate.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let gate = loop {
+        match gate.accept() {
+            Ok((stream, _)) => break stream,
+            Err(_) if Instant::now() < deadline && !holder.is_finished() => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(err) => panic!("the probe never called its gate: {err}"),
+        }
+    };
+    Held { gate, holder }
+}
+
+impl Held {
+    /// Answers the held request's outbound call and returns its own status.
+    fn release(mut self) -> u16 {
+        self.gate.set_nonblocking(false).unwrap();
+        let _ = self.gate.write_all(
+            b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
+        drop(self.gate);
+        self.holder.join().unwrap().unwrap().0
+    }
+}
+
+fn header<'a>(answer: &'a str, name: &str) -> Option<&'a str> {
+    answer.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
+/// Asserts a host-made problem+json answer with `status` and the app's security headers.
+pub fn assert_host_problem(answer: &str, status: u16) {
+    assert!(
+        answer.starts_with(&format!("HTTP/1.1 {status} ")),
+        "wanted {status}: {answer}"
+    );
+    assert_eq!(
+        header(answer, "content-type"),
+        Some("application/problem+json"),
+        "{answer}"
+    );
+    for (name, value) in [
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "no-referrer"),
+        ("cache-control", "no-store"),
+        (
+            "content-security-policy",
+            "default-src 'none'; frame-ancestors 'none'",
+        ),
+    ] {
+        assert_eq!(header(answer, name), Some(value), "{name}: {answer}");
+    }
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let problem: serde_json::Value =
+        serde_json::from_str(body).unwrap_or_else(|err| panic!("not JSON ({err}): {answer}"));
+    assert_eq!(problem["status"], status, "{answer}");
+    assert!(
+        problem["detail"].is_string() && problem["title"].is_string(),
+        "{answer}"
+    );
+}
+
+#[test]
+fn a_full_instance_pool_gives_503_with_retry_after_within_the_queue_wait() {
+    let host = Host::start(&["--max-instances", "1", "--max-queue-wait-ms", "200"], &[]);
+    let held = hold(&host, "/probe");
+    // Before: the request waited for a slot as long as the holder held it (unbounded).
+    let (status, answer, took) = timed_get(&host, "/probe/headers");
+    assert_eq!(status, 503, "{answer}");
+    assert_host_problem(&answer, 503);
+    assert_eq!(header(&answer, "retry-after"), Some("1"), "{answer}");
+    assert!(
+        took >= Duration::from_millis(190) && took < Duration::from_secs(3),
+        "answered after {took:?}, wanted the 200 ms queue wait"
+    );
+    assert_eq!(held.release(), 200);
+    assert_eq!(
+        timed_get(&host, "/probe/headers").0,
+        200,
+        "a free slot serves again"
+    );
+}
+
+#[test]
+fn a_component_at_its_cap_gets_503_and_other_components_are_served() {
+    crate::harness::build_probe();
+    let manifest = crate::harness::repo_root().join("host/tests/fixtures/two.toml");
+    let host = Host::start_manifest(
+        &manifest,
+        &[
+            "--max-instances",
+            "8",
+            "--max-component-concurrency",
+            "1",
+            "--max-queue-wait-ms",
+            "100",
+        ],
+        &[],
+    );
+    let held = hold(&host, "/probe");
+    let (status, answer, _) = timed_get(&host, "/probe/headers");
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(header(&answer, "retry-after"), Some("1"), "{answer}");
+    // Seven slots are free and `other` has its own cap: served at once.
+    let (status, answer, took) = timed_get(&host, "/other/headers");
+    assert_eq!(status, 200, "{answer}");
+    assert!(took < Duration::from_millis(100), "took {took:?}");
+    assert_eq!(held.release(), 200);
+}
+
+#[test]
+fn a_client_over_its_in_flight_cap_gets_429_and_other_clients_are_served() {
+    let host = Host::start(&["--max-client-in-flight", "3"], &[]);
+    // Three slow bodies from 127.0.0.2 are its three requests in flight.
+    let held = hold_slow_bodies(&host, 3, 1, "/probe/");
+    let mut fourth = slow_body(&host, "127.0.0.2", "/probe/");
+    let answer = read_head(&mut fourth);
+    assert!(answer.starts_with("HTTP/1.1 429 "), "{answer}");
+    assert_eq!(header(&answer, "retry-after"), Some("1"), "{answer}");
+    let (status, answer, _) = timed_get(&host, "/probe/headers");
+    assert_eq!(status, 200, "another address: {answer}");
+    drop(held);
+}
+
+#[test]
+fn host_made_404_and_500_are_problem_json_with_the_security_headers() {
+    let host = Host::start(&[], &[]);
+    let (_, answer, _) = timed_get(&host, "/nowhere");
+    assert_host_problem(&answer, 404);
+    let (_, answer, _) = timed_get(&host, "/probe/trap");
+    assert_host_problem(&answer, 500);
+    assert!(
+        !answer.contains("panic") && !answer.contains("probe asked"),
+        "no internals: {answer}"
+    );
+}
+
+#[test]
+fn a_table_for_an_unknown_component_stops_start_up_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("runtime-config.toml");
+    std::fs::write(
+        &config,
+        "[edge_host.admission.component.prbe]\nmax_concurrency = 2\n",
+    )
+    .unwrap();
+    let manifest = crate::harness::repo_root().join("host/tests/fixtures/probe.toml");
+    crate::harness::build_probe();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_edge-host"))
+        .args(["up", "-f"])
+        .arg(&manifest)
+        .args(["--listen", "127.0.0.1:0", "--runtime-config-file"])
+        .arg(&config)
+        .env("SPIN_VARIABLE_SECRET_TOKEN", "x")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("prbe") && stderr.contains("edge_host.admission"),
+        "{stderr}"
+    );
+}
