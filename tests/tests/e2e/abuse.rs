@@ -868,8 +868,24 @@ async fn logins_against_a_reader(logins: usize, addresses: usize) -> (Duration, 
     while let Some(done) = burst.join_next().await {
         outcomes.push(done.expect("a login task"));
     }
+    eprintln!(
+        "in order (ms): {:?}",
+        latencies
+            .iter()
+            .map(Duration::as_millis)
+            .collect::<Vec<_>>()
+    );
     latencies.sort();
     let p99 = latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)];
+    let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+    for outcome in &outcomes {
+        *counts.entry(outcome.as_str()).or_default() += 1;
+    }
+    // The figures, for a person reading the test's output (README quotes them).
+    eprintln!(
+        "{logins} logins: {counts:?}; the reader's GET /todos p99 {p99:?} over {} requests",
+        latencies.len()
+    );
     (p99, outcomes)
 }
 
@@ -903,8 +919,8 @@ async fn a_login_burst_leaves_another_users_todos_fast_with_no_resets() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "heavy (the issue's 1,000 concurrent logins from 34 addresses, about 30 s of a 2-core machine); run with --ignored on a quiet machine"]
-async fn a_thousand_concurrent_logins_leave_another_users_todos_p99_under_250ms() {
+#[ignore = "heavy: the issue's 1,000 concurrent logins from 34 addresses; on this shared 2-core machine (load 10) with a debug host the first GET /todos during the 1,000-connection storm took 1.6 s (the rest 3-40 ms, no resets, 996 fast 503s); scripts/test skips heavy_*, run it with --ignored on a quiet machine or a release host"]
+async fn heavy_a_thousand_concurrent_logins_leave_another_users_todos_p99_under_250ms() {
     let (p99, outcomes) = logins_against_a_reader(1000, 34).await;
     assert_no_resets_and_fast_reader(p99, &outcomes);
 }
