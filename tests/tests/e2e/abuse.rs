@@ -834,6 +834,30 @@ async fn logins_against_a_reader(logins: usize, addresses: usize) -> (Duration, 
     .await;
     let reader = crate::api::Client::new_user(&app).await;
     slowest(&reader, "/todos", 1).await;
+    // The reader runs on a thread of its own with its own connections, so what it measures
+    // is the host, not this test's runtime busy with the burst's client side.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reading = {
+        let done = done.clone();
+        let url = app.url("/todos");
+        let bearer = format!("Bearer {}", reader.user.access_token);
+        std::thread::spawn(move || {
+            let mut latencies = Vec::new();
+            loop {
+                let started = std::time::Instant::now();
+                let (status, body) = test_support::raw_get(&url)
+                    .header("authorization", &bearer)
+                    .send()
+                    .expect("the reader's GET /todos got an answer");
+                latencies.push(started.elapsed());
+                assert_eq!(status, 200, "the reader's GET /todos: {body}");
+                let finished = done.load(std::sync::atomic::Ordering::Acquire);
+                if (finished && latencies.len() >= 40) || latencies.len() >= 400 {
+                    return latencies;
+                }
+            }
+        })
+    };
     let url = app.url("/auth/login");
     let mut burst = tokio::task::JoinSet::new();
     for i in 0..logins {
@@ -847,27 +871,15 @@ async fn logins_against_a_reader(logins: usize, addresses: usize) -> (Duration, 
             }
         });
     }
-    let mut latencies = Vec::new();
     let mut outcomes = Vec::new();
-    loop {
-        let started = std::time::Instant::now();
-        let reply = reader.get("/todos").await;
-        latencies.push(started.elapsed());
-        assert_eq!(
-            reply.status, 200,
-            "the reader's GET /todos: {:?}",
-            reply.body
-        );
-        while let Some(done) = burst.try_join_next() {
-            outcomes.push(done.expect("a login task"));
-        }
-        if (burst.is_empty() && latencies.len() >= 40) || latencies.len() >= 400 {
-            break;
-        }
-    }
     while let Some(done) = burst.join_next().await {
         outcomes.push(done.expect("a login task"));
     }
+    done.store(true, std::sync::atomic::Ordering::Release);
+    let mut latencies = tokio::task::spawn_blocking(move || reading.join())
+        .await
+        .expect("joining the reader")
+        .expect("the reader thread");
     eprintln!(
         "in order (ms): {:?}",
         latencies
@@ -919,7 +931,7 @@ async fn a_login_burst_leaves_another_users_todos_fast_with_no_resets() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "heavy: the issue's 1,000 concurrent logins from 34 addresses; on this shared 2-core machine (load 10) with a debug host the first GET /todos during the 1,000-connection storm took 1.6 s (the rest 3-40 ms, no resets, 996 fast 503s); scripts/test skips heavy_*, run it with --ignored on a quiet machine or a release host"]
+#[ignore = "heavy: the issue's 1,000 concurrent logins from 34 addresses; on this shared 2-core machine (load 10) with a debug host: no resets, 995 fast 503s, the reader's p99 (its slowest of 40 during the storm) 299 ms, the rest 3-20 ms; scripts/test skips heavy_*, run it with --ignored on a quiet machine or a release host"]
 async fn heavy_a_thousand_concurrent_logins_leave_another_users_todos_p99_under_250ms() {
     let (p99, outcomes) = logins_against_a_reader(1000, 34).await;
     assert_no_resets_and_fast_reader(p99, &outcomes);
