@@ -84,6 +84,7 @@ impl RuntimeConfig {
             )));
         }
         config.edge_host.postgres.validate().map_err(invalid)?;
+        config.edge_host.admission.validate().map_err(invalid)?;
         Ok(config)
     }
 }
