@@ -6,7 +6,7 @@
 //! ```text
 //! main ─▶ triggers ─▶ app ─▶ engine
 //!                      │  ─▶ capabilities ─▶ variables ─▶ manifest ─▶ {template, routes}
-//!                      └──────────────────────────────────▶ runtime_config, logs
+//!                      └──────────────────────────────────▶ runtime_config, logs, metrics
 //! ```
 //!
 //! - [`template`], [`routes`]: leaf modules (`{{ var }}` templates, Spin route matching);
@@ -17,7 +17,8 @@
 //!   state a `Store` holds;
 //! - [`app`]: components compiled, linked and pre-instantiated, and the one instance
 //!   runner ([`app::InstanceRun`]) every trigger goes through;
-//! - [`triggers`]: what runs a component (HTTP requests, Redis messages).
+//! - [`triggers`]: what runs a component (HTTP requests, Redis messages);
+//! - [`metrics`]: a leaf every layer records into (Prometheus, `--metrics-listen`).
 
 pub mod app;
 pub mod bindings;
@@ -25,6 +26,7 @@ pub mod capabilities;
 pub mod engine;
 pub mod logs;
 pub mod manifest;
+pub mod metrics;
 pub mod routes;
 pub mod runtime_config;
 pub mod template;

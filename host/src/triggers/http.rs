@@ -188,6 +188,7 @@ impl HttpTrigger {
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
         let Some((pattern, target, found)) = self.router.route(&path) else {
+            crate::metrics::http_request("", "", &method, 404, started);
             return plain(StatusCode::NOT_FOUND, "Not Found\n");
         };
         let declared = request
@@ -196,6 +197,7 @@ impl HttpTrigger {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|length| length > self.max_request_body) {
+            crate::metrics::http_request(pattern.raw(), &target.component.id, &method, 413, started);
             return problem(BodyFault::TooLarge);
         }
         // One small allocation per request: the body reports here why it failed, so the
@@ -237,6 +239,7 @@ impl HttpTrigger {
             elapsed_us = started.elapsed().as_micros() as u64,
             "handled"
         );
+        crate::metrics::http_request(pattern.raw(), &component.id, &method, response.status().as_u16(), started);
         response
     }
 
@@ -268,6 +271,7 @@ impl HttpTrigger {
         let proxy = target.proxy.clone();
         let reuse = self.reuse.clone();
         let owner = component.clone();
+        let counted = component.clone();
         let mut guest: GuestRun = Box::pin(async move {
             let export = lease.export.take();
             let export = lease
@@ -276,7 +280,7 @@ impl HttpTrigger {
                     Box::pin(async move {
                         let export = match export {
                             Some(export) => export,
-                            None => proxy.instantiate_async(&mut *store).await?,
+                            None => crate::metrics::instantiation(&counted.id, proxy.instantiate_async(&mut *store)).await?,
                         };
                         export
                             .wasi_http_incoming_handler()
