@@ -115,3 +115,4 @@ fn without_a_recorder_recording_is_a_no_op() {
     drop(instance_started("c"));
     assert!(!enabled());
 }
+
