@@ -129,7 +129,10 @@ impl AppCapabilities {
     /// Ready when every probe is up (and when none has been opened yet).
     pub async fn readiness(&self) -> (bool, serde_json::Value) {
         let (postgres, redis) = tokio::join!(self.postgres.readiness(), self.redis.readiness());
-        let ready = postgres.iter().chain(&redis).all(|check| check["status"] == "up");
+        let ready = postgres
+            .iter()
+            .chain(&redis)
+            .all(|check| check["status"] == "up");
         let status = if ready { "ready" } else { "unavailable" };
         (
             ready,

@@ -146,7 +146,10 @@ fn describe() {
     );
     describe_gauge!(PG_POOL_SIZE, "PostgreSQL connections open in the pool.");
     describe_gauge!(PG_POOL_IN_USE, "PostgreSQL connections checked out.");
-    describe_gauge!(PG_POOL_WAITERS, "Callers waiting for a PostgreSQL connection.");
+    describe_gauge!(
+        PG_POOL_WAITERS,
+        "Callers waiting for a PostgreSQL connection."
+    );
     describe_gauge!(PG_POOL_MAX, "The pool's connection cap.");
     describe_histogram!(
         PG_ACQUIRE,
@@ -174,7 +177,13 @@ fn process_collector() -> &'static metrics_process::Collector {
 
 /// An HTTP request answered: `route` is the manifest pattern (`""` when nothing matched),
 /// `started` when it arrived.
-pub fn http_request(route: &str, component: &str, method: &http::Method, status: u16, started: Instant) {
+pub fn http_request(
+    route: &str,
+    component: &str,
+    method: &http::Method,
+    status: u16,
+    started: Instant,
+) {
     let route = route.to_owned();
     let component = component.to_owned();
     let method = method_label(method);
@@ -229,7 +238,10 @@ impl Drop for InstanceGuard {
 }
 
 /// Times `instantiation` (a component's `instantiate_async`) for `component`.
-pub async fn instantiation<T>(component: &str, instantiation: impl std::future::Future<Output = T>) -> T {
+pub async fn instantiation<T>(
+    component: &str,
+    instantiation: impl std::future::Future<Output = T>,
+) -> T {
     let started = Instant::now();
     let instance = instantiation.await;
     histogram!(INSTANTIATION, "component" => component.to_owned()).record(started.elapsed());
@@ -274,12 +286,22 @@ impl<L> CountingLimiter<L> {
 }
 
 impl<L: wasmtime::ResourceLimiter> wasmtime::ResourceLimiter for CountingLimiter<L> {
-    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let allowed = self.inner.memory_growing(current, desired, maximum)?;
         Ok(self.counted(allowed))
     }
 
-    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let allowed = self.inner.table_growing(current, desired, maximum)?;
         Ok(self.counted(allowed))
     }
@@ -341,7 +363,8 @@ pub fn redis_command(address: &Arc<str>, ok: bool) {
 pub fn trigger_message(channel: &str, component: &str, ok: bool) {
     let (channel, component) = (channel.to_owned(), component.to_owned());
     if !ok {
-        counter!(TRIGGER_FAILURES, "channel" => channel.clone(), "component" => component.clone()).increment(1);
+        counter!(TRIGGER_FAILURES, "channel" => channel.clone(), "component" => component.clone())
+            .increment(1);
     }
     counter!(TRIGGER_MESSAGES, "channel" => channel, "component" => component).increment(1);
 }
@@ -390,9 +413,8 @@ pub fn render(handle: &PrometheusHandle) -> String {
 
 /// Per-dependency readiness for `GET /ready` on the metrics listener: a JSON document and
 /// whether every dependency is up. Supplied by the binary (it knows the app).
-pub type Readiness = Arc<
-    dyn Fn() -> futures::future::BoxFuture<'static, (bool, serde_json::Value)> + Send + Sync,
->;
+pub type Readiness =
+    Arc<dyn Fn() -> futures::future::BoxFuture<'static, (bool, serde_json::Value)> + Send + Sync>;
 
 /// Installs the recorder and binds `addr`; the returned server answers `GET /metrics`
 /// and `GET /ready` until the process stops.
@@ -432,7 +454,9 @@ impl MetricsServer {
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |request| {
                     let (handle, readiness) = (handle.clone(), readiness.clone());
-                    async move { Ok::<_, std::convert::Infallible>(answer(request, &handle, readiness).await) }
+                    async move {
+                        Ok::<_, std::convert::Infallible>(answer(request, &handle, readiness).await)
+                    }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .http1_only()
@@ -443,7 +467,11 @@ impl MetricsServer {
     }
 }
 
-async fn answer<B>(request: Request<B>, handle: &PrometheusHandle, readiness: Readiness) -> Response<Full<Bytes>> {
+async fn answer<B>(
+    request: Request<B>,
+    handle: &PrometheusHandle,
+    readiness: Readiness,
+) -> Response<Full<Bytes>> {
     let get = matches!(*request.method(), http::Method::GET | http::Method::HEAD);
     match (get, request.uri().path()) {
         (true, "/metrics") => {
@@ -453,27 +481,45 @@ async fn answer<B>(request: Request<B>, handle: &PrometheusHandle, readiness: Re
             })
             .await
             .unwrap_or_default();
-            respond(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", text)
+            respond(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                text,
+            )
         }
         (true, "/ready") => {
             let (ready, body) = readiness().await;
-            let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            let status = if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
             respond(status, "application/json", body.to_string())
         }
-        (false, "/metrics" | "/ready") => respond(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET only\n".into()),
-        _ => respond(StatusCode::NOT_FOUND, "text/plain", "Not Found: /metrics or /ready\n".into()),
+        (false, "/metrics" | "/ready") => respond(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "GET only\n".into(),
+        ),
+        _ => respond(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "Not Found: /metrics or /ready\n".into(),
+        ),
     }
 }
 
 fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
-    response
-        .headers_mut()
-        .insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    response.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
     response
 }
 

@@ -21,11 +21,26 @@ fn recorded_metrics_render_as_prometheus_text_with_their_labels() {
     let handle = recorder.handle();
     metrics::with_local_recorder(&recorder, || {
         describe();
-        http_request("/todos/:id", "todos", &http::Method::GET, 200, Instant::now());
-        http_request("/todos/:id", "todos", &http::Method::from_bytes(b"BREW").unwrap(), 404, Instant::now());
+        http_request(
+            "/todos/:id",
+            "todos",
+            &http::Method::GET,
+            200,
+            Instant::now(),
+        );
+        http_request(
+            "/todos/:id",
+            "todos",
+            &http::Method::from_bytes(b"BREW").unwrap(),
+            404,
+            Instant::now(),
+        );
         drop(instance_started("todos"));
         instance_failed("todos", &wasmtime::Error::new(wasmtime::Trap::Interrupt));
-        instance_failed("todos", &wasmtime::Error::new(wasmtime::Trap::UnreachableCodeReached));
+        instance_failed(
+            "todos",
+            &wasmtime::Error::new(wasmtime::Trap::UnreachableCodeReached),
+        );
         let address: Arc<str> = "postgres://db:5432/todo".into();
         pg_pool(&address, 3, 1, 2, 32);
         redis_command(&"redis://cache:6379".into(), false);
@@ -51,21 +66,33 @@ fn recorded_metrics_render_as_prometheus_text_with_their_labels() {
             })
             .unwrap_or_else(|| panic!("no {name} {labels:?} in {:#?}", scrape.samples))
     };
-    let route = [("route", "/todos/:id"), ("component", "todos"), ("method", "GET"), ("status", "200")];
+    let route = [
+        ("route", "/todos/:id"),
+        ("component", "todos"),
+        ("method", "GET"),
+        ("status", "200"),
+    ];
     assert_eq!(value(HTTP_REQUESTS, &route), 1.0);
-    assert_eq!(value(HTTP_REQUESTS, &[("method", "other"), ("status", "404")]), 1.0);
+    assert_eq!(
+        value(HTTP_REQUESTS, &[("method", "other"), ("status", "404")]),
+        1.0
+    );
     assert_eq!(value(INSTANCES_CREATED, &[("component", "todos")]), 1.0);
     assert_eq!(value(INSTANCES_IN_FLIGHT, &[("component", "todos")]), 0.0);
     assert_eq!(value(TIMEOUTS, &[("component", "todos")]), 1.0);
     assert_eq!(value(TRAPS, &[("component", "todos")]), 1.0);
-    assert_eq!(value(PG_POOL_WAITERS, &[("address", "postgres://db:5432/todo")]), 2.0);
-    assert_eq!(value(REDIS_ERRORS, &[("address", "redis://cache:6379")]), 1.0);
+    assert_eq!(
+        value(PG_POOL_WAITERS, &[("address", "postgres://db:5432/todo")]),
+        2.0
+    );
+    assert_eq!(
+        value(REDIS_ERRORS, &[("address", "redis://cache:6379")]),
+        1.0
+    );
     assert_eq!(value(TRIGGER_FAILURES, &[("channel", "jobs")]), 1.0);
     assert!(
-        scrape
-            .samples
-            .iter()
-            .any(|s| s.metric == HTTP_DURATION && matches!(s.value, prometheus_parse::Value::Histogram(_))),
+        scrape.samples.iter().any(|s| s.metric == HTTP_DURATION
+            && matches!(s.value, prometheus_parse::Value::Histogram(_))),
         "the latency is a histogram"
     );
 }
@@ -75,9 +102,16 @@ fn the_metric_list_names_each_metric_once_with_prometheus_conventions() {
     let mut names: Vec<_> = METRICS.iter().map(|(name, _, _)| *name).collect();
     for (name, kind, _) in METRICS {
         assert!(name.starts_with("edge_host_"), "{name}");
-        assert_eq!(*kind == "counter", name.ends_with("_total"), "{name}: counters end in _total");
+        assert_eq!(
+            *kind == "counter",
+            name.ends_with("_total"),
+            "{name}: counters end in _total"
+        );
         if *kind == "histogram" {
-            assert!(name.ends_with("_seconds"), "{name}: histograms here are durations");
+            assert!(
+                name.ends_with("_seconds"),
+                "{name}: histograms here are durations"
+            );
         }
     }
     names.sort();
@@ -115,4 +149,3 @@ fn without_a_recorder_recording_is_a_no_op() {
     drop(instance_started("c"));
     assert!(!enabled());
 }
-

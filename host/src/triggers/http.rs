@@ -197,7 +197,13 @@ impl HttpTrigger {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|length| length > self.max_request_body) {
-            crate::metrics::http_request(pattern.raw(), &target.component.id, &method, 413, started);
+            crate::metrics::http_request(
+                pattern.raw(),
+                &target.component.id,
+                &method,
+                413,
+                started,
+            );
             return problem(BodyFault::TooLarge);
         }
         // One small allocation per request: the body reports here why it failed, so the
@@ -239,7 +245,13 @@ impl HttpTrigger {
             elapsed_us = started.elapsed().as_micros() as u64,
             "handled"
         );
-        crate::metrics::http_request(pattern.raw(), &component.id, &method, response.status().as_u16(), started);
+        crate::metrics::http_request(
+            pattern.raw(),
+            &component.id,
+            &method,
+            response.status().as_u16(),
+            started,
+        );
         response
     }
 
@@ -280,7 +292,13 @@ impl HttpTrigger {
                     Box::pin(async move {
                         let export = match export {
                             Some(export) => export,
-                            None => crate::metrics::instantiation(&counted.id, proxy.instantiate_async(&mut *store)).await?,
+                            None => {
+                                crate::metrics::instantiation(
+                                    &counted.id,
+                                    proxy.instantiate_async(&mut *store),
+                                )
+                                .await?
+                            }
                         };
                         export
                             .wasi_http_incoming_handler()

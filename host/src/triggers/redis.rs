@@ -149,7 +149,11 @@ impl RedisTrigger {
                 tokio::spawn(async move {
                     let _permit = permit;
                     let handled = handle_message(&app, &subscription, payload).await;
-                    crate::metrics::trigger_message(&subscription.channel, &subscription.component.id, handled.is_ok());
+                    crate::metrics::trigger_message(
+                        &subscription.channel,
+                        &subscription.component.id,
+                        handled.is_ok(),
+                    );
                     if let Err(err) = handled {
                         tracing::error!(
                             component = %subscription.component.id,
@@ -176,7 +180,9 @@ async fn handle_message(
     let handled = instance
         .run(move |store| {
             Box::pin(async move {
-                let instance = crate::metrics::instantiation(&counted.id, pre.instantiate_async(&mut *store)).await?;
+                let instance =
+                    crate::metrics::instantiation(&counted.id, pre.instantiate_async(&mut *store))
+                        .await?;
                 instance
                     .fermyon_spin_inbound_redis()
                     .call_handle_message(store, &payload)

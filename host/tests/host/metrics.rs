@@ -56,13 +56,23 @@ fn metrics_counters_move_with_requests_traps_timeouts_and_memory_limits() {
     let host = Host::start(
         &[
             &METRICS[..],
-            &["--execution-timeout-secs", "1", "--max-instance-memory-mb", "64"],
+            &[
+                "--execution-timeout-secs",
+                "1",
+                "--max-instance-memory-mb",
+                "64",
+            ],
         ]
         .concat(),
         &[],
     );
     let before = scrape(&host);
-    let ok = [("route", "/probe/..."), ("component", "probe"), ("method", "GET"), ("status", "200")];
+    let ok = [
+        ("route", "/probe/..."),
+        ("component", "probe"),
+        ("method", "GET"),
+        ("status", "200"),
+    ];
     assert_eq!(value(&before, "edge_host_http_requests_total", &ok), 0.0);
 
     assert_eq!(host.get("/probe/headers").0, 200);
@@ -78,20 +88,39 @@ fn metrics_counters_move_with_requests_traps_timeouts_and_memory_limits() {
     let failed = [("route", "/probe/..."), ("status", "500")];
     assert_eq!(value(&after, "edge_host_http_requests_total", &failed), 3.0);
     // An unrouted path is counted without its raw path: the route label stays bounded.
-    assert_eq!(value(&after, "edge_host_http_requests_total", &[("route", ""), ("status", "404")]), 1.0);
+    assert_eq!(
+        value(
+            &after,
+            "edge_host_http_requests_total",
+            &[("route", ""), ("status", "404")]
+        ),
+        1.0
+    );
     assert!(
-        !after.samples.iter().any(|s| s.labels.values().any(|v| v.contains("nothing"))),
+        !after
+            .samples
+            .iter()
+            .any(|s| s.labels.values().any(|v| v.contains("nothing"))),
         "a raw request path became a label value"
     );
     assert_eq!(value(&after, "edge_host_timeouts_total", &probe), 1.0);
     // The trap and the OOM both end in a trap; the OOM is also a refused growth.
     assert_eq!(value(&after, "edge_host_traps_total", &probe), 2.0);
     assert!(value(&after, "edge_host_memory_limit_hits_total", &probe) >= 1.0);
-    assert_eq!(value(&after, "edge_host_instances_created_total", &probe), 5.0);
+    assert_eq!(
+        value(&after, "edge_host_instances_created_total", &probe),
+        5.0
+    );
     assert_eq!(value(&after, "edge_host_instances_in_flight", &probe), 0.0);
-    assert_eq!(value(&after, "edge_host_instantiation_duration_seconds", &probe), 5.0);
+    assert_eq!(
+        value(&after, "edge_host_instantiation_duration_seconds", &probe),
+        5.0
+    );
     let latency = [("route", "/probe/..."), ("method", "GET")];
-    assert_eq!(value(&after, "edge_host_http_request_duration_seconds", &latency), 5.0);
+    assert_eq!(
+        value(&after, "edge_host_http_request_duration_seconds", &latency),
+        5.0
+    );
     assert!(value(&after, "process_resident_memory_bytes", &[]) > 0.0);
     assert!(value(&after, "process_open_fds", &[]) > 0.0);
 }
@@ -107,20 +136,32 @@ fn metrics_are_not_served_on_the_app_port_nor_without_the_flag() {
         assert!(!body.contains("edge_host_"), "{body}");
     }
     let plain = Host::start(&[], &[]);
-    assert!(plain.metrics_url().is_none(), "a metrics listener without --metrics-listen");
-    assert!(!plain.output().iter().any(|line| line.contains("Metrics at")));
+    assert!(
+        plain.metrics_url().is_none(),
+        "a metrics listener without --metrics-listen"
+    );
+    assert!(!plain
+        .output()
+        .iter()
+        .any(|line| line.contains("Metrics at")));
 }
 
 /// Accepts the probe's call to the test's gate (made from inside the running request)
 /// and reads its request head; answering it ends the held request.
-fn accept_gate(gate: &std::net::TcpListener, holder: &std::thread::JoinHandle<anyhow::Result<(u16, String)>>) -> TcpStream {
+fn accept_gate(
+    gate: &std::net::TcpListener,
+    holder: &std::thread::JoinHandle<anyhow::Result<(u16, String)>>,
+) -> TcpStream {
     gate.set_nonblocking(true).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut held = loop {
         match gate.accept() {
             Ok((stream, _)) => break stream,
             Err(err) if err.kind() == ErrorKind::WouldBlock => {
-                assert!(!holder.is_finished(), "the hold request ended before calling the gate");
+                assert!(
+                    !holder.is_finished(),
+                    "the hold request ended before calling the gate"
+                );
                 assert!(Instant::now() < deadline, "the probe never called the gate");
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -128,11 +169,16 @@ fn accept_gate(gate: &std::net::TcpListener, holder: &std::thread::JoinHandle<an
         }
     };
     held.set_nonblocking(false).unwrap();
-    held.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    held.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     let mut request = Vec::new();
     while !request.ends_with(b"\r\n\r\n") {
         let mut byte = [0u8; 1];
-        assert_eq!(held.read(&mut byte).unwrap(), 1, "the probe's call ended early");
+        assert_eq!(
+            held.read(&mut byte).unwrap(),
+            1,
+            "the probe's call ended early"
+        );
         request.push(byte[0]);
     }
     held
@@ -143,41 +189,81 @@ fn accept_gate(gate: &std::net::TcpListener, holder: &std::thread::JoinHandle<an
 fn a_postgres_pool_wait_shows_in_the_pool_gauges_and_the_admin_readiness() {
     let database = std::env::var("DATABASE_URL").expect("DATABASE_URL");
     let parsed = url::Url::parse(&database).expect("DATABASE_URL is a URL");
-    let db_host = format!("{}:{}", parsed.host_str().expect("host"), parsed.port().unwrap_or(5432));
+    let db_host = format!(
+        "{}:{}",
+        parsed.host_str().expect("host"),
+        parsed.port().unwrap_or(5432)
+    );
     let config = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(config.path(), "[edge_host.postgres]\nmax_connections = 1\n").unwrap();
     build_probe();
     let host = Host::start_manifest(
         &repo_root().join("host/tests/fixtures/metrics.toml"),
-        &[&METRICS[..], &["--runtime-config-file", config.path().to_str().unwrap()]].concat(),
-        &[("SPIN_VARIABLE_DB_URL", database.as_str()), ("SPIN_VARIABLE_DB_HOST", db_host.as_str())],
+        &[
+            &METRICS[..],
+            &["--runtime-config-file", config.path().to_str().unwrap()],
+        ]
+        .concat(),
+        &[
+            ("SPIN_VARIABLE_DB_URL", database.as_str()),
+            ("SPIN_VARIABLE_DB_HOST", db_host.as_str()),
+        ],
     );
     let address = format!("postgres://{db_host}{}", parsed.path());
     let pool = [("address", address.as_str())];
 
     // The only connection is held by a request the test releases...
     let gate = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let hold_url = format!("{}/probe/pg/hold?url=http://{}/", host.base_url, gate.local_addr().unwrap());
+    let hold_url = format!(
+        "{}/probe/pg/hold?url=http://{}/",
+        host.base_url,
+        gate.local_addr().unwrap()
+    );
     let holder = std::thread::spawn(move || raw_get(&hold_url).send());
     let mut held = accept_gate(&gate, &holder);
     let now = scrape(&host);
-    assert_eq!(value(&now, "edge_host_postgres_pool_in_use", &pool), 1.0, "labels: {:?}", now.samples.iter().filter(|s| s.metric.contains("pool")).collect::<Vec<_>>());
-    assert_eq!(value(&now, "edge_host_postgres_pool_max_connections", &pool), 1.0);
+    assert_eq!(
+        value(&now, "edge_host_postgres_pool_in_use", &pool),
+        1.0,
+        "labels: {:?}",
+        now.samples
+            .iter()
+            .filter(|s| s.metric.contains("pool"))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        value(&now, "edge_host_postgres_pool_max_connections", &pool),
+        1.0
+    );
 
     // ...so a second request's checkout waits: the waiters gauge shows it.
     let second_url = format!("{}/probe/pg/after", host.base_url);
     let second = std::thread::spawn(move || raw_get(&second_url).send());
     assert!(
-        poll_until(Duration::from_secs(10), || value(&scrape(&host), "edge_host_postgres_pool_waiters", &pool) == 1.0),
+        poll_until(Duration::from_secs(10), || value(
+            &scrape(&host),
+            "edge_host_postgres_pool_waiters",
+            &pool
+        ) == 1.0),
         "no waiter seen on the pool"
     );
     // The admin readiness shows the pool's state with the redacted address (no password).
-    let (status, body) = raw_get(&format!("{}/ready", host.metrics_url().unwrap())).send().unwrap();
+    let (status, body) = raw_get(&format!("{}/ready", host.metrics_url().unwrap()))
+        .send()
+        .unwrap();
     let ready: serde_json::Value = serde_json::from_str(&body).expect("JSON");
     assert_eq!(ready["postgres"][0]["address"], address.as_str(), "{body}");
-    assert_eq!(ready["postgres"][0]["pool"]["waiters"].as_u64().unwrap_or_default() >= 1, true, "{body}");
+    assert!(
+        ready["postgres"][0]["pool"]["waiters"]
+            .as_u64()
+            .is_some_and(|waiters| waiters >= 1),
+        "{body}"
+    );
     if let Some(password) = parsed.password() {
-        assert!(!body.contains(password), "the database password leaked: {body}");
+        assert!(
+            !body.contains(password),
+            "the database password leaked: {body}"
+        );
     }
     // The probe waits for the held connection too, so it cannot answer "up" now.
     assert_eq!(status, 503, "{body}");
@@ -191,6 +277,8 @@ fn a_postgres_pool_wait_shows_in_the_pool_gauges_and_the_admin_readiness() {
     assert_eq!(value(&after, "edge_host_postgres_pool_waiters", &pool), 0.0);
     assert!(value(&after, "edge_host_postgres_acquire_duration_seconds", &pool) >= 2.0);
     assert!(value(&after, "edge_host_postgres_query_duration_seconds", &pool) >= 2.0);
-    let (status, body) = raw_get(&format!("{}/ready", host.metrics_url().unwrap())).send().unwrap();
+    let (status, body) = raw_get(&format!("{}/ready", host.metrics_url().unwrap()))
+        .send()
+        .unwrap();
     assert_eq!(status, 200, "{body}");
 }

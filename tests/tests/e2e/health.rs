@@ -127,7 +127,9 @@ async fn the_admin_listener_reports_postgres_and_redis_up_with_latency() {
     let (status, body) = get_json(&app, "/health/ready").await.unwrap();
     ready(status, &body).unwrap();
 
-    let (status, body) = admin_ready(&app).await.expect("GET /ready on the admin listener");
+    let (status, body) = admin_ready(&app)
+        .await
+        .expect("GET /ready on the admin listener");
 
     assert_eq!(status, 200, "body {body}");
     assert_eq!(body["status"], "ready", "body {body}");
@@ -135,7 +137,10 @@ async fn the_admin_listener_reports_postgres_and_redis_up_with_latency() {
     assert_up(&body, "redis");
     // The admin port is not the app's, and the app's port has no /ready.
     assert_ne!(app.metrics_url(), Some(app.address.as_str()));
-    assert_eq!(app.get("/ready").send().await.unwrap().status().as_u16(), 404);
+    assert_eq!(
+        app.get("/ready").send().await.unwrap().status().as_u16(),
+        404
+    );
 }
 
 #[tokio::test]

@@ -201,7 +201,12 @@ impl PostgresPools {
 
     /// The `address` label for `address` (redacted once per connection string).
     fn label(&self, address: &str) -> Arc<str> {
-        if let Some(label) = self.labels.read().ok().and_then(|labels| labels.get(address).cloned()) {
+        if let Some(label) = self
+            .labels
+            .read()
+            .ok()
+            .and_then(|labels| labels.get(address).cloned())
+        {
             return label;
         }
         let label: Arc<str> = redacted(address).into();
@@ -261,7 +266,10 @@ impl PostgresPools {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|err| PgError::Other(format!("cannot build a connection pool: {err}")))?;
-        crate::metrics::on_scrape(readiness::pool_sampler(pool.clone(), redacted(address).into()));
+        crate::metrics::on_scrape(readiness::pool_sampler(
+            pool.clone(),
+            redacted(address).into(),
+        ));
         pools.insert(address.to_owned(), pool.clone());
         Ok(pool)
     }

@@ -17,7 +17,13 @@ pub(super) fn pool_sampler(pool: Pool, address: Arc<str>) -> impl Fn() + Send + 
     move || {
         let status = pool.status();
         let in_use = status.size.saturating_sub(status.available);
-        crate::metrics::pg_pool(&address, status.size, in_use, status.waiting, status.max_size);
+        crate::metrics::pg_pool(
+            &address,
+            status.size,
+            in_use,
+            status.waiting,
+            status.max_size,
+        );
     }
 }
 
@@ -27,7 +33,10 @@ impl PostgresPools {
     /// state. Empty until a component first opened a connection.
     pub async fn readiness(&self) -> Vec<serde_json::Value> {
         let pools: Vec<(String, Pool)> = match self.pools.read() {
-            Ok(pools) => pools.iter().map(|(address, pool)| (address.clone(), pool.clone())).collect(),
+            Ok(pools) => pools
+                .iter()
+                .map(|(address, pool)| (address.clone(), pool.clone()))
+                .collect(),
             Err(_) => Vec::new(),
         };
         let probes = pools.into_iter().map(|(address, pool)| async move {
@@ -64,7 +73,10 @@ impl PostgresPools {
 }
 
 async fn probe(pool: &Pool) -> Result<(), String> {
-    let client = pool.get().await.map_err(|err| format!("cannot connect: {err}"))?;
+    let client = pool
+        .get()
+        .await
+        .map_err(|err| format!("cannot connect: {err}"))?;
     client
         .simple_query("SELECT 1")
         .await

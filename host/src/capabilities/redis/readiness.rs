@@ -18,24 +18,26 @@ impl RedisConnections {
                 .collect(),
             Err(_) => Vec::new(),
         };
-        let probes = connections.into_iter().map(|(address, mut manager)| async move {
-            let started = Instant::now();
-            let pong = self
-                .bounded(redis::cmd("PING").query_async::<String>(&mut manager))
-                .await;
-            let mut check = serde_json::json!({ "address": redacted(&address) });
-            match pong {
-                Ok(_) => {
-                    check["status"] = "up".into();
-                    check["latency_ms"] = (started.elapsed().as_secs_f64() * 1000.0).into();
+        let probes = connections
+            .into_iter()
+            .map(|(address, mut manager)| async move {
+                let started = Instant::now();
+                let pong = self
+                    .bounded(redis::cmd("PING").query_async::<String>(&mut manager))
+                    .await;
+                let mut check = serde_json::json!({ "address": redacted(&address) });
+                match pong {
+                    Ok(_) => {
+                        check["status"] = "up".into();
+                        check["latency_ms"] = (started.elapsed().as_secs_f64() * 1000.0).into();
+                    }
+                    Err(error) => {
+                        check["status"] = "down".into();
+                        check["error"] = error.to_string().into();
+                    }
                 }
-                Err(error) => {
-                    check["status"] = "down".into();
-                    check["error"] = error.to_string().into();
-                }
-            }
-            check
-        });
+                check
+            });
         futures::future::join_all(probes).await
     }
 }
