@@ -282,3 +282,53 @@ fn a_postgres_pool_wait_shows_in_the_pool_gauges_and_the_admin_readiness() {
         .unwrap();
     assert_eq!(status, 200, "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_trigger_messages_and_redis_commands_are_counted_per_channel() {
+    crate::harness::build_fixture("redisprobe");
+    let redis = test_support::PrivateRedis::start().await;
+    let (url, host_port) = (redis.url(), redis.host());
+    let manifest = repo_root().join("host/tests/fixtures/redisprobe.toml");
+    let host = tokio::task::block_in_place(|| {
+        Host::start_manifest(
+            &manifest,
+            &METRICS,
+            &[
+                ("SPIN_VARIABLE_REDIS_URL", &url),
+                ("SPIN_VARIABLE_REDIS_HOST", &host_port),
+            ],
+        )
+    });
+    assert!(host.wait_for_output(Duration::from_secs(10), |l| l.contains("subscribed")));
+    let round_trip = crate::redis_trigger::round_trip;
+    assert_eq!(round_trip(&url, "hello").await.as_deref(), Some("hello"));
+    assert_eq!(round_trip(&url, "trap").await, None);
+    let channel = [("channel", "probe-in"), ("component", "redisprobe")];
+    // The failed handler's count lands once its instance has ended: poll for it.
+    let counted = tokio::task::block_in_place(|| {
+        poll_until(Duration::from_secs(10), || {
+            value(
+                &scrape(&host),
+                "edge_host_redis_trigger_failures_total",
+                &channel,
+            ) == 1.0
+        })
+    });
+    assert!(counted, "the trapping handler was not counted as failed");
+    let now = tokio::task::block_in_place(|| scrape(&host));
+    assert_eq!(
+        value(&now, "edge_host_redis_trigger_messages_total", &channel),
+        2.0
+    );
+    // The successful handler published its reply through the Redis capability.
+    assert!(value(&now, "edge_host_redis_commands_total", &[]) >= 1.0);
+    assert_eq!(value(&now, "edge_host_redis_errors_total", &[]), 0.0);
+    assert_eq!(
+        value(
+            &now,
+            "edge_host_instances_created_total",
+            &[("component", "redisprobe")]
+        ),
+        2.0
+    );
+}
