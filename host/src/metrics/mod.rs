@@ -18,6 +18,7 @@
 //! [`Readiness`].
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -107,6 +108,14 @@ pub enum MetricsError {
     },
 }
 
+/// Whether recording is on: false until [`install`], so that without `--metrics-listen`
+/// each recording call is one relaxed load and a return (no label strings built).
+static RECORDING: AtomicBool = AtomicBool::new(false);
+
+fn recording() -> bool {
+    RECORDING.load(Ordering::Relaxed)
+}
+
 /// Installs the process-wide Prometheus recorder; from then on every recording call of
 /// this module counts. Call once, before the app serves.
 pub fn install() -> Result<PrometheusHandle, MetricsError> {
@@ -117,6 +126,7 @@ pub fn install() -> Result<PrometheusHandle, MetricsError> {
         .map_err(|err| MetricsError::Recorder(err.to_string()))?;
     describe();
     process_collector().describe();
+    RECORDING.store(true, Ordering::Relaxed);
     Ok(handle)
 }
 
@@ -184,6 +194,9 @@ pub fn http_request(
     status: u16,
     started: Instant,
 ) {
+    if !recording() {
+        return;
+    }
     let route = route.to_owned();
     let component = component.to_owned();
     let method = method_label(method);
@@ -221,19 +234,24 @@ fn status_label(status: u16) -> metrics::SharedString {
 
 /// An instance of `component` exists from now until the guard drops.
 pub fn instance_started(component: &str) -> InstanceGuard {
+    if !recording() {
+        return InstanceGuard(None);
+    }
     let component = component.to_owned();
     counter!(INSTANCES_CREATED, "component" => component.clone()).increment(1);
     let in_flight = gauge!(INSTANCES_IN_FLIGHT, "component" => component);
     in_flight.increment(1.0);
-    InstanceGuard(in_flight)
+    InstanceGuard(Some(in_flight))
 }
 
 /// Keeps an instance counted in [`INSTANCES_IN_FLIGHT`] while it lives.
-pub struct InstanceGuard(metrics::Gauge);
+pub struct InstanceGuard(Option<metrics::Gauge>);
 
 impl Drop for InstanceGuard {
     fn drop(&mut self) {
-        self.0.decrement(1.0);
+        if let Some(in_flight) = &self.0 {
+            in_flight.decrement(1.0);
+        }
     }
 }
 
@@ -242,6 +260,9 @@ pub async fn instantiation<T>(
     component: &str,
     instantiation: impl std::future::Future<Output = T>,
 ) -> T {
+    if !recording() {
+        return instantiation.await;
+    }
     let started = Instant::now();
     let instance = instantiation.await;
     histogram!(INSTANTIATION, "component" => component.to_owned()).record(started.elapsed());
@@ -251,6 +272,9 @@ pub async fn instantiation<T>(
 /// An instance's work failed: an epoch interruption counts as a timeout, anything else
 /// (a trap, a host error) as a trap.
 pub fn instance_failed(component: &str, error: &wasmtime::Error) {
+    if !recording() {
+        return;
+    }
     match error.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::Interrupt) => instance_timed_out(component),
         _ => counter!(TRAPS, "component" => component.to_owned()).increment(1),
@@ -259,6 +283,9 @@ pub fn instance_failed(component: &str, error: &wasmtime::Error) {
 
 /// An instance overran its execution deadline.
 pub fn instance_timed_out(component: &str) {
+    if !recording() {
+        return;
+    }
     counter!(TIMEOUTS, "component" => component.to_owned()).increment(1);
 }
 
@@ -329,6 +356,9 @@ impl<L: wasmtime::ResourceLimiter> wasmtime::ResourceLimiter for CountingLimiter
 
 /// A PostgreSQL checkout took `started..now`; `ok` whether it got a connection.
 pub fn pg_acquired(address: &Arc<str>, started: Instant, ok: bool) {
+    if !recording() {
+        return;
+    }
     histogram!(PG_ACQUIRE, "address" => address.clone()).record(started.elapsed());
     if !ok {
         counter!(PG_ACQUIRE_ERRORS, "address" => address.clone()).increment(1);
@@ -337,6 +367,9 @@ pub fn pg_acquired(address: &Arc<str>, started: Instant, ok: bool) {
 
 /// A PostgreSQL statement took `started..now`; `ok` whether it succeeded.
 pub fn pg_query(address: &Arc<str>, started: Instant, ok: bool) {
+    if !recording() {
+        return;
+    }
     histogram!(PG_QUERY, "address" => address.clone()).record(started.elapsed());
     if !ok {
         counter!(PG_QUERY_ERRORS, "address" => address.clone()).increment(1);
@@ -353,6 +386,9 @@ pub fn pg_pool(address: &Arc<str>, size: usize, in_use: usize, waiters: usize, m
 
 /// A Redis command from a component; `ok` whether it succeeded.
 pub fn redis_command(address: &Arc<str>, ok: bool) {
+    if !recording() {
+        return;
+    }
     counter!(REDIS_COMMANDS, "address" => address.clone()).increment(1);
     if !ok {
         counter!(REDIS_ERRORS, "address" => address.clone()).increment(1);
@@ -361,6 +397,9 @@ pub fn redis_command(address: &Arc<str>, ok: bool) {
 
 /// A Redis-trigger message handled; `ok` whether its handler succeeded.
 pub fn trigger_message(channel: &str, component: &str, ok: bool) {
+    if !recording() {
+        return;
+    }
     let (channel, component) = (channel.to_owned(), component.to_owned());
     if !ok {
         counter!(TRIGGER_FAILURES, "channel" => channel.clone(), "component" => component.clone())
