@@ -221,6 +221,7 @@ impl HttpTrigger {
             Ok(request) => request,
             Err(err) => {
                 tracing::debug!("bad request: {err:#}");
+                crate::metrics::http_request(pattern.raw(), "", &method, 400, started);
                 return plain(StatusCode::BAD_REQUEST, "Bad Request\n");
             }
         };
