@@ -25,13 +25,17 @@ What is checked, for the base and every overlay in k8s/overlays/:
   * the Ingress sends every public route to the SpinApp serving it on the operator's Service
     port (80) and no /internal/ route at all; autoscalers target autoscaled SpinApps only;
   * the migration Job runs scripts/migrate with exactly the repository's migrations/*.sql;
-  * the sweep CronJob calls a route that a SpinApp serves, with a token bound to that app.
+  * the sweep CronJob calls a route that a SpinApp serves, with a token bound to that app;
+  * k8s/monitoring/: every Grafana dashboard JSON parses and every panel's PromQL names only
+    metrics edge-host exports (`edge-host metrics`), and the PodMonitor scrapes the path and
+    port name edge-host's `--metrics-listen` serves (`/metrics`, container port `metrics`).
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import json
 import os
 import re
 import shutil
@@ -777,6 +781,99 @@ def _pod_spec(obj: dict) -> dict:
 # Driver
 
 
+# PromQL words that are not metric names: aggregation/binary keywords (functions are told
+# apart by the `(` after them).
+PROMQL_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or",
+                   "unless", "offset", "inf", "nan"}
+METRICS_PATH = "/metrics"
+METRICS_PORT_NAME = "metrics"
+
+
+def exported_metrics(host_binary: Path | None) -> dict[str, str]:
+    """`name -> type` from `edge-host metrics`."""
+    binary = host_binary or edge_host.default_binary()
+    try:
+        out = subprocess.run([str(binary), "metrics"], check=True, capture_output=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError) as err:
+        raise ValidationProblem(f"`edge-host metrics` failed: {err}") from err
+    return {line.split()[0]: line.split()[1] for line in out.splitlines() if line.strip()}
+
+
+def promql_metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression reads: identifiers outside label matchers,
+    ranges, strings and `by (...)` lists that are neither functions nor keywords."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', "", expr)
+    text = re.sub(r"\{[^}]*\}", "", text)
+    text = re.sub(r"\[[^\]]*\]", "", text)
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", text)
+    text = re.sub(r"(?<![A-Za-z0-9_:])\d[\d.]*(?:[eE][-+]?\d+)?", "", text)  # number literals
+    names = set()
+    for match in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", text):
+        word = match.group(0)
+        after = text[match.end():].lstrip()
+        if after.startswith("(") or word.lower() in PROMQL_KEYWORDS:
+            continue
+        names.add(word)
+    return names
+
+
+def check_monitoring(repo: Path, host_binary: Path | None) -> list[str]:
+    """The dashboards' queries against what edge-host exports, the PodMonitor against its flags."""
+    monitoring = repo / "k8s" / "monitoring"
+    if not monitoring.is_dir():
+        return ["k8s/monitoring/ is missing (the Grafana dashboard and the scrape configuration)"]
+    try:
+        exported = exported_metrics(host_binary)
+    except ValidationProblem as err:
+        return [str(err)]
+    known = set(exported)
+    for name, kind in exported.items():
+        if kind == "histogram":
+            known |= {f"{name}_bucket", f"{name}_sum", f"{name}_count"}
+    problems: list[str] = []
+    dashboards = sorted(monitoring.glob("*.json"))
+    if not dashboards:
+        problems.append("k8s/monitoring/ has no Grafana dashboard JSON")
+    for path in dashboards:
+        where = path.relative_to(repo)
+        try:
+            dashboard = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            problems.append(f"{where}: not JSON: {err}")
+            continue
+        panels = dashboard.get("panels") or []
+        if not panels:
+            problems.append(f"{where}: no panels")
+        for panel in panels:
+            exprs = [t.get("expr", "") for t in panel.get("targets") or []]
+            if not any(exprs):
+                problems.append(f"{where}: panel {panel.get('title')!r} has no query")
+            for expr in exprs:
+                names = promql_metric_names(expr)
+                if not names:
+                    problems.append(f"{where}: panel {panel.get('title')!r}: no metric in {expr!r}")
+                for name in sorted(names - known):
+                    problems.append(f"{where}: panel {panel.get('title')!r} queries {name}, "
+                                    "which edge-host does not export (`edge-host metrics`)")
+    monitors = [doc for path in sorted(monitoring.glob("*.yaml"))
+                for doc in load_yaml_documents(path.read_text()) if isinstance(doc, dict)]
+    pod_monitors = [doc for doc in monitors if doc.get("kind") in ("PodMonitor", "ServiceMonitor")]
+    if not pod_monitors:
+        problems.append("k8s/monitoring/ has no PodMonitor/ServiceMonitor")
+    for monitor in pod_monitors:
+        endpoints = monitor.get("spec", {}).get("podMetricsEndpoints") or monitor.get("spec", {}).get("endpoints") or []
+        if not endpoints:
+            problems.append(f"{monitor['kind']}/{_name(monitor)}: no endpoints")
+        for endpoint in endpoints:
+            if endpoint.get("path", "/metrics") != METRICS_PATH:
+                problems.append(f"{monitor['kind']}/{_name(monitor)}: path {endpoint.get('path')!r}, "
+                                f"but edge-host --metrics-listen serves {METRICS_PATH}")
+            if endpoint.get("port") != METRICS_PORT_NAME:
+                problems.append(f"{monitor['kind']}/{_name(monitor)}: port {endpoint.get('port')!r}, "
+                                f"expected the container port named {METRICS_PORT_NAME!r}")
+    return problems
+
+
 def validate(repo: Path, host_binary: Path | None = None) -> list[str]:
     """All problems found in repo/k8s against repo/spin.toml; empty when everything holds.
 
@@ -791,6 +888,7 @@ def validate(repo: Path, host_binary: Path | None = None) -> list[str]:
             load_yaml_documents(path.read_text())
         except yaml.YAMLError as err:
             problems.append(f"{path.relative_to(repo)}: does not parse: {err}")
+    problems.extend(check_monitoring(repo, host_binary))
     try:
         manifest = load_spin_manifest(repo / "spin.toml", host_binary)
         secrets = load_example_secrets(k8s / EXAMPLE_SECRETS_FILE)

@@ -143,6 +143,7 @@ impl App {
             _slot: slot,
             timeout: self.execution_timeout,
             component_id: component.id.clone(),
+            _counted: crate::metrics::instance_started(&component.id),
         }
     }
 }
@@ -160,6 +161,7 @@ pub struct InstanceRun {
     _slot: OwnedSemaphorePermit,
     timeout: Duration,
     component_id: String,
+    _counted: crate::metrics::InstanceGuard,
 }
 
 impl InstanceRun {
@@ -178,12 +180,17 @@ impl InstanceRun {
         work: impl for<'s> FnOnce(&'s mut Store<InstanceState>) -> InstanceWork<'s, T>,
     ) -> anyhow::Result<T> {
         match tokio::time::timeout(self.timeout, work(&mut self.store)).await {
-            Ok(result) => result.map_err(anyhow::Error::from),
-            Err(_) => Err(anyhow::anyhow!(
-                "component `{}` exceeded the execution timeout of {:?}",
-                self.component_id,
-                self.timeout
-            )),
+            Ok(result) => result
+                .inspect_err(|err| crate::metrics::instance_failed(&self.component_id, err))
+                .map_err(anyhow::Error::from),
+            Err(_) => {
+                crate::metrics::instance_timed_out(&self.component_id);
+                Err(anyhow::anyhow!(
+                    "component `{}` exceeded the execution timeout of {:?}",
+                    self.component_id,
+                    self.timeout
+                ))
+            }
         }
     }
 }
@@ -293,10 +300,13 @@ impl AppComponent {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             table: wasmtime::component::ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(self.max_memory)
-                .instances(64)
-                .build(),
+            limits: crate::metrics::CountingLimiter::new(
+                StoreLimitsBuilder::new()
+                    .memory_size(self.max_memory)
+                    .instances(64)
+                    .build(),
+                &self.id,
+            ),
             outbound_http: OutboundHttp::new(self.capabilities.clone()),
             capabilities: CapabilityState::new(
                 self.app_capabilities.clone(),

@@ -6,7 +6,7 @@
 //! ```text
 //! main ─▶ triggers ─▶ app ─▶ engine
 //!                      │  ─▶ capabilities ─▶ variables ─▶ manifest ─▶ {template, routes}
-//!                      └──────────────────────────────────▶ runtime_config, logs
+//!                      └──────────────────────────────────▶ runtime_config, logs, metrics
 //! ```
 //!
 //! - [`template`], [`routes`]: leaf modules (`{{ var }}` templates, Spin route matching);
@@ -17,9 +17,10 @@
 //!   state a `Store` holds;
 //! - [`app`]: components compiled, linked and pre-instantiated, and the one instance
 //!   runner ([`app::InstanceRun`]) every trigger goes through;
-//! - [`triggers`]: what runs a component (HTTP requests, Redis messages).
+//! - [`triggers`]: what runs a component (HTTP requests, Redis messages);
 //! - [`admission`]: who may wait for an instance, how long and how many at once (the
-//!   HTTP trigger's caps and queue bound, and its `[edge_host.admission]` table); a leaf.
+//!   HTTP trigger's caps and queue bound, and its `[edge_host.admission]` table); a leaf;
+//! - [`metrics`]: a leaf every layer records into (Prometheus, `--metrics-listen`).
 
 pub mod admission;
 pub mod app;
@@ -28,6 +29,7 @@ pub mod capabilities;
 pub mod engine;
 pub mod logs;
 pub mod manifest;
+pub mod metrics;
 pub mod routes;
 pub mod runtime_config;
 pub mod template;

@@ -36,6 +36,9 @@ enum Command {
     /// path lands (manifest checks, API-description tests) ask the host instead of
     /// re-implementing its precedence rules.
     Routes(RoutesArgs),
+    /// List the metrics `--metrics-listen` exports: `name type labels`, one a line
+    /// (`scripts/validate-k8s` checks the Grafana dashboard's queries against it).
+    Metrics,
 }
 
 #[derive(clap::Args)]
@@ -123,6 +126,11 @@ struct UpArgs {
     /// Connections the kernel queues for accept (the listen backlog), for bursts.
     #[arg(long, default_value_t = 1024)]
     listen_backlog: u32,
+    /// Serve Prometheus metrics (`GET /metrics`) and per-dependency readiness details
+    /// (`GET /ready`) on this address, a listener of its own (never the app's port).
+    /// Off by default; port 0 picks a free port (in the ready file as `metrics_url`).
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(clap::Args)]
@@ -153,6 +161,15 @@ fn main() -> std::process::ExitCode {
         Command::Up(args) => up(*args),
         Command::Build(args) => build(&args),
         Command::Routes(args) => routes(&args),
+        Command::Metrics => {
+            for (name, kind, labels) in edge_host::metrics::METRICS {
+                println!("{name} {kind} {labels}");
+            }
+            for name in edge_host::metrics::PROCESS_METRICS {
+                println!("{name} gauge -");
+            }
+            Ok(())
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -193,6 +210,10 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
             cache_dir,
             execution_timeout: Duration::from_secs(args.execution_timeout_secs),
         };
+        let metrics = match args.metrics_listen {
+            Some(addr) => Some(edge_host::metrics::bind(addr).await?),
+            None => None,
+        };
         let app = Arc::new(tokio::task::block_in_place(|| app::App::load(options))?);
         let reuse = ReuseConfig {
             max_instance_reuse_count: args.max_instance_reuse_count,
@@ -223,6 +244,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
             limits,
             reuse,
             args.ready_file.as_deref(),
+            metrics,
         )
         .await
     })
@@ -244,6 +266,7 @@ async fn serve(
     limits: triggers::http::ClientLimits,
     reuse: ReuseConfig,
     ready_file: Option<&Path>,
+    metrics: Option<edge_host::metrics::MetricsServer>,
 ) -> anyhow::Result<()> {
     let http = Arc::new(
         triggers::http::HttpTrigger::new(app.clone(), max_request_body, reuse)?
@@ -276,8 +299,9 @@ async fn serve(
     stdout.write_all(banner.as_bytes())?;
     stdout.flush()?;
     drop(stdout);
+    let metrics_url = serve_metrics(metrics, &app)?;
     if let Some(path) = ready_file {
-        let ready = serde_json::json!({ "url": url, "pid": std::process::id() });
+        let ready = serde_json::json!({ "url": url, "pid": std::process::id(), "metrics_url": metrics_url });
         engine::write_atomically(path, ready.to_string().as_bytes())
             .with_context(|| format!("writing the ready file {}", path.display()))?;
     }
@@ -296,6 +320,26 @@ async fn serve(
             Ok(())
         }
     }
+}
+
+/// Starts the metrics listener, if any, with the app's readiness details behind its
+/// `GET /ready`; returns its URL for the ready file.
+fn serve_metrics(
+    metrics: Option<edge_host::metrics::MetricsServer>,
+    app: &Arc<app::App>,
+) -> anyhow::Result<Option<String>> {
+    let Some(metrics) = metrics else {
+        return Ok(None);
+    };
+    let url = format!("http://{}", metrics.local_addr()?);
+    println!("Metrics at {url}/metrics");
+    let capabilities = app.capabilities.clone();
+    let readiness: edge_host::metrics::Readiness = Arc::new(move || {
+        let capabilities = capabilities.clone();
+        Box::pin(async move { capabilities.readiness().await })
+    });
+    tokio::spawn(metrics.serve(readiness));
+    Ok(Some(url))
 }
 
 async fn shutdown_signal() {

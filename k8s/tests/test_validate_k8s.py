@@ -134,6 +134,19 @@ class BrokenCopies(unittest.TestCase):
     def test_unmodified_copy_is_clean(self):
         self.assertEqual(v.validate(self.repo), [])
 
+    def test_dashboard_queries_a_metric_edge_host_does_not_export(self):
+        self.edit("k8s/monitoring/grafana-dashboard-edge-host.json",
+                  "edge_host_postgres_pool_waiters{", "edge_host_postgres_pool_waiting{")
+        self.assertProblem("queries edge_host_postgres_pool_waiting, which edge-host does not export")
+
+    def test_dashboard_is_not_json(self):
+        self.edit("k8s/monitoring/grafana-dashboard-edge-host.json", '"panels": [', '"panels": [,')
+        self.assertProblem("grafana-dashboard-edge-host.json: not JSON")
+
+    def test_scrape_path_is_not_the_metrics_listeners(self):
+        self.edit("k8s/monitoring/podmonitor-edge-host.yaml", "path: /metrics", "path: /stats")
+        self.assertProblem("path '/stats', but edge-host --metrics-listen serves /metrics")
+
     def test_secret_key_missing_from_example_secret(self):
         self.edit("k8s/base/spinapp-api.yaml", "key: jwt_signing_key}", "key: jwt_signing_kee}")
         self.assertProblem("has no key 'jwt_signing_kee'")

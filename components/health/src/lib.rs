@@ -3,12 +3,12 @@
 //! - `GET /health`: liveness. `200 {"status":"ok"}`, touches nothing, logs nothing (probes
 //!   hit it every few seconds; a log line each would drown the useful ones).
 //! - `GET /health/ready`: readiness. Runs `SELECT 1` on PostgreSQL (`db_url`) and `PING` on
-//!   Redis (`redis_url`) through the host, and answers `200` with
-//!   `{"status":"ready","checks":{"postgres":{"status":"up","latency_ms":N},"redis":{...}}}`
-//!   or `503` with `"status":"unavailable"` and the failing check as
-//!   `{"status":"down","error":"<short reason>"}`. Reasons are sanitised: no URLs with
-//!   credentials, no passwords. Failures are logged as one JSON line. A variable the
-//!   component lacks is a 503 problem naming it.
+//!   Redis (`redis_url`) through the host, and answers a bare status: `200
+//!   {"status":"ready"}` or `503 {"status":"unavailable"}`. Which dependency failed and why
+//!   is for operators, not anonymous callers (issue 13): each failed check is logged as one
+//!   JSON line (reason sanitised, latency included), and edge-host's admin listener
+//!   (`--metrics-listen`, `GET /ready`) shows every backing service's state. A variable
+//!   the component lacks is a 503 problem naming it.
 //! - Other paths and methods: the shared problem+json 404/405 (`common::http`).
 //!
 //! Host round trips: `GET /health` none; `GET /health/ready` one PostgreSQL checkout with
@@ -81,13 +81,7 @@ fn readiness(config: &Config) -> Result<(u16, Value), ApiError> {
             );
         }
     }
-    let body = json!({
-        "status": if ready { "ready" } else { "unavailable" },
-        "checks": {
-            "postgres": describe(&postgres),
-            "redis": describe(&redis),
-        },
-    });
+    let body = json!({ "status": if ready { "ready" } else { "unavailable" } });
     Ok((if ready { 200 } else { 503 }, body))
 }
 
@@ -102,13 +96,6 @@ fn url(value: Result<String, ConfigError>) -> Result<Result<String, String>, Api
             | ConfigError::Host { name, .. }
             | ConfigError::NotListed { name, .. },
         ) => Ok(Err(format!("not configured (variable {name})"))),
-    }
-}
-
-fn describe(check: &Check) -> Value {
-    match check {
-        Ok(latency_ms) => json!({"status": "up", "latency_ms": latency_ms}),
-        Err(reason) => json!({"status": "down", "error": reason}),
     }
 }
 

@@ -52,7 +52,8 @@ pub struct InstanceState {
     pub wasi: WasiCtx,
     pub http: WasiHttpCtx,
     pub table: ResourceTable,
-    pub limits: StoreLimits,
+    /// The instance caps, with refused growths counted (`edge_host_memory_limit_hits_total`).
+    pub limits: crate::metrics::CountingLimiter<StoreLimits>,
     pub outbound_http: OutboundHttp,
     pub capabilities: CapabilityState,
 }
@@ -124,6 +125,23 @@ impl AppCapabilities {
             redis: redis::RedisConnections::new(&config.redis),
             warned_unsupported: Mutex::new(HashSet::new()),
         })
+    }
+
+    /// Every backing service the app has used, probed now (PostgreSQL `SELECT 1` through
+    /// its pool, Redis `PING`), with redacted addresses, errors and pool state: the
+    /// details for the metrics listener's `GET /ready`, never for the app's public port.
+    /// Ready when every probe is up (and when none has been opened yet).
+    pub async fn readiness(&self) -> (bool, serde_json::Value) {
+        let (postgres, redis) = tokio::join!(self.postgres.readiness(), self.redis.readiness());
+        let ready = postgres
+            .iter()
+            .chain(&redis)
+            .all(|check| check["status"] == "up");
+        let status = if ready { "ready" } else { "unavailable" };
+        (
+            ready,
+            serde_json::json!({ "status": status, "postgres": postgres, "redis": redis }),
+        )
     }
 
     /// Logs, once per component, that it called an interface edge-host does not serve.

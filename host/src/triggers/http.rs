@@ -210,8 +210,9 @@ impl HttpTrigger {
         routes
     }
 
-    /// Routes and runs one request; never fails (errors become 404/500 responses).
-    /// Public so benchmarks can drive the whole request path without a socket.
+    /// Routes and runs one request; never fails (errors become problem+json responses).
+    /// Public so benchmarks can drive the whole request path without a socket. Every
+    /// answer, the host's own refusals included, is counted once here.
     pub async fn handle<B>(
         &self,
         request: Request<B>,
@@ -223,28 +224,54 @@ impl HttpTrigger {
     {
         let started = std::time::Instant::now();
         let method = request.method().clone();
+        let (response, route, component) = self.respond(request, client).await;
+        let status = response.status().as_u16();
+        tracing::debug!(
+            component, %method, route, status,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "handled"
+        );
+        crate::metrics::http_request(route, component, &method, status, started);
+        response
+    }
+
+    /// [`HttpTrigger::handle`]'s work: the response, with the matched route pattern and
+    /// component for the metrics (`""` where the request got no further).
+    async fn respond<B>(
+        &self,
+        request: Request<B>,
+        client: SocketAddr,
+    ) -> (Response<HyperOutgoingBody>, &str, &str)
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let method = request.method().clone();
         let path = request.uri().path().to_owned();
         let Some((pattern, target, found)) = self.router.route(&path) else {
-            return HostProblem::NotFound.response();
+            return (HostProblem::NotFound.response(), "", "");
         };
+        let route = pattern.raw();
+        let component = &target.component;
+        let id = component.id.as_str();
         let declared = request
             .headers()
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|length| length > self.max_request_body) {
-            return HostProblem::BodyTooLarge.response();
+            return (HostProblem::BodyTooLarge.response(), route, id);
         }
         // Counted from here to its answer, body buffering included.
         let Ok(_client_pass) = self.admission.client(client.ip()) else {
             tracing::debug!(%client, %method, %path, "refused: client has too many requests in flight");
-            return HostProblem::ClientBusy.response();
+            return (HostProblem::ClientBusy.response(), route, id);
         };
         let request = match with_spin_headers(request, pattern, &found, client) {
             Ok(request) => request,
             Err(err) => {
                 tracing::debug!("bad request: {err:#}");
-                return HostProblem::BadRequest.response();
+                return (HostProblem::BadRequest.response(), route, id);
             }
         };
         // The whole body first, holding no instance slot: a client that sends its head
@@ -254,33 +281,28 @@ impl HttpTrigger {
         let body = match self.buffer_body(body).await {
             Ok(body) => body,
             Err(broken) => {
-                tracing::debug!(component = %target.component.id, %method, %path, ?broken, "request body failed");
-                return broken.problem().response();
+                tracing::debug!(component = id, %method, %path, ?broken, "request body failed");
+                return (broken.problem().response(), route, id);
             }
         };
         let request = Request::from_parts(parts, body);
-        let component = &target.component;
-        let deadline = self.admission.deadline(&component.id);
-        let turn = match self.admission.component(&component.id, deadline).await {
+        let deadline = self.admission.deadline(id);
+        let turn = match self.admission.component(id, deadline).await {
             Ok(turn) => turn,
-            Err(refusal) => return overloaded(refusal, component, &method, &path),
+            Err(refusal) => return (overloaded(refusal, component, &method, &path), route, id),
         };
         let response = match self.run(target, request, turn, deadline).await {
-            Ok(Some(response)) => Ok(response),
-            Ok(None) => return overloaded(Refusal::Overloaded, component, &method, &path),
-            Err(err) => Err(err),
+            Ok(Some(response)) => response,
+            Ok(None) => {
+                let refused = overloaded(Refusal::Overloaded, component, &method, &path);
+                return (refused, route, id);
+            }
+            Err(err) => {
+                tracing::error!(component = id, %method, %path, "request failed: {err:#}");
+                HostProblem::Internal.response()
+            }
         };
-        let response = response.unwrap_or_else(|err| {
-            tracing::error!(component = %component.id, %method, %path, "request failed: {err:#}");
-            HostProblem::Internal.response()
-        });
-        tracing::debug!(
-            component = %component.id, %method, %path,
-            status = response.status().as_u16(),
-            elapsed_us = started.elapsed().as_micros() as u64,
-            "handled"
-        );
-        response
+        (response, route, id)
     }
 
     /// Reads the whole request body, at most `--max-request-body-mb` of it and with no
@@ -342,6 +364,7 @@ impl HttpTrigger {
         let proxy = target.proxy.clone();
         let reuse = self.reuse.clone();
         let owner = component.clone();
+        let counted = component.clone();
         let mut guest: GuestRun = Box::pin(async move {
             // The component's turn lasts as long as its guest runs, response body included.
             let _turn = turn;
@@ -352,7 +375,13 @@ impl HttpTrigger {
                     Box::pin(async move {
                         let export = match export {
                             Some(export) => export,
-                            None => proxy.instantiate_async(&mut *store).await?,
+                            None => {
+                                crate::metrics::instantiation(
+                                    &counted.id,
+                                    proxy.instantiate_async(&mut *store),
+                                )
+                                .await?
+                            }
                         };
                         export
                             .wasi_http_incoming_handler()

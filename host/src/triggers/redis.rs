@@ -148,7 +148,13 @@ impl RedisTrigger {
                 let payload = payload.clone();
                 tokio::spawn(async move {
                     let _permit = permit;
-                    if let Err(err) = handle_message(&app, &subscription, payload).await {
+                    let handled = handle_message(&app, &subscription, payload).await;
+                    crate::metrics::trigger_message(
+                        &subscription.channel,
+                        &subscription.component.id,
+                        handled.is_ok(),
+                    );
+                    if let Err(err) = handled {
                         tracing::error!(
                             component = %subscription.component.id,
                             channel = %subscription.channel,
@@ -170,10 +176,13 @@ async fn handle_message(
 ) -> anyhow::Result<()> {
     let mut instance = app.start_instance(&subscription.component).await;
     let pre = subscription.pre.clone();
+    let counted = subscription.component.clone();
     let handled = instance
         .run(move |store| {
             Box::pin(async move {
-                let instance = pre.instantiate_async(&mut *store).await?;
+                let instance =
+                    crate::metrics::instantiation(&counted.id, pre.instantiate_async(&mut *store))
+                        .await?;
                 instance
                     .fermyon_spin_inbound_redis()
                     .call_handle_message(store, &payload)

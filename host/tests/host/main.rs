@@ -7,4 +7,5 @@ mod harness;
 mod http_trigger;
 mod instance_reuse;
 mod manifest_errors;
+mod metrics;
 mod redis_trigger;

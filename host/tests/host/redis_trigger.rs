@@ -8,7 +8,7 @@ use test_support::PrivateRedis;
 use crate::harness::{build_fixture, repo_root, Host};
 
 /// Publishes `message` on `probe-in` and waits for it on `probe-out`.
-async fn round_trip(redis_url: &str, message: &str) -> Option<String> {
+pub async fn round_trip(redis_url: &str, message: &str) -> Option<String> {
     let client = redis::Client::open(redis_url).unwrap();
     let mut replies = client.get_async_pubsub().await.unwrap();
     replies.subscribe("probe-out").await.unwrap();

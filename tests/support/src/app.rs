@@ -143,6 +143,12 @@ impl TestApp {
         self.host.as_ref().map(EdgeHost::output).unwrap_or_default()
     }
 
+    /// The host's metrics/admin listener (`http://127.0.0.1:PORT`), when started with
+    /// `HostOptions::arg("--metrics-listen")`; `None` otherwise and under `BASE_URL`.
+    pub fn metrics_url(&self) -> Option<&str> {
+        self.host.as_ref().and_then(EdgeHost::metrics_url)
+    }
+
     /// True when the suite tests `BASE_URL` instead of a host it started.
     pub fn is_external(&self) -> bool {
         self.host.is_none()

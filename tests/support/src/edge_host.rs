@@ -102,10 +102,13 @@ impl Launch {
         let mut host = EdgeHost {
             child,
             url: None,
+            metrics_url: None,
             output,
             ready_dir,
         };
-        host.url = host.wait_for_ready_file(&ready_file)?;
+        let text = host.wait_for_ready_file(&ready_file)?;
+        host.url = ready_url(&text)?;
+        host.metrics_url = ready_metrics_url(&text);
         Ok(host)
     }
 }
@@ -114,19 +117,21 @@ impl Launch {
 pub struct EdgeHost {
     child: Child,
     url: Option<String>,
+    /// The metrics listener's `http://ADDR`, when started with `--metrics-listen`.
+    metrics_url: Option<String>,
     output: Output,
     /// Holds the ready file; removed on drop.
     ready_dir: PathBuf,
 }
 
 impl EdgeHost {
-    fn wait_for_ready_file(&mut self, ready_file: &Path) -> Result<Option<String>> {
+    fn wait_for_ready_file(&mut self, ready_file: &Path) -> Result<String> {
         let timeout = start_timeout();
         let deadline = Instant::now() + timeout;
         loop {
             // The host writes the file atomically, so a file that exists is complete.
             if let Ok(text) = std::fs::read_to_string(ready_file) {
-                return ready_url(&text);
+                return Ok(text);
             }
             if let Some(status) = self.child.try_wait()? {
                 self.output.wait_for_end(Duration::from_secs(2));
@@ -149,6 +154,12 @@ impl EdgeHost {
     /// `http://127.0.0.1:PORT` (no trailing slash); `None` for an app without HTTP triggers.
     pub fn url(&self) -> Option<&str> {
         self.url.as_deref()
+    }
+
+    /// The metrics listener (`http://127.0.0.1:PORT`) of a host started with
+    /// `--metrics-listen`; `None` otherwise.
+    pub fn metrics_url(&self) -> Option<&str> {
+        self.metrics_url.as_deref()
     }
 
     /// Every line the host wrote so far to stdout or stderr, oldest first.
@@ -233,6 +244,12 @@ fn ready_url(text: &str) -> Result<Option<String>> {
         serde_json::Value::String(url) => Ok(Some(url.trim_end_matches('/').to_owned())),
         other => bail!("ready file url is not a string: {other}"),
     }
+}
+
+/// The ready file's `metrics_url`, when the host serves metrics.
+fn ready_metrics_url(text: &str) -> Option<String> {
+    let ready: serde_json::Value = serde_json::from_str(text).ok()?;
+    Some(ready["metrics_url"].as_str()?.to_owned())
 }
 
 #[cfg(test)]

@@ -1,4 +1,6 @@
 //! `/health` (liveness) and `/health/ready` (readiness: PostgreSQL and Redis reachable).
+//! The public readiness answer is a bare status; which dependency failed and why is on
+//! edge-host's admin listener (`--metrics-listen`, `GET /ready`) only (issue 13).
 
 use std::time::Duration;
 
@@ -20,9 +22,29 @@ async fn get_json(app: &TestApp, path: &str) -> Result<(u16, Value)> {
     Ok((status, json))
 }
 
-/// Checks one dependency in a readiness body: `{"status":"up","latency_ms":N}`.
+/// Host options with the admin listener on a free port.
+fn with_admin(options: HostOptions) -> HostOptions {
+    options.arg("--metrics-listen").arg("127.0.0.1:0")
+}
+
+/// The admin listener's per-dependency readiness (`GET /ready`).
+async fn admin_ready(app: &TestApp) -> Result<(u16, Value)> {
+    let url = app
+        .metrics_url()
+        .ok_or_else(|| anyhow::anyhow!("the host has no admin listener"))?;
+    let response = app.client.get(format!("{url}/ready")).send().await?;
+    let status = response.status().as_u16();
+    Ok((status, response.json().await?))
+}
+
+/// The public readiness answer carries nothing but the status: no check, no error text.
+fn assert_bare(body: &Value, status: &str) {
+    assert_eq!(body, &json!({ "status": status }), "public readiness body");
+}
+
+/// Checks one dependency in an admin readiness body: `{"status":"up","latency_ms":N}`.
 fn assert_up(body: &Value, dependency: &str) {
-    let check = &body["checks"][dependency];
+    let check = &body[dependency][0];
     assert_eq!(check["status"], "up", "{dependency} in {body}");
     assert!(
         check["latency_ms"].is_number(),
@@ -46,10 +68,11 @@ async fn redis_reported_down(app: &TestApp) -> Value {
     .await
 }
 
-/// Checks an unavailable readiness body whose `dependency` is down with an error message.
+/// Checks an unavailable admin readiness body whose `dependency` is down with an error
+/// message.
 fn assert_down(body: &Value, dependency: &str) {
     assert_eq!(body["status"], "unavailable", "body {body}");
-    let check = &body["checks"][dependency];
+    let check = &body[dependency][0];
     assert_eq!(check["status"], "down", "{dependency} in {body}");
     assert!(
         check["error"].as_str().is_some_and(|e| !e.is_empty()),
@@ -86,7 +109,7 @@ async fn liveness_answers_ok_without_touching_dependencies() {
 }
 
 #[tokio::test]
-async fn readiness_reports_postgres_and_redis_up_with_latency() {
+async fn readiness_answers_a_bare_ready_status() {
     let app = TestApp::spawn().await;
 
     let (status, body) = get_json(&app, "/health/ready")
@@ -94,16 +117,37 @@ async fn readiness_reports_postgres_and_redis_up_with_latency() {
         .expect("GET /health/ready");
 
     assert_eq!(status, 200, "body {body}");
+    assert_bare(&body, "ready");
+}
+
+#[tokio::test]
+#[ignore = "starts an edge-host of its own, so not under BASE_URL (run through scripts/test)"]
+async fn the_admin_listener_reports_postgres_and_redis_up_with_latency() {
+    let app = TestApp::spawn_with(with_admin(HostOptions::new())).await;
+    let (status, body) = get_json(&app, "/health/ready").await.unwrap();
+    ready(status, &body).unwrap();
+
+    let (status, body) = admin_ready(&app)
+        .await
+        .expect("GET /ready on the admin listener");
+
+    assert_eq!(status, 200, "body {body}");
     assert_eq!(body["status"], "ready", "body {body}");
     assert_up(&body, "postgres");
     assert_up(&body, "redis");
+    // The admin port is not the app's, and the app's port has no /ready.
+    assert_ne!(app.metrics_url(), Some(app.address.as_str()));
+    assert_eq!(
+        app.get("/ready").send().await.unwrap().status().as_u16(),
+        404
+    );
 }
 
 #[tokio::test]
 #[ignore = "starts an edge-host of its own, so not under BASE_URL (run through scripts/test)"]
 async fn readiness_is_503_naming_redis_while_it_is_down_and_200_after_it_restarts() {
     let mut redis = PrivateRedis::start().await;
-    let app = TestApp::spawn_with(HostOptions::new().redis(&redis)).await;
+    let app = TestApp::spawn_with(with_admin(HostOptions::new().redis(&redis))).await;
     let (status, body) = get_json(&app, "/health/ready")
         .await
         .expect("GET /health/ready");
@@ -111,8 +155,11 @@ async fn readiness_is_503_naming_redis_while_it_is_down_and_200_after_it_restart
 
     redis.stop().await;
     let body = redis_reported_down(&app).await;
-    assert_down(&body, "redis");
-    assert_up(&body, "postgres");
+    assert_bare(&body, "unavailable");
+    let (status, admin) = admin_ready(&app).await.expect("admin readiness");
+    assert_eq!(status, 503, "{admin}");
+    assert_down(&admin, "redis");
+    assert_up(&admin, "postgres");
 
     redis.restart().await;
     eventually(
@@ -121,7 +168,9 @@ async fn readiness_is_503_naming_redis_while_it_is_down_and_200_after_it_restart
         || async {
             let (status, body) = get_json(&app, "/health/ready").await?;
             ready(status, &body)?;
-            assert_up(&body, "redis");
+            let (status, admin) = admin_ready(&app).await?;
+            ensure!(status == 200, "admin {status} {admin}");
+            assert_up(&admin, "redis");
             Ok(())
         },
     )
@@ -135,15 +184,20 @@ async fn readiness_does_not_leak_connection_details_when_redis_is_down() {
     // see a leak of it.
     let redis_password = format!("leak-canary-{}", std::process::id());
     let mut redis = PrivateRedis::start_with_password(&redis_password).await;
-    let app = TestApp::spawn_with(HostOptions::new().redis(&redis)).await;
+    let app = TestApp::spawn_with(with_admin(HostOptions::new().redis(&redis))).await;
     // Ready first: the app really talks to Redis through the address with the secret.
     let (status, body) = get_json(&app, "/health/ready").await.unwrap();
     assert_eq!(status, 200, "{body}");
     redis.stop().await;
 
     let body = redis_reported_down(&app).await;
+    // No error string at all reaches an anonymous caller, only the status...
+    assert_bare(&body, "unavailable");
+    // ...while the admin listener says why, and even there without the secret.
+    let (_, admin) = admin_ready(&app).await.expect("admin readiness");
+    assert_down(&admin, "redis");
 
-    let text = body.to_string();
+    let text = format!("{body} {admin}");
     assert!(
         !text.contains(&redis_password) && !text.contains(&redis.url()),
         "the Redis address or its password leaked: {text}"
@@ -177,17 +231,20 @@ async fn readiness_is_503_naming_postgres_when_it_is_unreachable() {
             format!("postgres://todo:unused@127.0.0.1:{port}/todo"),
         )
         .variable("db_host", format!("127.0.0.1:{port}"));
-    let app = TestApp::spawn_with(options).await;
+    let app = TestApp::spawn_with(with_admin(options)).await;
 
     let (status, body) = get_json(&app, "/health/ready")
         .await
         .expect("GET /health/ready");
 
     assert_eq!(status, 503, "body {body}");
-    assert_down(&body, "postgres");
+    assert_bare(&body, "unavailable");
+    let (status, admin) = admin_ready(&app).await.expect("admin readiness");
+    assert_eq!(status, 503, "{admin}");
+    assert_down(&admin, "postgres");
     assert!(
-        !body.to_string().contains("unused"),
-        "the password must not appear: {body}"
+        !admin.to_string().contains("unused"),
+        "the password must not appear: {admin}"
     );
-    assert_up(&body, "redis");
+    assert_up(&admin, "redis");
 }

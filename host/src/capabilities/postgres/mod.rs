@@ -38,6 +38,7 @@
 
 pub mod convert;
 mod host;
+mod readiness;
 mod runtime_config;
 
 use std::collections::HashMap;
@@ -156,6 +157,8 @@ pub struct PostgresPools {
     max_connections: usize,
     acquire_timeout: Duration,
     stats: Arc<SessionStats>,
+    /// Each connection string's redacted form, the `address` label of its metrics.
+    labels: RwLock<HashMap<String, Arc<str>>>,
 }
 
 impl PostgresPools {
@@ -166,6 +169,7 @@ impl PostgresPools {
             max_connections: config.max_connections,
             acquire_timeout: Duration::from_millis(config.acquire_timeout_ms),
             stats: Arc::default(),
+            labels: RwLock::default(),
         }
     }
 
@@ -178,7 +182,10 @@ impl PostgresPools {
     /// Checks out a connection to `address` (connecting when the pool has none idle).
     pub async fn checkout(&self, address: &str) -> Result<PgSession, PgError> {
         let pool = self.pool(address)?;
-        let object = pool.get().await.map_err(|err| {
+        let (label, started) = (self.label(address), std::time::Instant::now());
+        let object = pool.get().await;
+        crate::metrics::pg_acquired(&label, started, object.is_ok());
+        let object = object.map_err(|err| {
             PgError::ConnectionFailed(format!("cannot connect to PostgreSQL: {err}"))
         })?;
         Ok(PgSession {
@@ -188,7 +195,25 @@ impl PostgresPools {
             looked_up_types: false,
             lost_driver_statements: false,
             stats: self.stats.clone(),
+            address: label,
         })
+    }
+
+    /// The `address` label for `address` (redacted once per connection string).
+    fn label(&self, address: &str) -> Arc<str> {
+        if let Some(label) = self
+            .labels
+            .read()
+            .ok()
+            .and_then(|labels| labels.get(address).cloned())
+        {
+            return label;
+        }
+        let label: Arc<str> = redacted(address).into();
+        if let Ok(mut labels) = self.labels.write() {
+            labels.insert(address.to_owned(), label.clone());
+        }
+        label
     }
 
     fn pool(&self, address: &str) -> Result<Pool, PgError> {
@@ -241,6 +266,10 @@ impl PostgresPools {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|err| PgError::Other(format!("cannot build a connection pool: {err}")))?;
+        crate::metrics::on_scrape(readiness::pool_sampler(
+            pool.clone(),
+            redacted(address).into(),
+        ));
         pools.insert(address.to_owned(), pool.clone());
         Ok(pool)
     }
@@ -341,6 +370,8 @@ pub struct PgSession {
     /// is closed on release, so this costs one failed statement, never wrong data.
     lost_driver_statements: bool,
     stats: Arc<SessionStats>,
+    /// The pool's `address` label, for statement metrics.
+    address: Arc<str>,
 }
 
 /// A result value's raw bytes, whatever its type; decoded by `convert::db_value`.
@@ -383,8 +414,9 @@ impl PgSession {
         statement: &str,
         params: &[PgParam],
     ) -> Result<v4::RowSet, PgError> {
-        let typed = typed_params(params);
+        let (typed, started) = (typed_params(params), std::time::Instant::now());
         let result = self.sending()?.query_typed(statement, &typed).await;
+        crate::metrics::pg_query(&self.address, started, result.is_ok());
         self.in_flight = false;
         let rows = self.checked(result)?;
         self.looked_up_types |= rows.first().is_some_and(|row| {
@@ -425,8 +457,9 @@ impl PgSession {
 
     /// Runs a statement and returns the number of rows it affected.
     pub async fn execute(&mut self, statement: &str, params: &[PgParam]) -> Result<u64, PgError> {
-        let typed = typed_params(params);
+        let (typed, started) = (typed_params(params), std::time::Instant::now());
         let result = self.sending()?.execute_typed(statement, &typed).await;
+        crate::metrics::pg_query(&self.address, started, result.is_ok());
         self.in_flight = false;
         self.checked(result)
     }

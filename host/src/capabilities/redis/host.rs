@@ -6,9 +6,9 @@ impl CapabilityView<'_> {
     fn redis_handle(
         &mut self,
         connection: &Resource<v2::Connection>,
-    ) -> wasmtime::Result<ConnectionManager> {
+    ) -> wasmtime::Result<(ConnectionManager, Arc<str>)> {
         let handle: &mut RedisHandle = self.resource_mut(connection)?;
-        Ok(handle.connection.clone())
+        Ok((handle.connection.clone(), handle.address.clone()))
     }
 
     async fn redis_call<T>(
@@ -16,9 +16,11 @@ impl CapabilityView<'_> {
         connection: &Resource<v2::Connection>,
         call: impl AsyncFnOnce(ConnectionManager) -> redis::RedisResult<T>,
     ) -> wasmtime::Result<Result<T, v2::Error>> {
-        let manager = self.redis_handle(connection)?;
+        let (manager, address) = self.redis_handle(connection)?;
         let app = self.state.app.clone();
-        Ok(app.redis.bounded(call(manager)).await.map_err(Into::into))
+        let result = app.redis.bounded(call(manager)).await;
+        crate::metrics::redis_command(&address, result.is_ok());
+        Ok(result.map_err(Into::into))
     }
 }
 
@@ -40,7 +42,10 @@ impl v2::HostConnection for CapabilityView<'_> {
         }
         let app = self.state.app.clone();
         match app.redis.connection(&address).await {
-            Ok(connection) => Ok(Ok(self.push_resource(RedisHandle { connection })?)),
+            Ok(connection) => Ok(Ok(self.push_resource(RedisHandle {
+                connection,
+                address: redacted(&address).into(),
+            })?)),
             Err(err) => {
                 tracing::warn!(
                     component = self.component_id(),

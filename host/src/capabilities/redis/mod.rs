@@ -15,6 +15,7 @@
 //!   `int64`, bulk strings `binary`, nil `nil`.
 
 mod host;
+mod readiness;
 mod runtime_config;
 #[cfg(test)]
 mod tests;
@@ -195,6 +196,8 @@ impl RedisConnections {
 /// What a guest `connection` handle holds.
 pub struct RedisHandle {
     connection: ConnectionManager,
+    /// The redacted address, the `address` label of the command metrics.
+    address: Arc<str>,
 }
 
 /// `scheme://host:port` of a Redis address, for logs: never the password.
