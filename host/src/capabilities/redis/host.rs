@@ -11,14 +11,23 @@ impl CapabilityView<'_> {
         Ok(handle.connection.clone())
     }
 
+    /// Runs one command on the handle's shared connection; see [`Retry`].
     async fn redis_call<T>(
         &mut self,
         connection: &Resource<v2::Connection>,
-        call: impl AsyncFnOnce(ConnectionManager) -> redis::RedisResult<T>,
-    ) -> wasmtime::Result<Result<T, v2::Error>> {
+        retry: Retry,
+        command: redis::Cmd,
+    ) -> wasmtime::Result<Result<T, v2::Error>>
+    where
+        T: redis::FromRedisValue,
+    {
         let manager = self.redis_handle(connection)?;
         let app = self.state.app.clone();
-        Ok(app.redis.bounded(call(manager)).await.map_err(Into::into))
+        Ok(app
+            .redis
+            .run(&manager, retry, &command)
+            .await
+            .map_err(Into::into))
     }
 }
 
@@ -58,10 +67,10 @@ impl v2::HostConnection for CapabilityView<'_> {
         channel: String,
         payload: v2::Payload,
     ) -> wasmtime::Result<Result<(), v2::Error>> {
-        self.redis_call(&connection, async move |mut c| {
-            c.publish::<_, _, ()>(channel, payload).await
-        })
-        .await
+        // Not repeated: subscribers would get the message twice.
+        let command = redis::cmd("PUBLISH").arg(channel).arg(payload).to_owned();
+        self.redis_call::<()>(&connection, Retry::Never, command)
+            .await
     }
 
     async fn get(
@@ -69,10 +78,9 @@ impl v2::HostConnection for CapabilityView<'_> {
         connection: Resource<v2::Connection>,
         key: String,
     ) -> wasmtime::Result<Result<Option<v2::Payload>, v2::Error>> {
-        self.redis_call(&connection, async move |mut c| {
-            c.get::<_, Option<Vec<u8>>>(key).await
-        })
-        .await
+        let command = redis::cmd("GET").arg(key).to_owned();
+        self.redis_call::<Option<Vec<u8>>>(&connection, Retry::Once, command)
+            .await
     }
 
     async fn set(
@@ -81,10 +89,9 @@ impl v2::HostConnection for CapabilityView<'_> {
         key: String,
         value: v2::Payload,
     ) -> wasmtime::Result<Result<(), v2::Error>> {
-        self.redis_call(&connection, async move |mut c| {
-            c.set::<_, _, ()>(key, value).await
-        })
-        .await
+        let command = redis::cmd("SET").arg(key).arg(value).to_owned();
+        self.redis_call::<()>(&connection, Retry::Once, command)
+            .await
     }
 
     async fn incr(
@@ -92,10 +99,10 @@ impl v2::HostConnection for CapabilityView<'_> {
         connection: Resource<v2::Connection>,
         key: String,
     ) -> wasmtime::Result<Result<i64, v2::Error>> {
-        self.redis_call(&connection, async move |mut c| {
-            c.incr::<_, _, i64>(key, 1).await
-        })
-        .await
+        // Not repeated: the key would count twice.
+        let command = redis::cmd("INCR").arg(key).to_owned();
+        self.redis_call::<i64>(&connection, Retry::Never, command)
+            .await
     }
 
     async fn del(
@@ -103,7 +110,9 @@ impl v2::HostConnection for CapabilityView<'_> {
         connection: Resource<v2::Connection>,
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<u32, v2::Error>> {
-        self.redis_call(&connection, async move |mut c| c.del::<_, u32>(keys).await)
+        // Not repeated: the second reply would count the keys the first deleted as absent.
+        let command = redis::cmd("DEL").arg(keys).to_owned();
+        self.redis_call::<u32>(&connection, Retry::Never, command)
             .await
     }
 
@@ -113,10 +122,10 @@ impl v2::HostConnection for CapabilityView<'_> {
         key: String,
         values: Vec<String>,
     ) -> wasmtime::Result<Result<u32, v2::Error>> {
-        self.redis_call(&connection, async move |mut c| {
-            c.sadd::<_, _, u32>(key, values).await
-        })
-        .await
+        // Not repeated: the reply (how many were new) would change.
+        let command = redis::cmd("SADD").arg(key).arg(values).to_owned();
+        self.redis_call::<u32>(&connection, Retry::Never, command)
+            .await
     }
 
     async fn smembers(
@@ -124,10 +133,9 @@ impl v2::HostConnection for CapabilityView<'_> {
         connection: Resource<v2::Connection>,
         key: String,
     ) -> wasmtime::Result<Result<Vec<String>, v2::Error>> {
-        self.redis_call(&connection, async move |mut c| {
-            c.smembers::<_, Vec<String>>(key).await
-        })
-        .await
+        let command = redis::cmd("SMEMBERS").arg(key).to_owned();
+        self.redis_call::<Vec<String>>(&connection, Retry::Once, command)
+            .await
     }
 
     async fn srem(
@@ -136,10 +144,10 @@ impl v2::HostConnection for CapabilityView<'_> {
         key: String,
         values: Vec<String>,
     ) -> wasmtime::Result<Result<u32, v2::Error>> {
-        self.redis_call(&connection, async move |mut c| {
-            c.srem::<_, _, u32>(key, values).await
-        })
-        .await
+        // Not repeated: the reply (how many were removed) would change.
+        let command = redis::cmd("SREM").arg(key).arg(values).to_owned();
+        self.redis_call::<u32>(&connection, Retry::Never, command)
+            .await
     }
 
     async fn execute(
@@ -151,6 +159,7 @@ impl v2::HostConnection for CapabilityView<'_> {
         if let Err(err) = check_shareable(&command, &arguments) {
             return Ok(Err(err.into()));
         }
+        let retry = execute_retry(&command, &arguments);
         let mut cmd = redis::cmd(command.trim());
         for argument in arguments {
             match argument {
@@ -158,11 +167,7 @@ impl v2::HostConnection for CapabilityView<'_> {
                 v2::RedisParameter::Binary(bytes) => cmd.arg(bytes),
             };
         }
-        let reply = self
-            .redis_call(&connection, async move |mut c| {
-                cmd.query_async::<Value>(&mut c).await
-            })
-            .await?;
+        let reply = self.redis_call::<Value>(&connection, retry, cmd).await?;
         Ok(reply.and_then(|value| {
             let mut results = Vec::new();
             flatten_reply(value, &mut results).map_err(v2::Error::from)?;

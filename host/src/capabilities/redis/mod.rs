@@ -2,8 +2,12 @@
 //!
 //! - **App state** ([`RedisConnections`]): one multiplexed connection per address, shared
 //!   by every request of every component (Spin 3.6 opens a connection per request). It is
-//!   opened on first use and reconnects by itself after Redis goes away: a command that
-//!   finds the connection broken fails at once, and the next one reconnects.
+//!   opened on first use and reconnects by itself after Redis goes away (a restart, a
+//!   failover). A command that finds the connection broken is sent once more on the new
+//!   connection when sending it twice cannot change anything ([`Retry`]: reads, `SET`):
+//!   so the first command after a restart does not fail. Any other command (`INCR`,
+//!   `PUBLISH`, `EVAL`, ...) fails with the broken connection, because it may have been
+//!   applied before the connection broke, and the next call reconnects.
 //! - **Instance state**: a guest `connection` handle is a cheap clone of the shared
 //!   connection.
 //! - Because the connection is shared, `execute` refuses the commands that would change
@@ -27,7 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, Value};
+use redis::Value;
 use tokio::sync::OnceCell;
 use wasmtime::component::{Linker, Resource};
 
@@ -78,6 +82,105 @@ const BLOCKING_COMMANDS: &[&str] = &[
     "WAIT",
     "WAITAOF",
 ];
+
+/// Whether a command may be sent a second time after the connection broke under it.
+///
+/// A broken connection does not tell whether the server applied the command before it
+/// went away, so only a command that gives the same data *and the same reply* when
+/// applied twice is repeated: reads, and `SET` without `NX`/`XX`/`GET` (its reply is `OK`
+/// either way). Counting replies (`DEL`, `SADD`, `SREM`: 1 the first time, 0 the second)
+/// are not, because apps use them to decide (a first `SADD` sends the e-mail).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retry {
+    /// Send again once, on the reconnected connection.
+    Once,
+    /// Fail with the broken connection; the next call reconnects.
+    Never,
+}
+
+/// Commands `execute` repeats after a broken connection: they only read (scripts only
+/// with the `_RO` variants, which Redis refuses to let write).
+const REPEATABLE_COMMANDS: &[&str] = &[
+    "PING",
+    "ECHO",
+    "TIME",
+    "DBSIZE",
+    "EXISTS",
+    "TYPE",
+    "TTL",
+    "PTTL",
+    "EXPIRETIME",
+    "PEXPIRETIME",
+    "GET",
+    "MGET",
+    "GETRANGE",
+    "STRLEN",
+    "GETBIT",
+    "BITCOUNT",
+    "BITPOS",
+    "HGET",
+    "HMGET",
+    "HGETALL",
+    "HKEYS",
+    "HVALS",
+    "HLEN",
+    "HEXISTS",
+    "HSTRLEN",
+    "LRANGE",
+    "LLEN",
+    "LINDEX",
+    "LPOS",
+    "SMEMBERS",
+    "SISMEMBER",
+    "SMISMEMBER",
+    "SCARD",
+    "ZRANGE",
+    "ZRANGEBYSCORE",
+    "ZRANGEBYLEX",
+    "ZREVRANGE",
+    "ZREVRANGEBYSCORE",
+    "ZREVRANGEBYLEX",
+    "ZSCORE",
+    "ZMSCORE",
+    "ZCARD",
+    "ZCOUNT",
+    "ZLEXCOUNT",
+    "ZRANK",
+    "ZREVRANK",
+    "XRANGE",
+    "XREVRANGE",
+    "XLEN",
+    "PFCOUNT",
+    "SCAN",
+    "SSCAN",
+    "HSCAN",
+    "ZSCAN",
+    "KEYS",
+    "EVAL_RO",
+    "EVALSHA_RO",
+    "FCALL_RO",
+    // Writes whose data and reply (`OK`) are the same when applied twice.
+    "MSET",
+    "SETEX",
+    "PSETEX",
+];
+
+/// [`Retry`] for `execute(command, arguments)`: [`REPEATABLE_COMMANDS`], and `SET` unless
+/// an option makes its reply depend on what was there (`NX`, `XX`, `GET`).
+pub(crate) fn execute_retry(command: &str, arguments: &[v2::RedisParameter]) -> Retry {
+    let name = command.trim().to_ascii_uppercase();
+    let conditional = || {
+        arguments.iter().skip(2).any(|argument| {
+            matches!(argument, v2::RedisParameter::Binary(bytes)
+                if [&b"NX"[..], b"XX", b"GET"].iter().any(|o| bytes.eq_ignore_ascii_case(o)))
+        })
+    };
+    if REPEATABLE_COMMANDS.contains(&name.as_str()) || (name == "SET" && !conditional()) {
+        Retry::Once
+    } else {
+        Retry::Never
+    }
+}
 
 /// A Redis failure, at the boundary; converts into the WIT error.
 #[derive(Debug, thiserror::Error)]
@@ -180,12 +283,26 @@ impl RedisConnections {
         Ok(manager.clone())
     }
 
-    /// Bounds a command's time, whatever state the connection is in.
-    async fn bounded<T>(
+    /// Runs `call` on `connection`, once more when it found the connection broken and
+    /// [`Retry::Once`] allows it (the connection manager has started reconnecting by
+    /// then, so the second call waits for the new connection). Both attempts together
+    /// are bounded by the command timeout, whatever state the connection is in.
+    async fn run<T: redis::FromRedisValue>(
         &self,
-        command: impl std::future::Future<Output = redis::RedisResult<T>>,
+        connection: &ConnectionManager,
+        retry: Retry,
+        command: &redis::Cmd,
     ) -> Result<T, RedisFailure> {
-        match tokio::time::timeout(self.timeout, command).await {
+        let attempts = async {
+            match command.query_async::<T>(&mut connection.clone()).await {
+                Err(error) if retry == Retry::Once && error.is_unrecoverable_error() => {
+                    tracing::debug!("Redis connection broke under a command; sending it again");
+                    command.query_async::<T>(&mut connection.clone()).await
+                }
+                result => result,
+            }
+        };
+        match tokio::time::timeout(self.timeout, attempts).await {
             Ok(result) => result.map_err(RedisFailure::from),
             Err(_) => Err(RedisFailure::Other("Redis command timed out".into())),
         }

@@ -323,3 +323,116 @@ async fn the_shared_connection_fails_fast_and_recovers() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// After Redis restarts, the shared connection is broken: the first command finds it so.
+/// A command that can be sent twice without changing anything is sent again on the new
+/// connection and succeeds; one that could be applied twice (`INCR`, `EVAL`) fails and the
+/// next call works.
+#[tokio::test]
+#[ignore = "needs redis-server (run through scripts/test)"]
+async fn the_first_command_after_a_restart_succeeds_when_it_can_be_repeated() {
+    let mut server = test_support::PrivateRedis::start().await;
+    let url = server.url();
+    let app = app();
+    let component = component_with(&[origin_of(&url).as_str()], Default::default(), &[]);
+    let mut request = Request::new(&app, &component);
+    let mut view = request.view();
+    let c = view.open(url.clone()).await.unwrap().unwrap();
+    view.set(borrow(&c), "k".into(), b"v".to_vec())
+        .await
+        .unwrap()
+        .unwrap();
+
+    // Repeated: reads and plain SET, through the typed calls and through `execute`.
+    server.restart().await;
+    let got = view.get(borrow(&c), "k".into()).await.unwrap();
+    assert!(matches!(got, Ok(None)), "GET after a restart: {got:?}");
+    server.restart().await;
+    let set = view
+        .set(borrow(&c), "k".into(), b"v2".to_vec())
+        .await
+        .unwrap();
+    assert!(set.is_ok(), "SET after a restart: {set:?}");
+    server.restart().await;
+    let members = view.smembers(borrow(&c), "s".into()).await.unwrap();
+    assert!(
+        matches!(&members, Ok(m) if m.is_empty()),
+        "SMEMBERS: {members:?}"
+    );
+    server.restart().await;
+    let executed = view
+        .execute(
+            borrow(&c),
+            "SET".into(),
+            vec![bin("k"), bin("v"), bin("PX"), bin("60000")],
+        )
+        .await
+        .unwrap();
+    assert!(
+        executed.is_ok(),
+        "execute SET PX after a restart: {executed:?}"
+    );
+    server.restart().await;
+    let executed = view
+        .execute(borrow(&c), "get".into(), vec![bin("k")])
+        .await
+        .unwrap();
+    assert!(
+        executed.is_ok(),
+        "execute GET after a restart: {executed:?}"
+    );
+
+    // Not repeated: they might have been applied before the connection broke.
+    for (what, command, args) in [
+        ("INCR", "INCR", vec![bin("n")]),
+        (
+            "EVAL",
+            "EVAL",
+            vec![bin("return 1"), v2::RedisParameter::Int64(0)],
+        ),
+        ("SET NX", "SET", vec![bin("k"), bin("v"), bin("NX")]),
+    ] {
+        server.restart().await;
+        let failed = view
+            .execute(borrow(&c), command.into(), args.clone())
+            .await
+            .unwrap();
+        assert!(failed.is_err(), "{what} is not sent twice: {failed:?}");
+        let next = view
+            .execute(borrow(&c), command.into(), args)
+            .await
+            .unwrap();
+        assert!(next.is_ok(), "the call after it reconnected: {next:?}");
+    }
+    server.restart().await;
+    let failed = view.incr(borrow(&c), "n".into()).await.unwrap();
+    assert!(failed.is_err(), "typed INCR is not sent twice: {failed:?}");
+    assert_eq!(view.incr(borrow(&c), "n".into()).await.unwrap().unwrap(), 1);
+}
+
+#[test]
+fn only_commands_that_can_be_applied_twice_are_repeated() {
+    assert_eq!(execute_retry("get", &[bin("k")]), Retry::Once);
+    assert_eq!(execute_retry(" EVAL_RO ", &[bin("return 1")]), Retry::Once);
+    assert_eq!(
+        execute_retry("SET", &[bin("k"), bin("v"), bin("EX"), bin("9")]),
+        Retry::Once
+    );
+    // The option names are values when they are the key or the value.
+    assert_eq!(execute_retry("SET", &[bin("nx"), bin("get")]), Retry::Once);
+    for (command, args) in [
+        ("SET", vec![bin("k"), bin("v"), bin("nx")]),
+        ("SET", vec![bin("k"), bin("v"), bin("GET")]),
+        ("INCR", vec![bin("k")]),
+        ("DEL", vec![bin("k")]),
+        ("EVAL", vec![bin("return 1")]),
+        ("PUBLISH", vec![bin("c"), bin("m")]),
+        ("SADD", vec![bin("s"), bin("m")]),
+    ] {
+        assert_eq!(
+            execute_retry(command, &args),
+            Retry::Never,
+            "{command} {args:?}"
+        );
+    }
+}
