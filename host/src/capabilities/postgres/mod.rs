@@ -51,7 +51,7 @@ use tokio_postgres::types::{FromSql, ToSql, Type};
 use tokio_postgres::NoTls;
 
 pub(crate) use host::add_to_linker;
-pub use runtime_config::PostgresConfig;
+pub use runtime_config::{OutboundPgConfig, PostgresConfig};
 
 use crate::bindings::spin::postgres4_0_0::postgres as v4;
 use convert::PgParam;
@@ -153,7 +153,10 @@ pub struct SessionStats {
 /// One pool per connection string, created on first use.
 pub struct PostgresPools {
     pools: RwLock<HashMap<String, Pool>>,
+    /// Each pool's size ([`PostgresConfig::pool_size`]).
     max_connections: usize,
+    /// `[outbound_pg] max_connections`, across all pools.
+    limit: super::ConnectionLimit,
     acquire_timeout: Duration,
     stats: Arc<SessionStats>,
 }
@@ -163,8 +166,13 @@ impl PostgresPools {
     pub fn new(config: &PostgresConfig) -> Self {
         Self {
             pools: RwLock::new(HashMap::new()),
-            max_connections: config.max_connections,
+            max_connections: config.pool_size(),
             acquire_timeout: Duration::from_millis(config.acquire_timeout_ms),
+            limit: super::ConnectionLimit::new(
+                "outbound_pg",
+                config.outbound.max_connections,
+                Duration::from_millis(config.acquire_timeout_ms),
+            ),
             stats: Arc::default(),
         }
     }
@@ -178,11 +186,17 @@ impl PostgresPools {
     /// Checks out a connection to `address` (connecting when the pool has none idle).
     pub async fn checkout(&self, address: &str) -> Result<PgSession, PgError> {
         let pool = self.pool(address)?;
+        let permit = self
+            .limit
+            .acquire()
+            .await
+            .map_err(|err| PgError::ConnectionFailed(format!("PostgreSQL: {err}")))?;
         let object = pool.get().await.map_err(|err| {
             PgError::ConnectionFailed(format!("cannot connect to PostgreSQL: {err}"))
         })?;
         Ok(PgSession {
             object: Some(object),
+            permit,
             ran_statement: false,
             in_flight: false,
             looked_up_types: false,
@@ -326,6 +340,9 @@ impl OpenedSessions {
 /// its pool: as it is when the guest ran no statement on it, otherwise after a reset.
 pub struct PgSession {
     object: Option<deadpool_postgres::Object>,
+    /// The `[outbound_pg] max_connections` permit, given back only once the connection is
+    /// back in its pool (after its reset) or closed.
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
     /// A statement was sent on this connection (whatever it was, and whether it worked).
     ran_statement: bool,
     /// A statement was sent and its result not yet received.
@@ -463,6 +480,8 @@ impl PgSession {
     /// statements. Runs when the guest drops the handle, when the store goes, and when a
     /// reused instance's request ends with the handle still open.
     pub fn release(&mut self) {
+        // Declared first, so it is dropped after the connection on every path below.
+        let permit = self.permit.take();
         let Some(object) = self.object.take() else {
             return;
         };
@@ -483,6 +502,7 @@ impl PgSession {
         let in_flight = self.in_flight;
         let probe = self.looked_up_types;
         runtime.spawn(async move {
+            let _permit = permit;
             let reason =
                 match tokio::time::timeout(RESET_TIMEOUT, reset(&object, in_flight, probe)).await {
                     Ok(Ok(Reset::Clean)) => {

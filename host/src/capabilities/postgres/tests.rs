@@ -986,3 +986,74 @@ async fn a_type_lookup_the_reset_could_not_see_costs_one_statement_and_the_conne
     );
     drop_schema(&fixture, &schema).await;
 }
+
+/// `url` with one more query parameter.
+fn with_param(url: &str, name: &str, value: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}{name}={value}")
+}
+
+/// Spin 4.1's `[outbound_pg] max_connections`: no more connections than the cap reach the
+/// server (counted in `pg_stat_activity` by this test's own `application_name`), a guest
+/// beyond it waits at most `acquire_timeout_ms` and then gets `connection-failed` naming
+/// the setting, and a waiter gets the connection another request gives back.
+#[tokio::test]
+#[ignore = "needs DATABASE_URL (run through scripts/test)"]
+async fn outbound_pg_max_connections_caps_connections_and_bounds_waiters() {
+    let tag = format!("edge_host_cap_{}", std::process::id());
+    let mut config = crate::capabilities::EdgeHostConfig::default();
+    config.postgres.outbound.max_connections = Some(2);
+    config.postgres.acquire_timeout_ms = 300;
+    let observer = Fixture::new(4);
+    let capped = Fixture {
+        url: with_param(&observer.url, "application_name", &tag),
+        app: Arc::new(AppCapabilities::new(&config).unwrap()),
+        component: observer.component.clone(),
+    };
+    let mut watch = observer.session().await;
+    let count_sql = "SELECT count(*)::int4 FROM pg_stat_activity WHERE application_name = $1";
+    let count = async |watch: &mut Session| match watch
+        .scalar(count_sql, vec![P::Str(tag.clone())])
+        .await
+        .1
+    {
+        V::Int32(n) => n,
+        other => panic!("count: {other:?}"),
+    };
+
+    let mut first = capped.session().await;
+    first.execute("SELECT 1").await.unwrap();
+    let mut second = capped.session().await;
+    second.execute("SELECT 1").await.unwrap();
+    assert_eq!(count(&mut watch).await, 2);
+
+    let mut third = capped.request();
+    let started = std::time::Instant::now();
+    let refused = v4::HostConnection::open(&mut third.view(), capped.url.clone())
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert!(
+        matches!(&refused, Err(v4::Error::ConnectionFailed(m))
+            if m.contains("[outbound_pg] max_connections") && !m.contains(&observer.url)),
+        "{refused:?}"
+    );
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_millis(1_300),
+        "waited {waited:?}"
+    );
+    assert_eq!(count(&mut watch).await, 2, "the cap held");
+
+    // A waiter gets the connection the first request gives back.
+    let mut third_view = third.view();
+    let (opened, ()) = tokio::join!(
+        v4::HostConnection::open(&mut third_view, capped.url.clone()),
+        async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            first.close().await;
+        }
+    );
+    assert!(matches!(opened, Ok(Ok(_))), "{opened:?}");
+    assert_eq!(count(&mut watch).await, 2, "still at most the cap");
+    drop(second);
+}

@@ -48,8 +48,8 @@ impl v2::HostConnection for CapabilityView<'_> {
             return Ok(Err(v2::Error::InvalidAddress));
         }
         let app = self.state.app.clone();
-        match app.redis.connection(&address).await {
-            Ok(connection) => Ok(Ok(self.push_resource(RedisHandle { connection })?)),
+        match app.redis.handle(&address).await {
+            Ok(handle) => Ok(Ok(self.push_resource(handle)?)),
             Err(err) => {
                 tracing::warn!(
                     component = self.component_id(),

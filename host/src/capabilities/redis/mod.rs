@@ -24,7 +24,7 @@ mod runtime_config;
 mod tests;
 
 pub(crate) use host::add_to_linker;
-pub use runtime_config::RedisConfig;
+pub use runtime_config::{OutboundRedisConfig, RedisConfig};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -223,6 +223,8 @@ impl From<RedisFailure> for v2::Error {
 pub struct RedisConnections {
     connections: Mutex<HashMap<String, Arc<OnceCell<ConnectionManager>>>>,
     timeout: Duration,
+    /// `[outbound_redis] max_connections`: guest handles open at once.
+    limit: super::ConnectionLimit,
 }
 
 impl RedisConnections {
@@ -231,6 +233,11 @@ impl RedisConnections {
         Self {
             connections: Mutex::new(HashMap::new()),
             timeout: Duration::from_millis(config.timeout_ms),
+            limit: super::ConnectionLimit::new(
+                "outbound_redis",
+                config.outbound.max_connections,
+                Duration::from_millis(config.acquire_timeout_ms),
+            ),
         }
     }
 
@@ -312,6 +319,25 @@ impl RedisConnections {
 /// What a guest `connection` handle holds.
 pub struct RedisHandle {
     connection: ConnectionManager,
+    /// The `[outbound_redis] max_connections` permit, held until the guest drops the
+    /// handle (or the request ends).
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl RedisConnections {
+    /// A handle on the shared connection to `address`, once a `max_connections` permit
+    /// is free (waiting at most `acquire_timeout_ms`).
+    pub async fn handle(&self, address: &str) -> Result<RedisHandle, RedisFailure> {
+        let permit = self
+            .limit
+            .acquire()
+            .await
+            .map_err(|err| RedisFailure::Other(format!("Redis: {err}")))?;
+        Ok(RedisHandle {
+            connection: self.connection(address).await?,
+            _permit: permit,
+        })
+    }
 }
 
 /// `scheme://host:port` of a Redis address, for logs: never the password.

@@ -436,3 +436,52 @@ fn only_commands_that_can_be_applied_twice_are_repeated() {
         );
     }
 }
+
+/// Spin 4.1's `[outbound_redis] max_connections`: guest handles beyond the cap wait at
+/// most `acquire_timeout_ms` and then fail naming the setting; a waiter gets the permit a
+/// dropped handle gives back; on the wire there is one connection (Redis's own count).
+#[tokio::test]
+#[ignore = "needs redis-server (run through scripts/test)"]
+async fn outbound_redis_max_connections_caps_handles_and_bounds_waiters() {
+    let server = test_support::PrivateRedis::start().await;
+    let url = server.url();
+    let mut config = crate::capabilities::EdgeHostConfig::default();
+    config.redis.outbound.max_connections = Some(1);
+    config.redis.acquire_timeout_ms = 300;
+    let app = Arc::new(AppCapabilities::new(&config).unwrap());
+    let component = component_with(&[origin_of(&url).as_str()], Default::default(), &[]);
+    let mut first = Request::new(&app, &component);
+    let held = first.view().open(url.clone()).await.unwrap().unwrap();
+
+    let mut second = Request::new(&app, &component);
+    let started = std::time::Instant::now();
+    let refused = second.view().open(url.clone()).await.unwrap();
+    let waited = started.elapsed();
+    assert!(
+        matches!(&refused, Err(v2::Error::Other(m)) if m.contains("[outbound_redis] max_connections")),
+        "{refused:?}"
+    );
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_millis(1_300),
+        "waited {waited:?}"
+    );
+
+    let mut second_view = second.view();
+    let (opened, ()) = tokio::join!(second_view.open(url.clone()), async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        v2::HostConnection::drop(&mut first.view(), held)
+            .await
+            .unwrap();
+    });
+    let c = opened.unwrap().unwrap();
+    let info = second_view
+        .execute(borrow(&c), "INFO".into(), vec![bin("clients")])
+        .await
+        .unwrap()
+        .unwrap();
+    let text = match &info[..] {
+        [v2::RedisResult::Binary(bytes)] => String::from_utf8_lossy(bytes).into_owned(),
+        other => panic!("INFO: {other:?}"),
+    };
+    assert!(text.contains("connected_clients:1\r"), "{text}");
+}
