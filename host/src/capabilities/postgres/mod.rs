@@ -39,6 +39,7 @@
 mod convert;
 mod host;
 mod runtime_config;
+mod tls;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -192,7 +193,11 @@ impl PostgresPools {
             .await
             .map_err(|err| PgError::ConnectionFailed(format!("PostgreSQL: {err}")))?;
         let object = pool.get().await.map_err(|err| {
-            PgError::ConnectionFailed(format!("cannot connect to PostgreSQL: {err}"))
+            PgError::ConnectionFailed(format!(
+                "cannot connect to PostgreSQL at {}: {}",
+                redacted(address),
+                error_chain(&err)
+            ))
         })?;
         Ok(PgSession {
             object: Some(object),
@@ -226,6 +231,7 @@ impl PostgresPools {
                 "too many distinct PostgreSQL connection strings (at most {MAX_POOLS})"
             )));
         }
+        let (_, tls_mode) = tls::split(address)?;
         let mut config = parse_config(address)?;
         let has_time_zone = config
             .get_options()
@@ -240,13 +246,20 @@ impl PostgresPools {
         if config.get_application_name().is_none() {
             config.application_name("edge-host");
         }
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match &tls_mode {
+            tls::TlsMode::Off => Manager::from_config(config, NoTls, manager_config),
+            tls::TlsMode::Verify {
+                hostname,
+                root_cert,
+            } => {
+                let client = tls::client_config(*hostname, root_cert.as_deref())?;
+                let connector = tokio_postgres_rustls::MakeRustlsConnect::new(client);
+                Manager::from_config(config, connector, manager_config)
+            }
+        };
         let pool = Pool::builder(manager)
             .max_size(self.max_connections)
             .wait_timeout(Some(self.acquire_timeout))
@@ -260,8 +273,25 @@ impl PostgresPools {
     }
 }
 
+/// An error and its sources, `: `-separated (a TLS failure is a source of the driver's
+/// "error performing TLS handshake"). Driver errors carry no password.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// Parses a connection string (URL or `key=value` form).
 fn parse_config(address: &str) -> Result<tokio_postgres::Config, PgError> {
+    let (address, _) = tls::split(address)?;
     address
         .parse::<tokio_postgres::Config>()
         .map_err(|err| PgError::ConnectionFailed(format!("invalid connection string: {err}")))
@@ -270,7 +300,7 @@ fn parse_config(address: &str) -> Result<tokio_postgres::Config, PgError> {
 /// `postgres://host:port[,host:port]/dbname` of a connection string, for logs: never the
 /// user or password.
 pub fn redacted(address: &str) -> String {
-    let Ok(config) = address.parse::<tokio_postgres::Config>() else {
+    let Ok(config) = parse_config(address) else {
         return "<invalid connection string>".to_owned();
     };
     let ports = config.get_ports();

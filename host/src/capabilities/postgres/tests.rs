@@ -1057,3 +1057,134 @@ async fn outbound_pg_max_connections_caps_connections_and_bounds_waiters() {
     assert_eq!(count(&mut watch).await, 2, "still at most the cap");
     drop(second);
 }
+
+/// A PostgreSQL of this test's own with TLS on (`scripts/tls-postgres`): a CA and server
+/// certificate made at start, its own port and data directory; stopped and removed on drop.
+struct TlsPostgres {
+    dir: std::path::PathBuf,
+    port: u16,
+    password: String,
+}
+
+impl TlsPostgres {
+    fn start() -> Self {
+        let dir = test_support::unique_temp_dir("edge-host-tls-pg").unwrap();
+        // The server runs as the `postgres` OS user when the tests run as root.
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let port = test_support::free_port().unwrap();
+        let script = test_support::repo_root().join("scripts/tls-postgres");
+        let status = std::process::Command::new(&script)
+            .arg("start")
+            .arg(&dir)
+            .arg(port.to_string())
+            .status()
+            .expect("running scripts/tls-postgres");
+        let server = Self {
+            password: std::fs::read_to_string(dir.join("password"))
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
+            dir,
+            port,
+        };
+        assert!(status.success(), "scripts/tls-postgres start failed");
+        server
+    }
+
+    fn url(&self, query: &str) -> String {
+        format!(
+            "postgres://postgres:{}@127.0.0.1:{}/postgres?{query}",
+            self.password, self.port
+        )
+    }
+
+    fn cert(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+}
+
+impl Drop for TlsPostgres {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(test_support::repo_root().join("scripts/tls-postgres"))
+            .arg("stop")
+            .arg(&self.dir)
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `sslmode=require|verify-ca|verify-full` with `sslrootcert`: the session is encrypted
+/// (`pg_stat_ssl`); a server whose certificate does not chain to the given CA (or, without
+/// `sslrootcert`, to the Mozilla roots) is refused with an error naming the address and
+/// never the password.
+#[tokio::test]
+#[ignore = "needs PostgreSQL binaries (run through scripts/test)"]
+async fn tls_to_postgresql_is_verified() {
+    let server = TlsPostgres::start();
+    let ca = server.cert("ca.crt");
+    let other = server.cert("other-ca.crt");
+    let app = Arc::new(AppCapabilities::new(&Default::default()).unwrap());
+    let allowed = format!("postgres://127.0.0.1:{}", server.port);
+    let fixture = Fixture {
+        url: String::new(),
+        app,
+        component: component_with(&[allowed.as_str()], Default::default(), &[]),
+    };
+    let ssl = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+    for (query, encrypted) in [
+        (format!("sslmode=verify-full&sslrootcert={ca}"), true),
+        (format!("sslrootcert={ca}&sslmode=verify-ca"), true),
+        (format!("sslmode=require&sslrootcert={ca}"), true),
+        ("sslmode=disable".to_owned(), false),
+    ] {
+        let mut request = fixture.request();
+        let mut view = request.view();
+        let connection = v4::HostConnection::open(&mut view, server.url(&query))
+            .await
+            .unwrap()
+            .unwrap_or_else(|err| panic!("{query}: {err:?}"));
+        let rows = view
+            .query(connection, ssl.into(), vec![])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            format!("{:?}", rows.rows[0][0]),
+            format!("{:?}", V::Boolean(encrypted)),
+            "{query}"
+        );
+    }
+
+    let address = format!("127.0.0.1:{}", server.port);
+    for query in [
+        format!("sslmode=verify-full&sslrootcert={other}"),
+        format!("sslmode=verify-ca&sslrootcert={other}"),
+        // No sslrootcert: the Mozilla roots, which did not sign the test CA.
+        "sslmode=require".to_owned(),
+    ] {
+        let mut request = fixture.request();
+        let refused = v4::HostConnection::open(&mut request.view(), server.url(&query))
+            .await
+            .unwrap();
+        let message = match refused {
+            Err(v4::Error::ConnectionFailed(message)) => message,
+            other => panic!("{query}: {other:?}"),
+        };
+        assert!(message.contains(&address), "{query}: {message}");
+        assert!(message.contains("certificate"), "{query}: {message}");
+        assert!(!message.contains(&server.password), "{query}: {message}");
+    }
+
+    let mut request = fixture.request();
+    let missing = v4::HostConnection::open(
+        &mut request.view(),
+        server.url("sslmode=verify-full&sslrootcert=/nonexistent/ca.crt"),
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(&missing, Err(v4::Error::ConnectionFailed(m)) if m.contains("/nonexistent/ca.crt")),
+        "{missing:?}"
+    );
+}
