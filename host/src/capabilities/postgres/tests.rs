@@ -1171,6 +1171,7 @@ async fn tls_to_postgresql_is_verified() {
             Err(v4::Error::ConnectionFailed(message)) => message,
             other => panic!("{query}: {other:?}"),
         };
+        eprintln!("refused as expected: {message}");
         assert!(message.contains(&address), "{query}: {message}");
         assert!(message.contains("certificate"), "{query}: {message}");
         assert!(!message.contains(&server.password), "{query}: {message}");

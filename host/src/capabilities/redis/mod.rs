@@ -225,6 +225,8 @@ pub struct RedisConnections {
     timeout: Duration,
     /// `[outbound_redis] max_connections`: guest handles open at once.
     limit: super::ConnectionLimit,
+    /// `[edge_host.redis] ca_cert_path`, for `rediss://` addresses.
+    ca_cert_path: Option<std::path::PathBuf>,
 }
 
 impl RedisConnections {
@@ -238,6 +240,7 @@ impl RedisConnections {
                 config.outbound.max_connections,
                 Duration::from_millis(config.acquire_timeout_ms),
             ),
+            ca_cert_path: config.ca_cert_path.clone(),
         }
     }
 
@@ -266,8 +269,9 @@ impl RedisConnections {
         if let Some(manager) = cell.get() {
             return Ok(manager.clone());
         }
-        let client = redis::Client::open(address).map_err(|_| RedisFailure::InvalidAddress)?;
+        let client = self.client(address)?;
         let timeout = self.timeout;
+        let destination = redacted(address);
         let manager = cell
             .get_or_try_init(|| async move {
                 // No reconnect retries inside a command: while Redis is down every call
@@ -282,15 +286,60 @@ impl RedisConnections {
                 )
                 .await
                 {
-                    Ok(result) => result.map_err(RedisFailure::from),
-                    Err(_) => Err(RedisFailure::Other("timed out connecting to Redis".into())),
+                    Ok(result) => result.map_err(|err| {
+                        RedisFailure::Other(format!(
+                            "cannot connect to Redis at {destination}: {err}"
+                        ))
+                    }),
+                    Err(_) => Err(RedisFailure::Other(format!(
+                        "timed out connecting to Redis at {destination}"
+                    ))),
                 }
             })
             .await?;
         Ok(manager.clone())
     }
 
-    /// Runs `call` on `connection`, once more when it found the connection broken and
+    /// The client for `address`. `rediss://` is TLS through rustls (redis-rs's
+    /// `tokio-rustls-comp`): the certificate chain and host name are verified against the
+    /// system's roots (rustls-native-certs), or `ca_cert_path`'s when set, as Spin's
+    /// `redis::Client::open` does for `rediss://` (spinframework/spin
+    /// `crates/factor-outbound-redis/src/host.rs`). redis-rs's `#insecure` fragment, which
+    /// turns verification off, is refused.
+    fn client(&self, address: &str) -> Result<redis::Client, RedisFailure> {
+        let info = redis::IntoConnectionInfo::into_connection_info(address)
+            .map_err(|_| RedisFailure::InvalidAddress)?;
+        let tls = matches!(info.addr, redis::ConnectionAddr::TcpTls { .. });
+        if let redis::ConnectionAddr::TcpTls { insecure: true, .. } = info.addr {
+            return Err(RedisFailure::Other(format!(
+                "{}: `#insecure` (no certificate verification) is not allowed",
+                redacted(address)
+            )));
+        }
+        match (&self.ca_cert_path, tls) {
+            (Some(path), true) => {
+                let root_cert = std::fs::read(path).map_err(|err| {
+                    RedisFailure::Other(format!(
+                        "cannot read [edge_host.redis] ca_cert_path {}: {err}",
+                        path.display()
+                    ))
+                })?;
+                let certificates = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root_cert),
+                };
+                redis::Client::build_with_tls(info, certificates).map_err(|err| {
+                    RedisFailure::Other(format!(
+                        "[edge_host.redis] ca_cert_path {}: {err}",
+                        path.display()
+                    ))
+                })
+            }
+            _ => redis::Client::open(info).map_err(|_| RedisFailure::InvalidAddress),
+        }
+    }
+
+    /// Runs `command` on `connection`, once more when it found the connection broken and
     /// [`Retry::Once`] allows it (the connection manager has started reconnecting by
     /// then, so the second call waits for the new connection). Both attempts together
     /// are bounded by the command timeout, whatever state the connection is in.

@@ -32,6 +32,10 @@ pub struct RedisConfig {
     /// How long `open` waits for an `[outbound_redis] max_connections` permit.
     #[serde(default = "RedisConfig::default_acquire_timeout_ms")]
     pub acquire_timeout_ms: u64,
+    /// A PEM file of CA certificates that `rediss://` servers' certificates must chain to,
+    /// instead of the system's roots (for a private CA; read at the first connection).
+    #[serde(default)]
+    pub ca_cert_path: Option<std::path::PathBuf>,
     /// Spin's `[outbound_redis]` table, put here by the runtime-config loader.
     #[serde(skip)]
     pub outbound: OutboundRedisConfig,
@@ -59,6 +63,7 @@ impl Default for RedisConfig {
         Self {
             timeout_ms: Self::default_timeout_ms(),
             acquire_timeout_ms: Self::default_acquire_timeout_ms(),
+            ca_cert_path: None,
             outbound: OutboundRedisConfig::default(),
         }
     }

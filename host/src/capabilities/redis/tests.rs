@@ -485,3 +485,129 @@ async fn outbound_redis_max_connections_caps_handles_and_bounds_waiters() {
     };
     assert!(text.contains("connected_clients:1\r"), "{text}");
 }
+
+/// A `redis-server` of this test's own serving TLS only, with certificates from
+/// `scripts/test-certs`; killed and its directory removed on drop.
+struct TlsRedis {
+    dir: std::path::PathBuf,
+    port: u16,
+    child: Child,
+}
+
+impl TlsRedis {
+    async fn start() -> Self {
+        let dir = test_support::unique_temp_dir("edge-host-tls-redis").unwrap();
+        let certs = Command::new(test_support::repo_root().join("scripts/test-certs"))
+            .arg(&dir)
+            .status()
+            .expect("running scripts/test-certs");
+        assert!(certs.success(), "scripts/test-certs failed");
+        let port = test_support::free_port().unwrap();
+        let file = |name: &str| dir.join(name).display().to_string();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                "0",
+                "--bind",
+                "127.0.0.1",
+                "--tls-port",
+                &port.to_string(),
+            ])
+            .args(["--tls-cert-file", &file("server.crt")])
+            .args(["--tls-key-file", &file("server.key")])
+            .args(["--tls-ca-cert-file", &file("ca.crt")])
+            .args([
+                "--tls-auth-clients",
+                "no",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args(["--requirepass", "not-a-secret"])
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        let server = Self { dir, port, child };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "TLS redis-server did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        server
+    }
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn app_with_ca(ca: Option<std::path::PathBuf>) -> Arc<AppCapabilities> {
+    let mut config = crate::capabilities::EdgeHostConfig::default();
+    config.redis.ca_cert_path = ca;
+    Arc::new(AppCapabilities::new(&config).unwrap())
+}
+
+/// `rediss://` works through rustls with `[edge_host.redis] ca_cert_path`; a server whose
+/// certificate does not chain to it (or, without it, to the system's roots) is refused with
+/// an error naming the address and not the password; `#insecure` is refused.
+#[tokio::test]
+#[ignore = "needs redis-server (run through scripts/test)"]
+async fn rediss_is_verified_against_the_configured_ca() {
+    let server = TlsRedis::start().await;
+    let url = format!("rediss://:not-a-secret@127.0.0.1:{}", server.port);
+    let component = component_with(
+        &[format!("rediss://127.0.0.1:{}", server.port).as_str()],
+        Default::default(),
+        &[],
+    );
+
+    let app = app_with_ca(Some(server.dir.join("ca.crt")));
+    let mut request = Request::new(&app, &component);
+    let mut view = request.view();
+    let c = view.open(url.clone()).await.unwrap().unwrap();
+    view.set(borrow(&c), "k".into(), b"over tls".to_vec())
+        .await
+        .unwrap()
+        .unwrap_or_else(|err| panic!("SET over TLS: {err:?}"));
+    let got = view.get(borrow(&c), "k".into()).await.unwrap().unwrap();
+    assert_eq!(got.as_deref(), Some(&b"over tls"[..]));
+
+    let address = format!("rediss://127.0.0.1:{}", server.port);
+    for ca in [Some(server.dir.join("other-ca.crt")), None] {
+        let app = app_with_ca(ca.clone());
+        let mut request = Request::new(&app, &component);
+        let refused = request.view().open(url.clone()).await.unwrap();
+        let message = match refused {
+            Err(v2::Error::Other(message)) => message,
+            other => panic!("{ca:?}: {other:?}"),
+        };
+        eprintln!("refused as expected: {message}");
+        assert!(message.contains(&address), "{ca:?}: {message}");
+        assert!(message.contains("certificate"), "{ca:?}: {message}");
+        assert!(!message.contains("not-a-secret"), "{ca:?}: {message}");
+    }
+
+    let insecure = request
+        .view()
+        .open(format!("{url}/#insecure"))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&insecure, Err(v2::Error::Other(m)) if m.contains("#insecure")),
+        "{insecure:?}"
+    );
+}
