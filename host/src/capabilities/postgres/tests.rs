@@ -1003,7 +1003,8 @@ async fn outbound_pg_max_connections_caps_connections_and_bounds_waiters() {
     let tag = format!("edge_host_cap_{}", std::process::id());
     let mut config = crate::capabilities::EdgeHostConfig::default();
     config.postgres.outbound.max_connections = Some(2);
-    config.postgres.acquire_timeout_ms = 300;
+    // Also the pool's connect timeout: long enough for a connection on a busy machine.
+    config.postgres.acquire_timeout_ms = 1_000;
     let observer = Fixture::new(4);
     let capped = Fixture {
         url: with_param(&observer.url, "application_name", &tag),
@@ -1039,7 +1040,7 @@ async fn outbound_pg_max_connections_caps_connections_and_bounds_waiters() {
         "{refused:?}"
     );
     assert!(
-        waited >= Duration::from_millis(300) && waited < Duration::from_millis(1_300),
+        waited >= Duration::from_millis(1_000) && waited < Duration::from_millis(2_500),
         "waited {waited:?}"
     );
     assert_eq!(count(&mut watch).await, 2, "the cap held");
