@@ -7,3 +7,4 @@ mod http_trigger;
 mod instance_reuse;
 mod manifest_errors;
 mod redis_trigger;
+mod tls;

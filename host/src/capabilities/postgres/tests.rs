@@ -1059,62 +1059,6 @@ async fn outbound_pg_max_connections_caps_connections_and_bounds_waiters() {
     drop(second);
 }
 
-/// A PostgreSQL of this test's own with TLS on (`scripts/tls-postgres`): a CA and server
-/// certificate made at start, its own port and data directory; stopped and removed on drop.
-struct TlsPostgres {
-    dir: std::path::PathBuf,
-    port: u16,
-    password: String,
-}
-
-impl TlsPostgres {
-    fn start() -> Self {
-        let dir = test_support::unique_temp_dir("edge-host-tls-pg").unwrap();
-        // The server runs as the `postgres` OS user when the tests run as root.
-        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
-        let port = test_support::free_port().unwrap();
-        let script = test_support::repo_root().join("scripts/tls-postgres");
-        let status = std::process::Command::new(&script)
-            .arg("start")
-            .arg(&dir)
-            .arg(port.to_string())
-            .status()
-            .expect("running scripts/tls-postgres");
-        let server = Self {
-            password: std::fs::read_to_string(dir.join("password"))
-                .unwrap_or_default()
-                .trim()
-                .to_owned(),
-            dir,
-            port,
-        };
-        assert!(status.success(), "scripts/tls-postgres start failed");
-        server
-    }
-
-    fn url(&self, query: &str) -> String {
-        format!(
-            "postgres://postgres:{}@127.0.0.1:{}/postgres?{query}",
-            self.password, self.port
-        )
-    }
-
-    fn cert(&self, name: &str) -> String {
-        self.dir.join(name).display().to_string()
-    }
-}
-
-impl Drop for TlsPostgres {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new(test_support::repo_root().join("scripts/tls-postgres"))
-            .arg("stop")
-            .arg(&self.dir)
-            .status();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// `sslmode=require|verify-ca|verify-full` with `sslrootcert`: the session is encrypted
 /// (`pg_stat_ssl`); a server whose certificate does not chain to the given CA (or, without
 /// `sslrootcert`, to the Mozilla roots) is refused with an error naming the address and
@@ -1122,7 +1066,7 @@ impl Drop for TlsPostgres {
 #[tokio::test]
 #[ignore = "needs PostgreSQL binaries (run through scripts/test)"]
 async fn tls_to_postgresql_is_verified() {
-    let server = TlsPostgres::start();
+    let server = test_support::TlsPostgres::start();
     let ca = server.cert("ca.crt");
     let other = server.cert("other-ca.crt");
     let app = Arc::new(AppCapabilities::new(&Default::default()).unwrap());
