@@ -18,7 +18,10 @@
 //! - [`app`]: components compiled, linked and pre-instantiated, and the one instance
 //!   runner ([`app::InstanceRun`]) every trigger goes through;
 //! - [`triggers`]: what runs a component (HTTP requests, Redis messages).
+//! - [`admission`]: who may wait for an instance, how long and how many at once (the
+//!   HTTP trigger's caps and queue bound, and its `[edge_host.admission]` table); a leaf.
 
+pub mod admission;
 pub mod app;
 pub mod bindings;
 pub mod capabilities;

@@ -107,6 +107,22 @@ struct UpArgs {
     /// ready and where it listens without parsing the banner.
     #[arg(long, value_name = "PATH")]
     ready_file: Option<PathBuf>,
+    /// Longest a request waits for its component's turn and an instance slot, in
+    /// milliseconds; then 503 with Retry-After. Spin has no such flag (it has no queue).
+    #[arg(long, default_value_t = 1000)]
+    max_queue_wait_ms: u64,
+    /// Requests of one component that may run at once (default: three quarters of
+    /// --max-instances), so one component's flood leaves slots to the others; per
+    /// component in the runtime config's `[edge_host.admission.component.<id>]`.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_component_concurrency: Option<u32>,
+    /// Requests from one client address in flight at once (body upload included); more
+    /// get 429 with Retry-After. 0 turns it off (behind a proxy every client shares its address).
+    #[arg(long, default_value_t = 256)]
+    max_client_in_flight: usize,
+    /// Connections the kernel queues for accept (the listen backlog), for bursts.
+    #[arg(long, default_value_t = 1024)]
+    listen_backlog: u32,
 }
 
 #[derive(clap::Args)]
@@ -154,6 +170,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
     let variables =
         variables::ResolvedVariables::resolve(&manifest.manifest, &args.variables, &env)?;
     let runtime_config = runtime_config::RuntimeConfig::load(args.runtime_config_file.as_deref())?;
+    let admission_config = runtime_config.edge_host.admission.clone();
     let cache_dir = if args.no_cache {
         None
     } else {
@@ -188,9 +205,20 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
             max_headers: args.max_headers,
             max_header_bytes: args.max_header_kb << 10,
         };
+        let admission = Admission {
+            limits: edge_host::admission::AdmissionLimits {
+                max_queue_wait: Duration::from_millis(args.max_queue_wait_ms),
+                max_component_concurrency: args.max_component_concurrency.map(|n| n as usize),
+                max_client_in_flight: args.max_client_in_flight,
+            },
+            config: admission_config,
+            max_instances: args.max_instances,
+            listen_backlog: args.listen_backlog,
+        };
         serve(
             app,
             args.listen,
+            admission,
             args.max_request_body_mb << 20,
             limits,
             reuse,
@@ -200,9 +228,18 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
     })
 }
 
+/// The HTTP trigger's admission settings from the flags and the runtime config.
+struct Admission {
+    limits: edge_host::admission::AdmissionLimits,
+    config: edge_host::admission::AdmissionConfig,
+    max_instances: u32,
+    listen_backlog: u32,
+}
+
 async fn serve(
     app: Arc<app::App>,
     listen: SocketAddr,
+    admission: Admission,
     max_request_body: u64,
     limits: triggers::http::ClientLimits,
     reuse: ReuseConfig,
@@ -210,7 +247,8 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let http = Arc::new(
         triggers::http::HttpTrigger::new(app.clone(), max_request_body, reuse)?
-            .with_client_limits(limits),
+            .with_client_limits(limits)
+            .with_admission(admission.limits, &admission.config, admission.max_instances)?,
     );
     let redis = Arc::new(triggers::redis::RedisTrigger::new(app.clone())?);
     if !http.has_routes() && !redis.has_subscriptions() {
@@ -219,8 +257,7 @@ async fn serve(
     let mut banner = String::new();
     let mut url = None;
     let listener = if http.has_routes() {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
+        let listener = triggers::http::bind(listen, admission.listen_backlog)
             .with_context(|| format!("binding {listen}"))?;
         let local = listener.local_addr()?;
         url = Some(format!("http://{local}"));

@@ -100,6 +100,7 @@ impl RuntimeConfig {
         }
         config.edge_host.postgres.validate().map_err(invalid)?;
         config.edge_host.redis.validate().map_err(invalid)?;
+        config.edge_host.admission.validate().map_err(invalid)?;
         Ok(config)
     }
 }

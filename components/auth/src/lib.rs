@@ -1,5 +1,6 @@
 //! The `auth` component: `POST /auth/register`, `/auth/login`, `/auth/refresh`,
-//! `/auth/logout`, `/auth/logout-all`, `/auth/password` and `GET /.well-known/jwks.json`.
+//! `/auth/logout`, `/auth/logout-all`, `/auth/password`, `GET`/`DELETE /me` and
+//! `GET /.well-known/jwks.json`.
 //!
 //! Build: `cargo build --target wasm32-wasip2 --release -p auth`. The handlers are thin:
 //! validation, tokens, hashing and SQL live in the `common` crate.
@@ -29,9 +30,10 @@ use common::http::{
     self, authenticate, check_generation, check_login_guard, check_rate_limit,
     check_rate_limit_reading, generation_key, record_login_success, store_generation, Ctx,
 };
+use common::idempotency::{IdempotencyKey, Replay};
 use common::login_guard::{GuardKeys, GuardLimits};
 use common::rate_limit::Counter;
-use common::repo::{self, Rotation};
+use common::repo::{self, KeyedRegistration, Rotation};
 use common::revocation::Seen;
 use common::store::{Db, Redis, SpinVariables};
 use common::tokens::{self, AccessClaims, RefreshToken};
@@ -56,6 +58,7 @@ fn route(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
         "/auth/logout-all" => ("/auth/logout-all", "POST"),
         "/auth/password" => ("/auth/password", "POST"),
         "/.well-known/jwks.json" => ("/.well-known/jwks.json", "GET"),
+        "/me" => ("/me", "GET, DELETE"),
         _ => return Err(ApiError::NotFound),
     };
     ctx.route = route;
@@ -67,6 +70,8 @@ fn route(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
         "/auth/logout-all" if post => logout_all(ctx, req),
         "/auth/password" if post => change_password(ctx, req),
         "/.well-known/jwks.json" if *req.method() == Method::Get => jwks(ctx),
+        "/me" if *req.method() == Method::Get => me(ctx, req),
+        "/me" if *req.method() == Method::Delete => delete_me(ctx, req),
         _ => Err(ApiError::MethodNotAllowed { allow }),
     }
 }
@@ -101,17 +106,64 @@ fn register(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
     let email = email.ok_or_else(|| missing("email"))?;
     let password = password.ok_or_else(|| missing("password"))?;
 
+    let key = IdempotencyKey::from_request(req)?;
+
     let jobs_channel = ctx.config.jobs_channel()?;
+    // A retry of a registration that committed is answered before the argon2 pass.
+    if let Some(key) = &key {
+        let db = Db::open(&store.db_url)?;
+        if let Some(resp) = replay_registration(ctx, &db, key)? {
+            return Ok(resp);
+        }
+    }
     let password_hash = passwords::hash(&password)?;
     let db = Db::open(&store.db_url)?;
     let welcome = jobs::welcome_email(&username, &email);
-    match repo::insert_user(&db, &username, &email, &password_hash, &welcome)? {
+    let registration = match &key {
+        None => repo::insert_user(&db, &username, &email, &password_hash, &welcome)?,
+        Some(key) => {
+            match repo::insert_user_with_key(&db, &username, &email, &password_hash, &welcome, key)?
+            {
+                KeyedRegistration::Registered(registration) => Some(registration),
+                KeyedRegistration::Conflict => None,
+                // Taken while this request hashed: the first one committed meanwhile.
+                KeyedRegistration::KeyTaken => {
+                    return replay_registration(ctx, &db, key)?.ok_or_else(|| {
+                        ApiError::Internal("idempotency key taken but not found".into())
+                    })
+                }
+            }
+        }
+    };
+    match registration {
         Some(registration) => {
             ctx.user_id = Some(registration.user.id.clone());
             publish_job(ctx, &redis, &jobs_channel, &registration.welcome_job_id);
             http::json(201, &registration.user)
         }
         None => Err(repo::registration_conflict(&db, &username, &email)?),
+    }
+}
+
+/// The answer to a registration whose `Idempotency-Key` is live: the first registration
+/// replayed (same body), or 422 (another body); `None` when the key is free.
+fn replay_registration(
+    ctx: &mut Ctx,
+    db: &Db,
+    key: &IdempotencyKey,
+) -> Result<Option<Response>, ApiError> {
+    match repo::find_idempotent(db, "register", "", key)? {
+        None => Ok(None),
+        Some(Replay::OtherBody) => Err(ApiError::IdempotencyKeyReused),
+        Some(Replay::Same(id)) => {
+            // Deleting an account deletes its keys, so the user exists.
+            let user = repo::find_new_user(db, &id)?
+                .ok_or_else(|| ApiError::Internal("replayed user not found".into()))?;
+            ctx.user_id = Some(user.id.clone());
+            let mut resp = http::json(201, &user)?;
+            resp.set_header("idempotent-replayed", "true");
+            Ok(Some(resp))
+        }
     }
 }
 
@@ -389,6 +441,82 @@ fn change_password(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
     let generation = repo::change_password(&db, &claims.user, &hash)?;
     drop(db);
     sessions_ended(ctx, &redis, &store, &claims.user, generation)
+}
+
+/// `GET /me`: the caller's account (`id`, `username`, `email`, `created_at`). Counted
+/// against the caller's API limit (`rate_limit_api`, the budget of the `/todos` routes),
+/// not the stricter account limit of the routes that check passwords.
+fn me(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
+    let claims = authenticate(ctx, req)?;
+    let store = ctx.config.store()?;
+    let redis = Redis::new(&store.redis_url);
+    let counter = Counter::new(
+        &store.redis_key_prefix,
+        "user",
+        claims.user.as_str(),
+        ctx.config.rate_limit(RateLimitName::Api)?,
+    );
+    let reads = [generation_key(&store.redis_key_prefix, &claims)];
+    let seen = check_rate_limit_reading(ctx, &redis, &[counter], &reads)?
+        .and_then(|mut values| values.pop().flatten());
+    let db = check_generation(
+        ctx,
+        &redis,
+        &store.redis_key_prefix,
+        &claims,
+        Seen::from_reply(seen.as_deref()),
+        || Db::open(&store.db_url),
+    )?;
+    let db = match db {
+        Some(db) => db,
+        None => Db::open(&store.db_url)?,
+    };
+    let user = repo::find_new_user(&db, &claims.user)?.ok_or(ApiError::InvalidAccessToken(
+        "the token's user no longer exists",
+    ))?;
+    http::json(200, &user)
+}
+
+/// `DELETE /me` `{"password": ...}`: checks the password, then deletes the account with
+/// its todos, sessions and keys in one statement (`repo::delete_account`). The account
+/// can no longer log in (401 `invalid-credentials`, as for any unknown user), and its
+/// access tokens are refused from the next request on: the token generation in Redis is
+/// set to the maximum (and without a Redis copy, the lookup finds no user: 401 too).
+/// Counted against the account limit, like a password change.
+fn delete_me(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
+    let store = ctx.config.store()?;
+    let redis = Redis::new(&store.redis_url);
+    let (claims, db) = account_caller(ctx, req, &store, &redis)?;
+    let mut body = ctx.json_body(req)?;
+    let password = body.required_str("password");
+    let password = body.parse_with("password", password, Password::parse);
+    body.finish()?;
+    let password = password.ok_or_else(|| missing("password"))?;
+
+    let db = match db {
+        Some(db) => db,
+        None => Db::open(&store.db_url)?,
+    };
+    let gone = || ApiError::InvalidAccessToken("the token's user no longer exists");
+    let account = repo::find_account(&db, &claims.user)?.ok_or_else(gone)?;
+    drop(db); // released before argon2
+    if !passwords::verify(&password, Some(&account.password_hash)) {
+        return Err(ApiError::InvalidCredentials);
+    }
+    let db = Db::open(&store.db_url)?;
+    if !repo::delete_account(&db, &claims.user)? {
+        return Err(gone());
+    }
+    drop(db);
+    store_generation(
+        ctx,
+        &redis,
+        &store.redis_key_prefix,
+        &claims.user,
+        i64::MAX,
+        true,
+    );
+    Ok(http::no_content())
 }
 
 fn jwks(ctx: &Ctx) -> Result<Response, ApiError> {

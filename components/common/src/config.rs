@@ -188,6 +188,7 @@ impl Component {
                 RateLimitLoginPair,
                 LoginGuardIntervalSeconds,
                 RateLimitRegisterAddress,
+                RateLimitApi,
                 JobsChannel,
                 CorsAllowedOrigins,
                 MaxBodyBytes,

@@ -272,3 +272,177 @@ mod tests {
         assert!(Uuid::parse("' OR 1=1 --").is_none());
     }
 }
+
+/// Optional notes of a todo: at most 10,000 characters; no control characters other than
+/// line breaks and tabs. Searched with the title (`q`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TodoNotes(String);
+
+/// Longest notes, in characters.
+pub const MAX_NOTES_CHARS: usize = 10_000;
+
+impl TodoNotes {
+    /// Validates notes (kept as given).
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.chars().count() > MAX_NOTES_CHARS {
+            return Err("must be at most 10000 characters".into());
+        }
+        if raw
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        {
+            return Err(
+                "must not contain control characters other than line breaks and tabs".into(),
+            );
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The notes.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Most tags on one todo.
+pub const MAX_TAGS: usize = 20;
+/// Longest tag, in characters.
+pub const MAX_TAG_CHARS: usize = 32;
+
+/// A tag in its normal form: trimmed, lower-cased, 1–32 characters, no control characters
+/// and no commas. Tags belong to the user's todos (a filter only sees the caller's).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Tag(String);
+
+impl Tag {
+    /// Normalises and validates a tag.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let tag = raw.trim().to_lowercase();
+        let len = tag.chars().count();
+        if len == 0 || len > MAX_TAG_CHARS {
+            return Err("each tag must be 1 to 32 characters after trimming".into());
+        }
+        if tag.chars().any(|c| c.is_control() || c == ',') {
+            return Err("tags must not contain control characters or commas".into());
+        }
+        Ok(Self(tag))
+    }
+
+    /// Normalises a list: each tag, duplicates (after normalising) dropped, sorted; at
+    /// most [`MAX_TAGS`].
+    pub fn parse_list(raw: &[String]) -> Result<Vec<Self>, String> {
+        if raw.len() > MAX_TAGS {
+            return Err("must have at most 20 tags".into());
+        }
+        let mut tags = raw
+            .iter()
+            .map(|t| Self::parse(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        tags.sort();
+        tags.dedup();
+        Ok(tags)
+    }
+
+    /// The normal form.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A todo's priority: 0 (none, the default) to 3 (highest).
+pub const MAX_PRIORITY: i64 = 3;
+
+/// An instant given as RFC 3339 with an offset (`Z` or `±hh:mm`), e.g. `due_at`,
+/// `due_before`, `updated_since`; held in UTC as `YYYY-MM-DDTHH:MM:SS.ffffffZ`, the form
+/// the API returns. A date without time or offset is refused (it names no instant), and
+/// so is a UTC year outside 1–9998 (the sort's cursor stays one fixed-width form).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instant(String);
+
+impl Instant {
+    /// Parses RFC 3339 with an offset.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        use chrono::{Datelike, Timelike};
+        let message =
+            "must be an RFC 3339 date-time with an offset, e.g. 2026-12-24T18:00:00+01:00";
+        // chrono also takes a space between date and time; RFC 3339's `T` only here.
+        let raw = raw.trim();
+        if !matches!(raw.as_bytes().get(10), Some(b'T' | b't')) || raw.contains(' ') {
+            return Err(message.into());
+        }
+        let parsed = chrono::DateTime::parse_from_rfc3339(raw).map_err(|_| message.to_owned())?;
+        let utc = parsed.with_timezone(&chrono::Utc);
+        if !(1..=9998).contains(&utc.year())
+            || utc.second() >= 60
+            || utc.nanosecond() >= 1_000_000_000
+        {
+            return Err(message.into());
+        }
+        Ok(Self(utc.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()))
+    }
+
+    /// UTC, microseconds (PostgreSQL's precision).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod todo_field_tests {
+    use super::*;
+
+    #[test]
+    fn tags_are_normalised_deduplicated_and_bounded() {
+        let raw: Vec<String> = [" Work ", "work", "home", "WORK"]
+            .map(String::from)
+            .to_vec();
+        let tags: Vec<String> = Tag::parse_list(&raw)
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().to_owned())
+            .collect();
+        assert_eq!(tags, ["home", "work"]);
+        assert!(Tag::parse("").is_err());
+        assert!(Tag::parse("a,b").is_err());
+        assert!(Tag::parse(&"x".repeat(33)).is_err());
+        let many: Vec<String> = (0..21).map(|i| format!("t{i}")).collect();
+        assert!(Tag::parse_list(&many).is_err());
+        assert_eq!(Tag::parse_list(&many[..20]).unwrap().len(), 20);
+    }
+
+    #[test]
+    fn instants_need_an_offset_and_come_out_in_utc() {
+        assert_eq!(
+            Instant::parse("2026-12-24T18:00:00+01:00")
+                .unwrap()
+                .as_str(),
+            "2026-12-24T17:00:00.000000Z"
+        );
+        assert_eq!(
+            Instant::parse("2026-01-01T00:00:00.1234567Z")
+                .unwrap()
+                .as_str(),
+            "2026-01-01T00:00:00.123456Z"
+        );
+        for bad in [
+            "2026-12-24",
+            "2026-12-24T18:00:00",
+            "2026-12-24 18:00:00Z",
+            "2026-02-30T00:00:00Z",
+            "2026-01-01T00:00:60Z",
+            "9999-12-31T23:00:00-05:00",
+            "0001-01-01T00:00:00+01:00",
+            "tomorrow",
+        ] {
+            assert!(Instant::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn notes_allow_line_breaks_only() {
+        assert!(TodoNotes::parse("line 1\nline 2\ttab").is_ok());
+        assert!(TodoNotes::parse("a\u{0}b").is_err());
+        assert!(TodoNotes::parse(&"n".repeat(10_000)).is_ok());
+        assert!(TodoNotes::parse(&"n".repeat(10_001)).is_err());
+    }
+}

@@ -85,6 +85,20 @@ pub enum ApiError {
         /// Client-facing explanation.
         detail: &'static str,
     },
+    /// An `If-Match` precondition failed: the resource changed since the client read it
+    /// (412, optimistic concurrency).
+    #[error("precondition failed")]
+    PreconditionFailed,
+    /// An `Idempotency-Key` was already used with a different request body (422).
+    #[error("idempotency key reused with another body")]
+    IdempotencyKeyReused,
+    /// An `updated_since` older than the tombstone retention: deletions before it may be
+    /// gone, so the client must list everything again (410).
+    #[error("sync window expired")]
+    SyncExpired {
+        /// The retention in days.
+        days: u32,
+    },
     /// Too many requests in the current window (429).
     #[error("rate limited")]
     RateLimited(RateLimitDecision),
@@ -142,9 +156,11 @@ impl ApiError {
             ApiError::NotFound => 404,
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::Conflict { .. } => 409,
+            ApiError::SyncExpired { .. } => 410,
+            ApiError::PreconditionFailed => 412,
             ApiError::PayloadTooLarge { .. } => 413,
             ApiError::UnsupportedMediaType => 415,
-            ApiError::Validation(_) => 422,
+            ApiError::Validation(_) | ApiError::IdempotencyKeyReused => 422,
             ApiError::RateLimited(_) => 429,
             ApiError::Internal(_) => 500,
             ApiError::NotConfigured(_)
@@ -235,6 +251,32 @@ impl ApiError {
                     "Conflict",
                     (*detail).to_owned(),
                     vec![FieldError::new(*field, *detail)],
+                ),
+                ApiError::PreconditionFailed => (
+                    "precondition-failed",
+                    "Precondition failed",
+                    "The resource has changed since the version named in If-Match; read it again."
+                        .to_owned(),
+                    Vec::new(),
+                ),
+                ApiError::IdempotencyKeyReused => (
+                    "idempotency-key-reused",
+                    "Idempotency key reused",
+                    "This Idempotency-Key was already used with a different request body."
+                        .to_owned(),
+                    vec![FieldError::new(
+                        "Idempotency-Key",
+                        "was already used with a different request body",
+                    )],
+                ),
+                ApiError::SyncExpired { days } => (
+                    "sync-expired",
+                    "Sync window expired",
+                    format!(
+                        "updated_since is older than the {days} days deletions are kept; list \
+                         every todo again and sync from the time of that read."
+                    ),
+                    Vec::new(),
                 ),
                 ApiError::RateLimited(decision) => (
                     "rate-limited",

@@ -25,6 +25,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod idempotency;
 pub mod jobs;
 pub mod log;
 pub mod login_guard;

@@ -50,6 +50,20 @@ impl Db {
         self.0.query(sql, params).map_err(|e| pg_error("query", e))
     }
 
+    /// As [`Db::query`], but a unique violation (SQLSTATE 23505, the whole statement rolled
+    /// back) is `Ok(None)`, for statements whose conflict is an expected answer.
+    pub fn query_unless_unique_violation(
+        &self,
+        sql: &str,
+        params: &[ParameterValue],
+    ) -> Result<Option<RowSet>, ApiError> {
+        match self.0.query(sql, params) {
+            Ok(rows) => Ok(Some(rows)),
+            Err(pg4::PgError::QueryFailed(QueryError::DbError(d))) if d.code == "23505" => Ok(None),
+            Err(e) => Err(pg_error("query", e)),
+        }
+    }
+
     /// Runs a statement returning the affected row count.
     pub fn execute(&self, sql: &str, params: &[ParameterValue]) -> Result<u64, ApiError> {
         self.0

@@ -50,13 +50,20 @@
 use ct_codecs::{Base64UrlSafeNoPadding, Decoder, Encoder};
 use serde::Serialize;
 
-use crate::domain::Uuid;
+use crate::domain::{Instant, Tag, Uuid};
 use crate::error::{ApiError, FieldError};
 
 /// Default page size.
 pub const DEFAULT_LIMIT: u32 = 20;
 /// Largest page size.
 pub const MAX_LIMIT: u32 = 100;
+/// Longest search query `q`, in characters.
+pub const MAX_QUERY_CHARS: usize = 200;
+/// How long deletions are kept for `updated_since` (an older `updated_since` is 410).
+pub const TOMBSTONE_RETENTION_DAYS: u32 = 30;
+/// Where todos without a due date sort (last) under `sort=due`: the largest instant the
+/// API accepts as a due date's day, so the cursor keeps its one timestamp form.
+pub const NO_DUE_DATE: &str = "9999-12-31T23:59:59.999999Z";
 
 /// A todo as the API returns it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -65,28 +72,69 @@ pub struct Todo {
     pub id: String,
     /// Trimmed title.
     pub title: String,
+    /// Free text, searched with the title; `null` when none.
+    pub notes: Option<String>,
     /// Done or not.
     pub completed: bool,
+    /// 0 (none) to 3 (highest).
+    pub priority: i64,
+    /// RFC 3339 UTC with microseconds; `null` when none.
+    pub due_at: Option<String>,
+    /// Normalised tags, sorted.
+    pub tags: Vec<String>,
     /// RFC 3339 UTC with microseconds.
     pub created_at: String,
     /// RFC 3339 UTC with microseconds.
     pub updated_at: String,
+    /// Row version (`todos.version`): the ETag, not part of the body.
+    #[serde(skip)]
+    pub version: i64,
+}
+
+/// A deleted todo, as `updated_since` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Tombstone {
+    /// The deleted todo's id.
+    pub id: String,
+    /// RFC 3339 UTC with microseconds.
+    pub deleted_at: String,
 }
 
 /// One page of todos.
 #[derive(Debug, Clone, Serialize)]
 pub struct TodoPage {
-    /// Newest first.
+    /// In the query's order.
     pub items: Vec<Todo>,
+    /// With `updated_since` only: todos deleted since, in the page's range.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<Vec<Tombstone>>,
     /// Pass as `cursor` to get the next page; `null` on the last page.
     pub next_cursor: Option<String>,
 }
 
-/// Position after the last item of a page: its `(created_at, id)`, the list's sort key.
+/// The order of a list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Newest first (`created_at DESC, id DESC`), the default.
+    Created,
+    /// Soonest due first, todos without a due date last (`due_at ASC, id ASC`).
+    Due,
+    /// Highest priority first, then newest (`priority DESC, created_at DESC, id DESC`).
+    Priority,
+    /// `updated_since`: oldest change first (`updated_at ASC, id ASC`, deletions merged).
+    Sync,
+}
+
+/// Position after the last item of a page, in its order: the item's timestamp (created,
+/// due or changed), its priority under `sort=priority`, and its id (tie-breaker).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {
+    /// Which order the cursor belongs to (a cursor of another order is a 400).
+    pub order: Order,
     /// `YYYY-MM-DDTHH:MM:SS.ffffffZ` exactly as produced by the list query.
-    pub created_at: String,
+    pub at: String,
+    /// Under `sort=priority` only.
+    pub priority: i64,
     /// The todo's id (tie-breaker).
     pub id: Uuid,
 }
@@ -131,9 +179,16 @@ fn is_timestamp(s: &str) -> bool {
 }
 
 impl Cursor {
-    /// The opaque form given to clients.
+    /// The opaque form given to clients: base64url of `<at>|<id>` for the default order
+    /// (the form cursors always had), `d|`, `s|` or `p<priority>|` before it otherwise.
     pub fn encode(&self) -> String {
-        Base64UrlSafeNoPadding::encode_to_string(format!("{}|{}", self.created_at, self.id))
+        let prefix = match self.order {
+            Order::Created => String::new(),
+            Order::Due => "d|".to_owned(),
+            Order::Sync => "s|".to_owned(),
+            Order::Priority => format!("p{}|", self.priority),
+        };
+        Base64UrlSafeNoPadding::encode_to_string(format!("{prefix}{}|{}", self.at, self.id))
             .unwrap_or_default()
     }
 
@@ -144,13 +199,44 @@ impl Cursor {
         }
         let bytes = Base64UrlSafeNoPadding::decode_to_vec(raw, None).ok()?;
         let text = String::from_utf8(bytes).ok()?;
-        let (created_at, id) = text.split_once('|')?;
-        if !is_timestamp(created_at) {
+        let parts: Vec<&str> = text.split('|').collect();
+        let (order, priority, at, id) = match parts.as_slice() {
+            [at, id] => (Order::Created, 0, *at, *id),
+            ["d", at, id] => (Order::Due, 0, *at, *id),
+            ["s", at, id] => (Order::Sync, 0, *at, *id),
+            [p, at, id] if p.len() == 2 && p.starts_with('p') => {
+                let priority = p[1..].parse::<i64>().ok().filter(|p| (0..=3).contains(p))?;
+                (Order::Priority, priority, *at, *id)
+            }
+            _ => return None,
+        };
+        if !is_timestamp(at) {
             return None;
         }
         Some(Self {
-            created_at: created_at.to_owned(),
+            order,
+            at: at.to_owned(),
+            priority,
             id: Uuid::parse(id)?,
+        })
+    }
+
+    /// The position after `todo` in `order` (not for [`Order::Sync`], whose rows may be
+    /// tombstones: built from the change time directly).
+    pub fn after(order: Order, todo: &Todo) -> Option<Self> {
+        let at = match order {
+            Order::Created | Order::Priority => todo.created_at.clone(),
+            Order::Due => todo
+                .due_at
+                .clone()
+                .unwrap_or_else(|| NO_DUE_DATE.to_owned()),
+            Order::Sync => todo.updated_at.clone(),
+        };
+        Some(Self {
+            order,
+            at,
+            priority: todo.priority,
+            id: Uuid::parse(&todo.id)?,
         })
     }
 }
@@ -162,6 +248,18 @@ pub struct ListQuery {
     pub limit: u32,
     /// Only completed / only open todos.
     pub completed: Option<bool>,
+    /// Only todos with this tag.
+    pub tag: Option<Tag>,
+    /// Only todos due before this instant (exclusive).
+    pub due_before: Option<Instant>,
+    /// Only todos due at or after this instant.
+    pub due_after: Option<Instant>,
+    /// Full-text search over title and notes (`websearch_to_tsquery('simple', q)`).
+    pub q: Option<String>,
+    /// The order (`sort`, or [`Order::Sync`] with `updated_since`).
+    pub order: Order,
+    /// Incremental sync: todos changed and deleted after this instant.
+    pub updated_since: Option<Instant>,
     /// Start after this position.
     pub cursor: Option<Cursor>,
     raw_cursor: Option<String>,
@@ -175,15 +273,29 @@ impl ListQuery {
         let mut q = ListQuery {
             limit: DEFAULT_LIMIT,
             completed: None,
+            tag: None,
+            due_before: None,
+            due_after: None,
+            q: None,
+            order: Order::Created,
+            updated_since: None,
             cursor: None,
             raw_cursor: None,
         };
+        let mut sort_given = false;
         for (name, value) in form_urlencoded::parse(query.as_bytes()) {
             if seen.iter().any(|s| *s == name) {
                 errors.push(FieldError::new(name.as_ref(), "must be given at most once"));
                 continue;
             }
             seen.push(name.to_string());
+            let instant = |errors: &mut Vec<FieldError>, field: &str| match Instant::parse(&value) {
+                Ok(i) => Some(i),
+                Err(m) => {
+                    errors.push(FieldError::new(field, m));
+                    None
+                }
+            };
             match name.as_ref() {
                 "limit" => match value.parse::<u32>() {
                     Ok(n) if (1..=MAX_LIMIT).contains(&n) => q.limit = n,
@@ -197,6 +309,36 @@ impl ListQuery {
                     "false" => q.completed = Some(false),
                     _ => errors.push(FieldError::new("completed", "must be true or false")),
                 },
+                "tag" => match Tag::parse(&value) {
+                    Ok(tag) => q.tag = Some(tag),
+                    Err(m) => errors.push(FieldError::new("tag", m)),
+                },
+                "due_before" => q.due_before = instant(&mut errors, "due_before"),
+                "due_after" => q.due_after = instant(&mut errors, "due_after"),
+                "updated_since" => q.updated_since = instant(&mut errors, "updated_since"),
+                "q" => {
+                    let empty = value.trim().is_empty();
+                    let long = value.chars().count() > MAX_QUERY_CHARS;
+                    if empty || long || value.chars().any(char::is_control) {
+                        errors.push(FieldError::new(
+                            "q",
+                            "must be 1 to 200 characters without control characters",
+                        ));
+                    } else {
+                        q.q = Some(value.trim().to_owned());
+                    }
+                }
+                "sort" => {
+                    sort_given = true;
+                    match value.as_ref() {
+                        "created" => q.order = Order::Created,
+                        "due" => q.order = Order::Due,
+                        "priority" => q.order = Order::Priority,
+                        _ => {
+                            errors.push(FieldError::new("sort", "must be created, due or priority"))
+                        }
+                    }
+                }
                 "cursor" => match Cursor::decode(&value) {
                     Some(c) => {
                         q.cursor = Some(c);
@@ -210,6 +352,29 @@ impl ListQuery {
                 other => errors.push(FieldError::new(other, "is not a known parameter")),
             }
         }
+        if q.updated_since.is_some() {
+            let filtered = sort_given
+                || q.completed.is_some()
+                || q.tag.is_some()
+                || q.due_before.is_some()
+                || q.due_after.is_some()
+                || q.q.is_some();
+            if filtered {
+                errors.push(FieldError::new(
+                    "updated_since",
+                    "cannot be combined with sort or filters: a sync returns every change",
+                ));
+            }
+            q.order = Order::Sync;
+        }
+        if let Some(cursor) = &q.cursor {
+            if cursor.order != q.order {
+                errors.push(FieldError::new(
+                    "cursor",
+                    "belongs to another sort order than this query's",
+                ));
+            }
+        }
         if errors.is_empty() {
             Ok(q)
         } else {
@@ -217,17 +382,31 @@ impl ListQuery {
         }
     }
 
-    /// The Redis key of this page for `user`: one entry per distinct query.
+    /// The Redis key of this page for `user`: one entry per distinct query. Every value
+    /// is percent-encoded, so no two queries share a key.
     pub fn cache_key(&self, prefix: &str, user: &Uuid) -> String {
+        let enc = |v: &str| form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
         let completed = match self.completed {
             None => "any",
             Some(true) => "true",
             Some(false) => "false",
         };
-        let cursor = self.raw_cursor.as_deref().unwrap_or("first");
+        let order = match self.order {
+            Order::Created => "created",
+            Order::Due => "due",
+            Order::Priority => "priority",
+            Order::Sync => "sync",
+        };
+        let opt = |v: Option<&str>| v.map(enc).unwrap_or_else(|| "-".to_owned());
         format!(
-            "{prefix}:todos:{user}:l{}:c{completed}:{cursor}",
-            self.limit
+            "{prefix}:todos:{user}:v2:l{}:c{completed}:s{order}:t{}:b{}:a{}:u{}:q{}:{}",
+            self.limit,
+            opt(self.tag.as_ref().map(Tag::as_str)),
+            opt(self.due_before.as_ref().map(Instant::as_str)),
+            opt(self.due_after.as_ref().map(Instant::as_str)),
+            opt(self.updated_since.as_ref().map(Instant::as_str)),
+            opt(self.q.as_deref()),
+            self.raw_cursor.as_deref().unwrap_or("first"),
         )
     }
 }
@@ -324,7 +503,9 @@ mod tests {
         }
         // Every cursor we hand out is 86 characters (openapi.yaml's pattern relies on it).
         let c = Cursor {
-            created_at: "2026-11-27T12:34:56.123456Z".into(),
+            order: Order::Created,
+            at: "2026-11-27T12:34:56.123456Z".into(),
+            priority: 0,
             id: id(),
         };
         assert_eq!(c.encode().len(), 86);
@@ -333,10 +514,21 @@ mod tests {
     #[test]
     fn cursor_round_trip_and_rejects_forgeries() {
         let c = Cursor {
-            created_at: "2026-11-27T12:34:56.123456Z".into(),
+            order: Order::Created,
+            at: "2026-11-27T12:34:56.123456Z".into(),
+            priority: 0,
             id: id(),
         };
         assert_eq!(Cursor::decode(&c.encode()), Some(c));
+        for (order, priority) in [(Order::Due, 0), (Order::Sync, 0), (Order::Priority, 3)] {
+            let c = Cursor {
+                order,
+                at: "2026-11-27T12:34:56.123456Z".into(),
+                priority,
+                id: id(),
+            };
+            assert_eq!(Cursor::decode(&c.encode()), Some(c));
+        }
         for bad in [
             "",
             "!!!",

@@ -176,5 +176,6 @@ fn sweep(worker: &Worker) -> Result<Tally, ApiError> {
             break;
         }
     }
+    worker.remove_expired()?;
     Ok(tally)
 }

@@ -109,6 +109,15 @@ impl Worker {
         Ok(tally)
     }
 
+    /// Deletes what outlived its retention: `Idempotency-Key`s after 24 hours
+    /// (`common::idempotency`) and todo tombstones after 31 days (`updated_since` refuses
+    /// anything older than 30). Part of every sweep (the CronJob runs one a minute). How
+    /// many rows went.
+    pub fn remove_expired(&self) -> Result<u64, ApiError> {
+        Ok(repo::delete_expired_idempotency_keys(&self.db)?
+            + repo::delete_old_tombstones(&self.db)?)
+    }
+
     /// Delivers a claimed job and records the outcome.
     fn process(&self, job: &ClaimedJob) -> Result<Outcome, ApiError> {
         let result = match job.kind.as_str() {

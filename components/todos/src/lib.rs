@@ -19,6 +19,9 @@
 //! | revoked token (401) | 1 connection, 1 `EVAL` | none, or the generation lookup |
 //! | refused by the limiter (429) | 1 connection, 1 `EVAL` | none |
 //! | invalid body (400/413/415) | 1 connection, 1 `EVAL` (invalid requests count too) | none |
+//! | `GET /todos` with `If-None-Match`, no cache entry | as a miss | adds the list-version lookup before the page (a current tag: 304 after it, no page query) |
+//! | `POST /todos` with an `Idempotency-Key` that is taken | as a create | the create statement inserts nothing, then 1 key lookup and 1 todo lookup (the replay) |
+//! | `PATCH`/`DELETE` with an `If-Match` that misses | as a write | adds 1 lookup (412 or 404) |
 //!
 //! `common::todo_list` explains why a cache hit still asks PostgreSQL for the version
 //! (read-your-writes cannot rest on Redis). Guest CPU of a cache hit: the token check
@@ -26,16 +29,18 @@
 //! cached body; no JSON is parsed or produced besides the token's header and claims.
 
 use common::config::{Component, RateLimitName, StoreSettings};
-use common::domain::{TodoTitle, Uuid};
+use common::domain::{Instant, Tag, TodoNotes, TodoTitle, Uuid, MAX_PRIORITY};
+use common::http::conditional::{self, list_etag, not_modified, todo_etag, Condition};
 use common::http::{
     self, authenticate, check_generation, check_rate_limit_reading, generation_key, redis_degraded,
     Ctx,
 };
+use common::idempotency::{IdempotencyKey, Replay};
 use common::rate_limit::Counter;
-use common::repo;
+use common::repo::{self, NewTodo, TodoChanges, TodoWrite};
 use common::revocation::Seen;
 use common::store::{Db, Redis, SpinVariables};
-use common::todo_list::{self, Cursor, ListQuery, TodoPage};
+use common::todo_list::{self, Cursor, ListQuery, Order, Todo, TodoPage, TOMBSTONE_RETENTION_DAYS};
 use common::tokens::AccessClaims;
 use common::ApiError;
 use spin_sdk::http::{Method, Request, Response};
@@ -147,10 +152,26 @@ fn user_gone() -> ApiError {
     ApiError::InvalidAccessToken("the token's user no longer exists")
 }
 
+/// A `200` JSON response with an `ETag`.
+fn tagged(status: u16, body: Vec<u8>, etag: &str) -> Response {
+    let mut resp = http::json_bytes(status, body);
+    resp.set_header("etag", etag);
+    resp
+}
+
+/// A todo as a response, tagged with its row version.
+fn todo_response(status: u16, todo: &Todo) -> Result<Response, ApiError> {
+    let mut resp = http::json(status, todo)?;
+    resp.set_header("etag", todo_etag(todo.version));
+    Ok(resp)
+}
+
 fn list(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
     // Authenticate first: unauthenticated callers learn nothing, not even query errors.
     let claims = authenticate(ctx, req)?;
     let query = ListQuery::parse(req.query())?;
+    check_sync_window(&query)?;
+    let if_none_match = conditional::from_request(req, "if-none-match")?;
     let ttl = ctx.config.todos_cache_ttl_seconds()?;
     let mut cache_key = None;
     let (mut session, redis, cached) = begin_with(ctx, claims, |store, user| {
@@ -160,33 +181,61 @@ fn list(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
     let user = session.user.clone();
     let db = session.db()?;
 
-    if let Some((version, body)) = cached.as_deref().and_then(todo_list::decode_cache_entry) {
-        let current = repo::todos_version(db, &user)?.ok_or_else(user_gone)?;
-        if current == version {
+    let cached = cached.as_deref().and_then(todo_list::decode_cache_entry);
+    // The list version: read anyway on a hit (freshness), and before the page query when
+    // the client holds a page whose version it can be compared with.
+    let current = if cached.is_some() || if_none_match.is_some() {
+        Some(repo::todos_version(db, &user)?.ok_or_else(user_gone)?)
+    } else {
+        None
+    };
+    if let (Some(current), Some(condition)) = (current, &if_none_match) {
+        let etag = list_etag(current);
+        if condition.matches_weak(&etag) {
+            return Ok(not_modified(&etag));
+        }
+    }
+    if let Some((version, body)) = cached {
+        if current == Some(version) {
             ctx.cache = Some("hit");
-            return Ok(http::json_bytes(200, body.to_vec()));
+            return Ok(tagged(200, body.to_vec(), &list_etag(version)));
         }
     }
     ctx.cache = Some("miss");
 
-    let (version, mut items) = repo::list_todos(db, &user, &query)?.ok_or_else(user_gone)?;
+    let (version, mut rows) = repo::list_todos(db, &user, &query)?.ok_or_else(user_gone)?;
     let limit = query.limit as usize;
-    let next_cursor = if items.len() > limit {
-        items.truncate(limit);
-        items.last().and_then(|last| {
-            Some(
-                Cursor {
-                    created_at: last.created_at.clone(),
-                    id: Uuid::parse(&last.id)?,
-                }
-                .encode(),
-            )
+    let next_cursor = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().and_then(|last| {
+            let cursor = match last {
+                Ok(todo) => Cursor::after(query.order, todo)?,
+                Err(tombstone) => Cursor {
+                    order: Order::Sync,
+                    at: tombstone.deleted_at.clone(),
+                    priority: 0,
+                    id: Uuid::parse(&tombstone.id)?,
+                },
+            };
+            Some(cursor.encode())
         })
     } else {
         None
     };
-    let body = serde_json::to_vec(&TodoPage { items, next_cursor })
-        .map_err(|e| ApiError::Internal(format!("serialize: {e}")))?;
+    let (mut items, mut deleted) = (Vec::with_capacity(rows.len()), Vec::new());
+    for row in rows {
+        match row {
+            Ok(todo) => items.push(todo),
+            Err(tombstone) => deleted.push(tombstone),
+        }
+    }
+    let deleted = (query.order == Order::Sync).then_some(deleted);
+    let body = serde_json::to_vec(&TodoPage {
+        items,
+        deleted,
+        next_cursor,
+    })
+    .map_err(|e| ApiError::Internal(format!("serialize: {e}")))?;
     // Skip the write when Redis already failed in this request.
     if let Some(key) = cache_key.filter(|_| ctx.degraded.is_empty()) {
         // One EVAL, as the SET it replaces: stores the page and deletes the user's oldest
@@ -204,7 +253,7 @@ fn list(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
             redis_degraded(ctx, "cache-write", &e);
         }
     }
-    Ok(http::json_bytes(200, body))
+    Ok(tagged(200, body, &list_etag(version)))
 }
 
 fn create(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
@@ -213,15 +262,44 @@ fn create(ctx: &mut Ctx, req: &Request) -> Result<Response, ApiError> {
     let title = body.required_str("title");
     let title = body.parse_with("title", title, TodoTitle::parse);
     let completed = body.optional_bool("completed");
+    let fields = read_fields(&mut body);
     body.finish()?;
     let title = title.ok_or_else(|| ApiError::Internal("title absent after validation".into()))?;
+    let todo = NewTodo {
+        title,
+        completed: completed.unwrap_or(false),
+        notes: fields.notes.flatten(),
+        due_at: fields.due_at.flatten(),
+        tags: fields.tags.unwrap_or_default(),
+        priority: fields.priority.unwrap_or(0),
+    };
+    let key = IdempotencyKey::from_request(req)?;
 
     let user = session.user.clone();
-    let todo = repo::create_todo(session.db()?, &user, &title, completed.unwrap_or(false))?
-        .ok_or_else(user_gone)?;
-    let mut resp = http::json(201, &todo)?;
+    let db = session.db()?;
+    let created = repo::create_todo(db, &user, &todo, key.as_ref())?;
+    let (todo, replayed) = match (created, &key) {
+        (Some(todo), _) => (todo, false),
+        (None, None) => return Err(user_gone()),
+        (None, Some(key)) => (replay_create(db, &user, key)?, true),
+    };
+    let mut resp = todo_response(201, &todo)?;
     resp.set_header("location", format!("/todos/{}", todo.id));
+    if replayed {
+        resp.set_header("idempotent-replayed", "true");
+    }
     Ok(resp)
+}
+
+/// A create whose `Idempotency-Key` is taken: the todo the first request created (as it
+/// is now), or 422 when the body differs (`common::idempotency`).
+fn replay_create(db: &Db, user: &Uuid, key: &IdempotencyKey) -> Result<Todo, ApiError> {
+    match repo::find_idempotent(db, "todos", user.as_str(), key)? {
+        Some(Replay::Same(id)) => repo::get_todo(db, user, &id)?.ok_or(ApiError::NotFound),
+        Some(Replay::OtherBody) => Err(ApiError::IdempotencyKeyReused),
+        // Taken a moment ago and expired since, or the user is gone.
+        None => Err(user_gone()),
+    }
 }
 
 /// Parses the id segment; a malformed id cannot name any todo, so it is a 404 too.
@@ -232,39 +310,119 @@ fn todo_id(raw: &str) -> Result<Uuid, ApiError> {
 fn get_one(ctx: &mut Ctx, req: &Request, raw_id: &str) -> Result<Response, ApiError> {
     let mut session = begin(ctx, req)?;
     let id = todo_id(raw_id)?;
+    let if_none_match = conditional::from_request(req, "if-none-match")?;
     let user = session.user.clone();
     // Another user's todo is "not found", never "forbidden": no existence leak.
     let todo = repo::get_todo(session.db()?, &user, &id)?.ok_or(ApiError::NotFound)?;
-    http::json(200, &todo)
+    let etag = todo_etag(todo.version);
+    if if_none_match.is_some_and(|c| c.matches_weak(&etag)) {
+        return Ok(not_modified(&etag));
+    }
+    todo_response(200, &todo)
 }
 
 fn update(ctx: &mut Ctx, req: &Request, raw_id: &str) -> Result<Response, ApiError> {
     let mut session = begin(ctx, req)?;
     let id = todo_id(raw_id)?;
+    let expected = if_match(req)?;
     let mut body = ctx.json_body(req)?;
     let title = body.optional_str("title");
     let title = body.parse_with("title", title, TodoTitle::parse);
     let completed = body.optional_bool("completed");
+    let fields = read_fields(&mut body);
     body.finish()?;
-    if title.is_none() && completed.is_none() {
+    let changes = TodoChanges {
+        title,
+        completed,
+        ..fields
+    };
+    if changes.is_empty() {
         return Err(ApiError::invalid_field(
             "(body)",
-            "must contain at least one of title, completed",
+            "must contain at least one of title, completed, notes, due_at, tags, priority",
         ));
     }
     let user = session.user.clone();
-    let todo = repo::update_todo(session.db()?, &user, &id, title.as_ref(), completed)?
-        .ok_or(ApiError::NotFound)?;
-    http::json(200, &todo)
+    let written = repo::update_todo(session.db()?, &user, &id, &changes, expected.as_deref())?;
+    todo_response(200, &written_or_error(written)?)
+}
+
+/// The optional fields of a create or update body (`notes` and `due_at` may be `null`
+/// to clear them), each checked by its domain type; errors are recorded in `body`.
+fn read_fields(body: &mut http::JsonObject) -> TodoChanges {
+    let notes = body.nullable_str("notes").and_then(|v| match v {
+        None => Some(None),
+        Some(raw) => body
+            .parse_with("notes", Some(raw), TodoNotes::parse)
+            .map(Some),
+    });
+    let due_at = body.nullable_str("due_at").and_then(|v| match v {
+        None => Some(None),
+        Some(raw) => body
+            .parse_with("due_at", Some(raw), Instant::parse)
+            .map(Some),
+    });
+    let tags = body
+        .optional_str_array("tags")
+        .and_then(|raw| match Tag::parse_list(&raw) {
+            Ok(tags) => Some(tags),
+            Err(message) => {
+                body.error("tags", message);
+                None
+            }
+        });
+    let priority = body.optional_int("priority", 0, MAX_PRIORITY);
+    TodoChanges {
+        title: None,
+        completed: None,
+        notes,
+        due_at,
+        tags,
+        priority,
+    }
+}
+
+/// `updated_since` older than the tombstone retention: deletions before it may be swept,
+/// so the answer could miss some; 410 tells the client to list everything again.
+fn check_sync_window(query: &ListQuery) -> Result<(), ApiError> {
+    let Some(since) = &query.updated_since else {
+        return Ok(());
+    };
+    let since = chrono::DateTime::parse_from_rfc3339(since.as_str())
+        .map_err(|e| ApiError::Internal(format!("updated_since: {e}")))?;
+    let oldest = chrono::Utc::now() - chrono::Duration::days(i64::from(TOMBSTONE_RETENTION_DAYS));
+    if since < oldest {
+        return Err(ApiError::SyncExpired {
+            days: TOMBSTONE_RETENTION_DAYS,
+        });
+    }
+    Ok(())
+}
+
+/// The row versions an `If-Match` accepts; `None` without one or for `*` (any existing
+/// todo, which every write requires anyway).
+fn if_match(req: &Request) -> Result<Option<Vec<i64>>, ApiError> {
+    Ok(conditional::from_request(req, "if-match")?.and_then(|c: Condition| c.todo_versions()))
+}
+
+fn written_or_error<T>(written: TodoWrite<T>) -> Result<T, ApiError> {
+    match written {
+        TodoWrite::Done(value) => Ok(value),
+        TodoWrite::NotFound => Err(ApiError::NotFound),
+        TodoWrite::Stale => Err(ApiError::PreconditionFailed),
+    }
 }
 
 fn delete(ctx: &mut Ctx, req: &Request, raw_id: &str) -> Result<Response, ApiError> {
     let mut session = begin(ctx, req)?;
     let id = todo_id(raw_id)?;
+    let expected = if_match(req)?;
     let user = session.user.clone();
-    if repo::delete_todo(session.db()?, &user, &id)? {
-        Ok(http::no_content())
-    } else {
-        Err(ApiError::NotFound)
-    }
+    written_or_error(repo::delete_todo(
+        session.db()?,
+        &user,
+        &id,
+        expected.as_deref(),
+    )?)?;
+    Ok(http::no_content())
 }

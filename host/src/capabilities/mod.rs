@@ -99,6 +99,10 @@ pub struct EdgeHostConfig {
     pub postgres: postgres::PostgresConfig,
     #[serde(default)]
     pub redis: redis::RedisConfig,
+    /// `[edge_host.admission]`: the HTTP trigger's per-component caps (read by
+    /// `triggers::http` through [`crate::admission`], not by a capability).
+    #[serde(default)]
+    pub admission: crate::admission::AdmissionConfig,
 }
 
 /// Spin 4.1's connection cap of one capability (`[outbound_pg]` / `[outbound_redis]`

@@ -10,24 +10,26 @@
 //! the deadline) costs that request a 500 and a log line; the host keeps serving.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http::{HeaderName, HeaderValue, Request, Response};
+use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::OwnedSemaphorePermit;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::WasiHttpView;
 
+use crate::admission::{Admission, AdmissionConfig, AdmissionLimits, Refusal};
 use crate::app::{App, AppComponent, InstanceRun};
 use crate::capabilities::InstanceState;
 use crate::routes::{RouteMatch, RoutePattern, Router};
+use crate::triggers::problem::HostProblem;
 use crate::triggers::reuse::{InstancePool, Lease, ReuseConfig};
 
 /// Where a route leads.
@@ -71,6 +73,8 @@ pub struct HttpTrigger {
     /// Idle instances kept for reuse; `None` when every request gets a fresh instance
     /// (the default, Spin's semantics for WASI 0.2 components).
     reuse: Option<Arc<InstancePool<Proxy>>>,
+    /// Who may wait for an instance, how long and how many at once.
+    admission: Admission,
 }
 
 impl HttpTrigger {
@@ -97,8 +101,17 @@ impl HttpTrigger {
                 })?;
             routes.push((route.clone(), RouteTarget { component, proxy }));
         }
+        let admission = Admission::new(
+            AdmissionLimits::default(),
+            &AdmissionConfig::default(),
+            routes
+                .iter()
+                .map(|(_, target)| target.component.id.as_str()),
+            crate::engine::EngineLimits::default().max_instances,
+        )?;
         Ok(Self {
             app,
+            admission,
             router: Router::new(routes)?,
             max_request_body,
             limits: ClientLimits::default(),
@@ -110,6 +123,30 @@ impl HttpTrigger {
     pub fn with_client_limits(mut self, limits: ClientLimits) -> Self {
         self.limits = limits;
         self
+    }
+
+    /// Replaces the default admission limits (`--max-queue-wait-ms` and friends) and
+    /// reads `[edge_host.admission]`; `max_instances` is `--max-instances`, which sizes the
+    /// default per-component cap. An admission table for a component no route leads to
+    /// is an error naming it.
+    pub fn with_admission(
+        mut self,
+        limits: AdmissionLimits,
+        config: &AdmissionConfig,
+        max_instances: u32,
+    ) -> anyhow::Result<Self> {
+        let components: Vec<String> = self
+            .router
+            .routes()
+            .map(|(_, target)| target.component.id.clone())
+            .collect();
+        self.admission = Admission::new(
+            limits,
+            config,
+            components.iter().map(String::as_str),
+            max_instances,
+        )?;
+        Ok(self)
     }
 
     /// Whether any HTTP route is configured.
@@ -188,7 +225,7 @@ impl HttpTrigger {
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
         let Some((pattern, target, found)) = self.router.route(&path) else {
-            return plain(StatusCode::NOT_FOUND, "Not Found\n");
+            return HostProblem::NotFound.response();
         };
         let declared = request
             .headers()
@@ -196,40 +233,46 @@ impl HttpTrigger {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|length| length > self.max_request_body) {
-            return problem(BodyFault::TooLarge);
+            return HostProblem::BodyTooLarge.response();
         }
-        // One small allocation per request: the body reports here why it failed, so the
-        // host can answer for the client's fault instead of the guest's generic 500.
-        let fault = Arc::new(AtomicU8::new(BodyFault::None as u8));
-        let request = request.map(|body| {
-            LimitedBody::new(
-                body,
-                self.max_request_body,
-                self.limits.body_read_timeout,
-                fault.clone(),
-            )
-        });
+        // Counted from here to its answer, body buffering included.
+        let Ok(_client_pass) = self.admission.client(client.ip()) else {
+            tracing::debug!(%client, %method, %path, "refused: client has too many requests in flight");
+            return HostProblem::ClientBusy.response();
+        };
         let request = match with_spin_headers(request, pattern, &found, client) {
             Ok(request) => request,
             Err(err) => {
                 tracing::debug!("bad request: {err:#}");
-                return plain(StatusCode::BAD_REQUEST, "Bad Request\n");
+                return HostProblem::BadRequest.response();
             }
         };
-        let component = &target.component;
-        let response = self.run(target, request).await;
-        // A body the client broke (too large, malformed chunking, stalled) is the client's
-        // fault whatever the guest made of the read error: answer for it.
-        let response = match BodyFault::from_u8(fault.load(Ordering::Acquire)) {
-            BodyFault::None => response,
-            broken => {
+        // The whole body first, holding no instance slot: a client that sends its head
+        // and then trickles (or never sends) the body costs a socket and its buffered
+        // bytes, never one of the `--max-instances` slots (issue 13 item 1).
+        let (parts, body) = request.into_parts();
+        let body = match self.buffer_body(body).await {
+            Ok(body) => body,
+            Err(broken) => {
                 tracing::debug!(component = %target.component.id, %method, %path, ?broken, "request body failed");
-                Ok(problem(broken))
+                return broken.problem().response();
             }
+        };
+        let request = Request::from_parts(parts, body);
+        let component = &target.component;
+        let deadline = self.admission.deadline(&component.id);
+        let turn = match self.admission.component(&component.id, deadline).await {
+            Ok(turn) => turn,
+            Err(refusal) => return overloaded(refusal, component, &method, &path),
+        };
+        let response = match self.run(target, request, turn, deadline).await {
+            Ok(Some(response)) => Ok(response),
+            Ok(None) => return overloaded(Refusal::Overloaded, component, &method, &path),
+            Err(err) => Err(err),
         };
         let response = response.unwrap_or_else(|err| {
             tracing::error!(component = %component.id, %method, %path, "request failed: {err:#}");
-            plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n")
+            HostProblem::Internal.response()
         });
         tracing::debug!(
             component = %component.id, %method, %path,
@@ -240,6 +283,32 @@ impl HttpTrigger {
         response
     }
 
+    /// Reads the whole request body, at most `--max-request-body-mb` of it and with no
+    /// stall longer than `--body-read-timeout-secs`, before the request may take an
+    /// instance slot (issue 13 item 1). Why buffer rather than hand the guest a stream:
+    /// a guest that waits for its body holds a slot (and its linear memory) for as long
+    /// as the client likes, so 1,100 header-only `POST`s took every slot; buffered, the
+    /// same clients hold only their sockets and what they sent (bounded per request by
+    /// the body limit and per client by `--max-client-in-flight`). The guest gets the
+    /// same bytes and trailers, all there at once; what it loses is overlapping its work
+    /// with a slow upload, which no route of a JSON API needs. A body that is all there
+    /// already (every `GET`, a small `POST`) costs no timer.
+    async fn buffer_body<B>(&self, body: B) -> Result<BufferedBody, BodyFault>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let mut limited =
+            LimitedBody::new(body, self.max_request_body, self.limits.body_read_timeout);
+        match (&mut limited).collect().await {
+            Ok(collected) => Ok(collected.map_err(never_fails as fn(_) -> _)),
+            Err(_) => Err(match limited.fault {
+                BodyFault::None => BodyFault::Malformed,
+                fault => fault,
+            }),
+        }
+    }
+
     /// Runs the request on a fresh instance (or, with reuse on, an idle one of the same
     /// component). The guest can keep streaming the body after it has sent the response
     /// head: the body drives it from then on.
@@ -247,7 +316,9 @@ impl HttpTrigger {
         &self,
         target: &RouteTarget,
         request: Request<B>,
-    ) -> anyhow::Result<Response<HyperOutgoingBody>>
+        turn: Option<OwnedSemaphorePermit>,
+        deadline: tokio::time::Instant,
+    ) -> anyhow::Result<Option<Response<HyperOutgoingBody>>>
     where
         B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
@@ -259,7 +330,10 @@ impl HttpTrigger {
             .and_then(|pool| pool.take(&component.id))
         {
             Some(lease) => lease,
-            None => Lease::fresh(self.start_instance(component).await, self.reuse.as_deref()),
+            None => match self.start_instance(component, deadline).await {
+                Some(instance) => Lease::fresh(instance, self.reuse.as_deref()),
+                None => return Ok(None),
+            },
         };
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let mut http = lease.instance.store_mut().data_mut().http();
@@ -269,6 +343,8 @@ impl HttpTrigger {
         let reuse = self.reuse.clone();
         let owner = component.clone();
         let mut guest: GuestRun = Box::pin(async move {
+            // The component's turn lasts as long as its guest runs, response body included.
+            let _turn = turn;
             let export = lease.export.take();
             let export = lease
                 .instance
@@ -324,25 +400,53 @@ impl HttpTrigger {
             Some(finished) => (None, finished?),
         };
         let component = target.component.clone();
-        Ok(response.map(|body| GuestDriven::new(body, guest, finished, component).boxed_unsync()))
+        Ok(Some(response.map(|body| {
+            GuestDriven::new(body, guest, finished, component).boxed_unsync()
+        })))
     }
 
     /// A fresh instance; when every pooling-allocator slot is taken and reuse is on,
     /// an idle instance gives its slot up first rather than the request waiting for one
-    /// to expire.
-    async fn start_instance(&self, component: &AppComponent) -> InstanceRun {
+    /// to expire. `None` when no slot came free before `deadline` (`--max-queue-wait-ms`):
+    /// the request gets 503 instead of an unbounded wait.
+    async fn start_instance(
+        &self,
+        component: &AppComponent,
+        deadline: tokio::time::Instant,
+    ) -> Option<InstanceRun> {
         if let Some(pool) = &self.reuse {
             loop {
                 if let Some(instance) = self.app.try_start_instance(component) {
-                    return instance;
+                    return Some(instance);
                 }
                 if !pool.evict_oldest() {
                     break;
                 }
             }
         }
-        self.app.start_instance(component).await
+        if let Some(instance) = self.app.try_start_instance(component) {
+            return Some(instance);
+        }
+        // A tokio semaphore waiter that times out leaves the queue: nothing to undo.
+        tokio::time::timeout_at(deadline, self.app.start_instance(component))
+            .await
+            .ok()
     }
+}
+
+/// Binds `addr` with a listen backlog of `backlog` connections (`--listen-backlog`), so a
+/// burst of connects waits in the kernel instead of being refused or reset (tokio's
+/// `TcpListener::bind` uses 1024 too, but says nothing about it; the issue saw 128 on the
+/// old host). Linux caps the backlog at `net.core.somaxconn` (4096 by default since 5.4).
+pub fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 /// Headers a client may not set, because the host sets them for the component.
@@ -409,18 +513,18 @@ fn with_spin_headers<B>(
     Ok(request)
 }
 
-/// A small plain-text response made by the host itself.
-fn plain(status: StatusCode, body: &'static str) -> Response<HyperOutgoingBody> {
-    let body = Full::new(Bytes::from_static(body.as_bytes()))
-        .map_err(|never| match never {})
-        .boxed_unsync();
-    let mut response = Response::new(body);
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
+/// The 503 (or 429) for a request that was not admitted, logged once at debug level.
+fn overloaded(
+    refusal: Refusal,
+    component: &AppComponent,
+    method: &http::Method,
+    path: &str,
+) -> Response<HyperOutgoingBody> {
+    tracing::debug!(component = %component.id, %method, %path, ?refusal, "request not admitted");
+    match refusal {
+        Refusal::ClientBusy => HostProblem::ClientBusy.response(),
+        Refusal::Overloaded => HostProblem::Overloaded.response(),
+    }
 }
 
 /// A guest's run, from instantiation to the end of its handler. It yields the instance
@@ -507,91 +611,38 @@ where
     }
 }
 
-/// Why a request body failed, when the client is to blame; kept in an `AtomicU8` shared
-/// between the body (which the guest reads) and the request's handler.
+/// Why a request body failed, when the client is to blame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
 enum BodyFault {
-    None = 0,
+    None,
     /// More than the limit arrived (any framing): 413.
-    TooLarge = 1,
+    TooLarge,
     /// hyper could not decode it (invalid chunk size, connection cut mid-body): 400.
-    Malformed = 2,
+    Malformed,
     /// No new bytes within the body-read timeout: 408.
-    Stalled = 3,
+    Stalled,
 }
+
+/// A request body read in full before the guest runs (see `HttpTrigger::buffer_body`).
+/// The error of a body that cannot fail.
+fn never_fails(never: std::convert::Infallible) -> wasmtime_wasi_http::Error {
+    match never {}
+}
+
+type BufferedBody = http_body_util::combinators::MapErr<
+    http_body_util::Collected<Bytes>,
+    fn(std::convert::Infallible) -> wasmtime_wasi_http::Error,
+>;
 
 impl BodyFault {
-    fn from_u8(value: u8) -> Self {
-        match value {
-            1 => Self::TooLarge,
-            2 => Self::Malformed,
-            3 => Self::Stalled,
-            _ => Self::None,
+    /// The host's answer for it.
+    fn problem(self) -> HostProblem {
+        match self {
+            Self::TooLarge => HostProblem::BodyTooLarge,
+            Self::Stalled => HostProblem::BodyStalled,
+            Self::Malformed | Self::None => HostProblem::BodyMalformed,
         }
     }
-}
-
-/// The problem+json (RFC 9457) answer for a broken request, a static body: no allocation.
-/// The shape is the app's (`components/common`'s `ApiError` mapping): `type`, `title`,
-/// `status`, `detail`.
-fn problem(fault: BodyFault) -> Response<HyperOutgoingBody> {
-    macro_rules! body {
-        ($slug:literal, $title:literal, $status:literal, $detail:literal) => {
-            concat!(
-                r#"{"type":"urn:edge-host:problem:"#,
-                $slug,
-                r#"","title":""#,
-                $title,
-                r#"","status":"#,
-                $status,
-                r#","detail":""#,
-                $detail,
-                r#""}"#
-            )
-        };
-    }
-    let (status, body) = match fault {
-        BodyFault::TooLarge => (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            body!(
-                "payload-too-large",
-                "Payload Too Large",
-                413,
-                "The request body is larger than this server accepts."
-            ),
-        ),
-        BodyFault::Stalled => (
-            StatusCode::REQUEST_TIMEOUT,
-            body!(
-                "request-timeout",
-                "Request Timeout",
-                408,
-                "The request body stopped arriving before it was complete."
-            ),
-        ),
-        BodyFault::Malformed | BodyFault::None => (
-            StatusCode::BAD_REQUEST,
-            body!(
-                "bad-request",
-                "Bad Request",
-                400,
-                "The request body is malformed."
-            ),
-        ),
-    };
-    let mut response = plain(status, body);
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
-    if fault != BodyFault::None {
-        // The rest of the body is unread: the connection cannot carry another request.
-        response
-            .headers_mut()
-            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    response
 }
 
 /// A request body that fails once more than `remaining` bytes have arrived, or when no
@@ -602,22 +653,22 @@ struct LimitedBody<B> {
     stall_timeout: Duration,
     /// Armed on the first `Pending` only, so a body that is all there costs no timer.
     stall: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
-    fault: Arc<AtomicU8>,
+    fault: BodyFault,
 }
 
 impl<B> LimitedBody<B> {
-    fn new(inner: B, limit: u64, stall_timeout: Duration, fault: Arc<AtomicU8>) -> Self {
+    fn new(inner: B, limit: u64, stall_timeout: Duration) -> Self {
         Self {
             inner,
             remaining: limit,
             stall_timeout,
             stall: None,
-            fault,
+            fault: BodyFault::None,
         }
     }
 
-    fn fail(&self, fault: BodyFault) {
-        self.fault.store(fault as u8, Ordering::Release);
+    fn fail(&mut self, fault: BodyFault) {
+        self.fault = fault;
     }
 }
 

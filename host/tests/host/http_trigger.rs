@@ -154,7 +154,16 @@ fn an_announced_body_over_the_limit_is_refused_before_the_guest_runs() {
 fn requests_beyond_the_instance_limit_wait_for_a_slot() {
     use std::io::{ErrorKind, Read, Write};
     let host = Host::start(
-        &["--max-instances", "1", "--execution-timeout-secs", "60"],
+        &[
+            "--max-instances",
+            "1",
+            "--execution-timeout-secs",
+            "60",
+            // Waits within the queue bound are what this test is about (see admission.rs
+            // for the bound itself).
+            "--max-queue-wait-ms",
+            "60000",
+        ],
         &[],
     );
     // `/probe/hold` calls out to this gate and ends only when the test answers: the test

@@ -1,6 +1,7 @@
 //! edge-host's own integration tests: the real binary serving the probe fixture
 //! component. One test binary with a module per topic, so it links once.
 
+mod admission;
 mod broken_clients;
 mod harness;
 mod http_trigger;

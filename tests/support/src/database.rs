@@ -27,7 +27,26 @@ impl TestDatabase {
             .unwrap_or_else(|e| panic!("creating a throwaway database: {e:#}"))
     }
 
+    /// Creates the database with the migrations up to and including `last` (a file name
+    /// without `.sql`, e.g. `0005_idempotency_keys`) only: the schema as it was before
+    /// later migrations, for testing them against existing data ([`TestDatabase::migrate`]
+    /// applies the rest).
+    pub async fn create_until(last: &str) -> TestDatabase {
+        TestDatabase::try_create_with(Some(last))
+            .await
+            .unwrap_or_else(|e| panic!("creating a throwaway database: {e:#}"))
+    }
+
+    /// Applies every migration not applied yet (`scripts/migrate`).
+    pub async fn migrate(&self) -> Result<()> {
+        run_migrate(&self.url, None).await
+    }
+
     async fn try_create() -> Result<TestDatabase> {
+        TestDatabase::try_create_with(None).await
+    }
+
+    async fn try_create_with(last: Option<&str>) -> Result<TestDatabase> {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let admin_url = service_setting("DATABASE_URL")?;
         let name = format!(
@@ -47,20 +66,7 @@ impl TestDatabase {
             url,
             admin_url,
         };
-        let migrate = repo_root().join("scripts/migrate");
-        let output = tokio::process::Command::new(&migrate)
-            .arg(&database.url)
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .with_context(|| format!("running {}", migrate.display()))?;
-        if !output.status.success() {
-            bail!(
-                "scripts/migrate failed ({}): {}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
-        }
+        run_migrate(&database.url, last).await?;
         Ok(database)
     }
 
@@ -88,6 +94,56 @@ impl Drop for TestDatabase {
             eprintln!("could not drop throwaway database {}", self.name);
         }
     }
+}
+
+/// `scripts/migrate` on `url`: every migration, or (with `last`) those up to `last`, from a
+/// copy of the directory holding only them.
+async fn run_migrate(url: &str, last: Option<&str>) -> Result<()> {
+    let migrate = repo_root().join("scripts/migrate");
+    let mut command = tokio::process::Command::new(&migrate);
+    command.arg(url).stdin(Stdio::null());
+    let mut partial = None;
+    if let Some(last) = last {
+        static DIRS: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "migrations-until-{}-{}",
+            std::process::id(),
+            DIRS.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut found = false;
+        for entry in std::fs::read_dir(repo_root().join("migrations"))? {
+            let path = entry?.path();
+            let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+                continue;
+            };
+            if path.extension().is_some_and(|e| e == "sql") && stem <= last {
+                found |= stem == last;
+                std::fs::copy(&path, dir.join(path.file_name().unwrap_or_default()))?;
+            }
+        }
+        if !found {
+            bail!("no migration named {last}.sql");
+        }
+        command.env("MIGRATIONS_DIR", &dir);
+        partial = Some(dir);
+    }
+    let output = command
+        .output()
+        .await
+        .with_context(|| format!("running {}", migrate.display()));
+    if let Some(dir) = partial {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let output = output?;
+    if !output.status.success() {
+        bail!(
+            "scripts/migrate failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
 }
 
 fn psql_binary() -> String {

@@ -9,9 +9,14 @@
 mod harness;
 
 mod abuse;
+mod accounts;
 mod api;
 mod auth;
+mod conditional;
 mod health;
+mod idempotency;
 mod jobs;
+mod migrations;
 mod openapi;
+mod todo_fields;
 mod todos;

@@ -141,6 +141,62 @@ impl JsonObject {
         }
     }
 
+    /// An optional field that may be `null` (to clear it): `None` when absent,
+    /// `Some(None)` for `null`.
+    pub fn nullable_str(&mut self, name: &str) -> Option<Option<String>> {
+        match self.fields.remove(name) {
+            Some(serde_json::Value::String(s)) => Some(Some(s)),
+            Some(serde_json::Value::Null) => Some(None),
+            Some(_) => {
+                self.error(name, "must be a string or null");
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// An optional whole number in `min..=max`.
+    pub fn optional_int(&mut self, name: &str, min: i64, max: i64) -> Option<i64> {
+        match self.fields.remove(name) {
+            Some(serde_json::Value::Number(n)) => match n.as_i64() {
+                Some(v) if (min..=max).contains(&v) => Some(v),
+                _ => {
+                    self.error(name, format!("must be a whole number from {min} to {max}"));
+                    None
+                }
+            },
+            Some(_) => {
+                self.error(name, format!("must be a whole number from {min} to {max}"));
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// An optional array of strings.
+    pub fn optional_str_array(&mut self, name: &str) -> Option<Vec<String>> {
+        match self.fields.remove(name) {
+            Some(serde_json::Value::Array(items)) => {
+                let strings: Option<Vec<String>> = items
+                    .into_iter()
+                    .map(|v| match v {
+                        serde_json::Value::String(s) => Some(s),
+                        _ => None,
+                    })
+                    .collect();
+                if strings.is_none() {
+                    self.error(name, "must be an array of strings");
+                }
+                strings
+            }
+            Some(_) => {
+                self.error(name, "must be an array of strings");
+                None
+            }
+            None => None,
+        }
+    }
+
     /// An optional boolean field (absent is fine; `null` or a non-boolean is an error).
     pub fn optional_bool(&mut self, name: &str) -> Option<bool> {
         match self.fields.remove(name) {

@@ -15,6 +15,7 @@
 #[cfg(feature = "tokens")]
 mod auth;
 mod body;
+pub mod conditional;
 mod limits;
 
 use std::time::Instant;
@@ -37,7 +38,7 @@ pub use limits::{
 
 /// Headers browsers may read from cross-origin responses.
 const EXPOSED_HEADERS: &str =
-    "x-request-id, location, x-cache, ratelimit-limit, ratelimit-remaining, ratelimit-reset, retry-after";
+    "x-request-id, location, etag, idempotent-replayed, x-cache, ratelimit-limit, ratelimit-remaining, ratelimit-reset, retry-after";
 
 /// What a handler knows about its request besides the request itself, and what it reports
 /// back for the response headers and the log line.
@@ -227,7 +228,7 @@ pub fn serve(
             );
             resp.set_header(
                 "access-control-allow-headers",
-                "authorization, content-type, x-request-id",
+                "authorization, content-type, x-request-id, if-match, if-none-match, idempotency-key",
             );
             resp.set_header("access-control-max-age", "600");
         }

@@ -36,7 +36,7 @@
 //! time zone) because the WIT treats date-times as UTC: a `datetime` written to a
 //! `timestamptz` column and read back is the same instant whatever the server's default.
 
-mod convert;
+pub mod convert;
 mod host;
 mod runtime_config;
 mod tls;

@@ -403,7 +403,10 @@ fn redacted(address: &str) -> String {
 }
 
 /// Refuses commands that would change or stall the shared connection.
-fn check_shareable(command: &str, arguments: &[v2::RedisParameter]) -> Result<(), RedisFailure> {
+pub fn check_shareable(
+    command: &str,
+    arguments: &[v2::RedisParameter],
+) -> Result<(), RedisFailure> {
     let name = command.trim().to_ascii_uppercase();
     let blocking_stream_read = matches!(name.as_str(), "XREAD" | "XREADGROUP")
         && arguments.iter().any(|argument| {
@@ -424,7 +427,7 @@ fn check_shareable(command: &str, arguments: &[v2::RedisParameter]) -> Result<()
 }
 
 /// Flattens a reply into the WIT's list of results, as Spin does.
-fn flatten_reply(value: Value, out: &mut Vec<v2::RedisResult>) -> Result<(), RedisFailure> {
+pub fn flatten_reply(value: Value, out: &mut Vec<v2::RedisResult>) -> Result<(), RedisFailure> {
     match value {
         Value::Nil => out.push(v2::RedisResult::Nil),
         Value::Int(v) => out.push(v2::RedisResult::Int64(v)),

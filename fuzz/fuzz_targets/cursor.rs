@@ -1,0 +1,3 @@
+#![no_main]
+// The target's code and its invariants: edge_fuzz::cursor (fuzz/src/lib.rs).
+libfuzzer_sys::fuzz_target!(|data: &[u8]| edge_fuzz::cursor(data));
