@@ -5,13 +5,16 @@
 //! implements none of those bindings yet, so such a table is an error that names it;
 //! its own tuning lives under `[edge_host.*]`, which real Spin would reject, so keep it
 //! out of files shared with Spin. Unknown fields are errors with file and line.
+//!
+//! Spin 4.1's `[outbound_pg]` and `[outbound_redis]` tables (`max_connections`) are read
+//! as Spin reads them and handed to their capabilities inside [`EdgeHostConfig`].
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use crate::capabilities::postgres::PostgresConfig;
-pub use crate::capabilities::redis::RedisConfig;
+pub use crate::capabilities::postgres::{OutboundPgConfig, PostgresConfig};
+pub use crate::capabilities::redis::{OutboundRedisConfig, RedisConfig};
 pub use crate::capabilities::EdgeHostConfig;
 
 /// A runtime configuration that could not be loaded.
@@ -32,6 +35,12 @@ pub enum RuntimeConfigError {
 pub struct RuntimeConfig {
     #[serde(default)]
     pub edge_host: EdgeHostConfig,
+    /// Spin 4.1's `[outbound_pg]`; moved into `edge_host.postgres.outbound` on load.
+    #[serde(default)]
+    outbound_pg: Option<OutboundPgConfig>,
+    /// Spin 4.1's `[outbound_redis]`; moved into `edge_host.redis.outbound` on load.
+    #[serde(default)]
+    outbound_redis: Option<OutboundRedisConfig>,
     #[serde(default)]
     key_value_store: Option<toml::Value>,
     #[serde(default)]
@@ -67,7 +76,7 @@ impl RuntimeConfig {
             path: path.to_owned(),
             message,
         };
-        let config: Self =
+        let mut config: Self =
             toml::from_str(text).map_err(|err| invalid(err.to_string().trim_end().to_owned()))?;
         let unsupported = [
             ("key_value_store", config.key_value_store.is_some()),
@@ -83,7 +92,14 @@ impl RuntimeConfig {
                 "table `{table}` is not supported by edge-host yet"
             )));
         }
+        if let Some(outbound) = config.outbound_pg.take() {
+            config.edge_host.postgres.outbound = outbound;
+        }
+        if let Some(outbound) = config.outbound_redis.take() {
+            config.edge_host.redis.outbound = outbound;
+        }
         config.edge_host.postgres.validate().map_err(invalid)?;
+        config.edge_host.redis.validate().map_err(invalid)?;
         config.edge_host.admission.validate().map_err(invalid)?;
         Ok(config)
     }
@@ -117,6 +133,30 @@ mod tests {
         assert!(err.contains("runtime-config.toml"), "{err}");
         assert!(err.contains("max_conections"), "{err}");
         assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn spin_connection_caps_are_read() {
+        let config =
+            parse("[outbound_pg]\nmax_connections = 4\n[outbound_redis]\nmax_connections = 2\n")
+                .unwrap();
+        assert_eq!(config.edge_host.postgres.outbound.max_connections, Some(4));
+        assert_eq!(config.edge_host.postgres.pool_size(), 4);
+        assert_eq!(config.edge_host.redis.outbound.max_connections, Some(2));
+        let defaults = parse("").unwrap();
+        assert_eq!(defaults.edge_host.postgres.outbound.max_connections, None);
+        assert_eq!(defaults.edge_host.postgres.pool_size(), 32);
+        let err = parse("[outbound_pg]\nmax_connections = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("outbound_pg.max_connections"), "{err}");
+        let err = parse("[outbound_redis]\nmax_conections = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("max_conections") && err.contains("line 2"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -106,6 +106,59 @@ pub struct EdgeHostConfig {
     pub admission: crate::admission::AdmissionConfig,
 }
 
+/// Spin 4.1's connection cap of one capability (`[outbound_pg]` / `[outbound_redis]`
+/// `max_connections`): at most `max` guest connections open at once across all
+/// addresses, each holding a permit until it is released (Spin's `ConnectionSemaphore`,
+/// spinframework/spin `crates/factor-outbound-networking`). Unlike Spin, which waits for a
+/// permit without limit, a waiter gives up after `wait`.
+pub struct ConnectionLimit {
+    semaphore: Option<Arc<tokio::sync::Semaphore>>,
+    max: usize,
+    wait: std::time::Duration,
+    table: &'static str,
+}
+
+/// All connections a `max_connections` allows were in use for the whole wait.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "all {max} connections allowed by `[{table}] max_connections` are in use (waited {} ms)",
+    .waited.as_millis()
+)]
+pub struct LimitReached {
+    table: &'static str,
+    max: usize,
+    waited: std::time::Duration,
+}
+
+impl ConnectionLimit {
+    /// `max: None` is no limit (every acquire succeeds at once).
+    pub fn new(table: &'static str, max: Option<usize>, wait: std::time::Duration) -> Self {
+        Self {
+            semaphore: max.map(|max| Arc::new(tokio::sync::Semaphore::new(max))),
+            max: max.unwrap_or(usize::MAX),
+            wait,
+            table,
+        }
+    }
+
+    /// A permit (none when unlimited), waiting at most the configured time for one.
+    pub async fn acquire(&self) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, LimitReached> {
+        let Some(semaphore) = &self.semaphore else {
+            return Ok(None);
+        };
+        let reached = || LimitReached {
+            table: self.table,
+            max: self.max,
+            waited: self.wait,
+        };
+        match tokio::time::timeout(self.wait, semaphore.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(Some(permit)),
+            // The semaphore is never closed; treat it as full if it ever is.
+            Ok(Err(_)) | Err(_) => Err(reached()),
+        }
+    }
+}
+
 /// Per-application state shared by every request of every component.
 pub struct AppCapabilities {
     /// PostgreSQL connection pools, one per connection string.

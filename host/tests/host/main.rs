@@ -9,3 +9,4 @@ mod instance_reuse;
 mod manifest_errors;
 mod metrics;
 mod redis_trigger;
+mod tls;

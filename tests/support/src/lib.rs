@@ -28,6 +28,7 @@ pub mod paths;
 pub mod raw_http;
 pub mod redis;
 pub mod services;
+pub mod tls_postgres;
 pub mod todo_api;
 pub mod wait;
 
@@ -39,4 +40,5 @@ pub use paths::{free_port, repo_root, unique_temp_dir};
 pub use raw_http::{raw_get, RawGet};
 pub use redis::PrivateRedis;
 pub use services::service_setting;
+pub use tls_postgres::TlsPostgres;
 pub use wait::eventually;

@@ -40,6 +40,7 @@ pub mod convert;
 mod host;
 mod readiness;
 mod runtime_config;
+mod tls;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,7 +53,7 @@ use tokio_postgres::types::{FromSql, ToSql, Type};
 use tokio_postgres::NoTls;
 
 pub(crate) use host::add_to_linker;
-pub use runtime_config::PostgresConfig;
+pub use runtime_config::{OutboundPgConfig, PostgresConfig};
 
 use crate::bindings::spin::postgres4_0_0::postgres as v4;
 use convert::PgParam;
@@ -154,7 +155,10 @@ pub struct SessionStats {
 /// One pool per connection string, created on first use.
 pub struct PostgresPools {
     pools: RwLock<HashMap<String, Pool>>,
+    /// Each pool's size ([`PostgresConfig::pool_size`]).
     max_connections: usize,
+    /// `[outbound_pg] max_connections`, across all pools.
+    limit: super::ConnectionLimit,
     acquire_timeout: Duration,
     stats: Arc<SessionStats>,
     /// Each connection string's redacted form, the `address` label of its metrics.
@@ -166,8 +170,13 @@ impl PostgresPools {
     pub fn new(config: &PostgresConfig) -> Self {
         Self {
             pools: RwLock::new(HashMap::new()),
-            max_connections: config.max_connections,
+            max_connections: config.pool_size(),
             acquire_timeout: Duration::from_millis(config.acquire_timeout_ms),
+            limit: super::ConnectionLimit::new(
+                "outbound_pg",
+                config.outbound.max_connections,
+                Duration::from_millis(config.acquire_timeout_ms),
+            ),
             stats: Arc::default(),
             labels: RwLock::default(),
         }
@@ -182,14 +191,32 @@ impl PostgresPools {
     /// Checks out a connection to `address` (connecting when the pool has none idle).
     pub async fn checkout(&self, address: &str) -> Result<PgSession, PgError> {
         let pool = self.pool(address)?;
+        // The acquire latency includes the wait for a `max_connections` permit.
         let (label, started) = (self.label(address), std::time::Instant::now());
+        let permit = self
+            .limit
+            .acquire()
+            .await
+            .map_err(|err| PgError::ConnectionFailed(format!("PostgreSQL: {err}")));
+        let permit = match permit {
+            Ok(permit) => permit,
+            Err(err) => {
+                crate::metrics::pg_acquired(&label, started, false);
+                return Err(err);
+            }
+        };
         let object = pool.get().await;
         crate::metrics::pg_acquired(&label, started, object.is_ok());
         let object = object.map_err(|err| {
-            PgError::ConnectionFailed(format!("cannot connect to PostgreSQL: {err}"))
+            PgError::ConnectionFailed(format!(
+                "cannot connect to PostgreSQL at {}: {}",
+                redacted(address),
+                error_chain(&err)
+            ))
         })?;
         Ok(PgSession {
             object: Some(object),
+            permit,
             ran_statement: false,
             in_flight: false,
             looked_up_types: false,
@@ -237,6 +264,7 @@ impl PostgresPools {
                 "too many distinct PostgreSQL connection strings (at most {MAX_POOLS})"
             )));
         }
+        let (_, tls_mode) = tls::split(address)?;
         let mut config = parse_config(address)?;
         let has_time_zone = config
             .get_options()
@@ -251,13 +279,20 @@ impl PostgresPools {
         if config.get_application_name().is_none() {
             config.application_name("edge-host");
         }
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match &tls_mode {
+            tls::TlsMode::Off => Manager::from_config(config, NoTls, manager_config),
+            tls::TlsMode::Verify {
+                hostname,
+                root_cert,
+            } => {
+                let client = tls::client_config(*hostname, root_cert.as_deref())?;
+                let connector = tokio_postgres_rustls::MakeRustlsConnect::new(client);
+                Manager::from_config(config, connector, manager_config)
+            }
+        };
         let pool = Pool::builder(manager)
             .max_size(self.max_connections)
             .wait_timeout(Some(self.acquire_timeout))
@@ -275,8 +310,25 @@ impl PostgresPools {
     }
 }
 
+/// An error and its sources, `: `-separated (a TLS failure is a source of the driver's
+/// "error performing TLS handshake"). Driver errors carry no password.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// Parses a connection string (URL or `key=value` form).
 fn parse_config(address: &str) -> Result<tokio_postgres::Config, PgError> {
+    let (address, _) = tls::split(address)?;
     address
         .parse::<tokio_postgres::Config>()
         .map_err(|err| PgError::ConnectionFailed(format!("invalid connection string: {err}")))
@@ -285,7 +337,7 @@ fn parse_config(address: &str) -> Result<tokio_postgres::Config, PgError> {
 /// `postgres://host:port[,host:port]/dbname` of a connection string, for logs: never the
 /// user or password.
 pub fn redacted(address: &str) -> String {
-    let Ok(config) = address.parse::<tokio_postgres::Config>() else {
+    let Ok(config) = parse_config(address) else {
         return "<invalid connection string>".to_owned();
     };
     let ports = config.get_ports();
@@ -355,6 +407,9 @@ impl OpenedSessions {
 /// its pool: as it is when the guest ran no statement on it, otherwise after a reset.
 pub struct PgSession {
     object: Option<deadpool_postgres::Object>,
+    /// The `[outbound_pg] max_connections` permit, given back only once the connection is
+    /// back in its pool (after its reset) or closed.
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
     /// A statement was sent on this connection (whatever it was, and whether it worked).
     ran_statement: bool,
     /// A statement was sent and its result not yet received.
@@ -496,6 +551,8 @@ impl PgSession {
     /// statements. Runs when the guest drops the handle, when the store goes, and when a
     /// reused instance's request ends with the handle still open.
     pub fn release(&mut self) {
+        // Declared first, so it is dropped after the connection on every path below.
+        let permit = self.permit.take();
         let Some(object) = self.object.take() else {
             return;
         };
@@ -516,6 +573,7 @@ impl PgSession {
         let in_flight = self.in_flight;
         let probe = self.looked_up_types;
         runtime.spawn(async move {
+            let _permit = permit;
             let reason =
                 match tokio::time::timeout(RESET_TIMEOUT, reset(&object, in_flight, probe)).await {
                     Ok(Ok(Reset::Clean)) => {

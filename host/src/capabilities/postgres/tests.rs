@@ -986,3 +986,151 @@ async fn a_type_lookup_the_reset_could_not_see_costs_one_statement_and_the_conne
     );
     drop_schema(&fixture, &schema).await;
 }
+
+/// `url` with one more query parameter.
+fn with_param(url: &str, name: &str, value: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}{name}={value}")
+}
+
+/// Spin 4.1's `[outbound_pg] max_connections`: no more connections than the cap reach the
+/// server (counted in `pg_stat_activity` by this test's own `application_name`), a guest
+/// beyond it waits at most `acquire_timeout_ms` and then gets `connection-failed` naming
+/// the setting, and a waiter gets the connection another request gives back.
+#[tokio::test]
+#[ignore = "needs DATABASE_URL (run through scripts/test)"]
+async fn outbound_pg_max_connections_caps_connections_and_bounds_waiters() {
+    let tag = format!("edge_host_cap_{}", std::process::id());
+    let mut config = crate::capabilities::EdgeHostConfig::default();
+    config.postgres.outbound.max_connections = Some(2);
+    // Also the pool's connect timeout: long enough for a connection on a busy machine.
+    config.postgres.acquire_timeout_ms = 1_000;
+    let observer = Fixture::new(4);
+    let capped = Fixture {
+        url: with_param(&observer.url, "application_name", &tag),
+        app: Arc::new(AppCapabilities::new(&config).unwrap()),
+        component: observer.component.clone(),
+    };
+    let mut watch = observer.session().await;
+    let count_sql = "SELECT count(*)::int4 FROM pg_stat_activity WHERE application_name = $1";
+    let count = async |watch: &mut Session| match watch
+        .scalar(count_sql, vec![P::Str(tag.clone())])
+        .await
+        .1
+    {
+        V::Int32(n) => n,
+        other => panic!("count: {other:?}"),
+    };
+
+    let mut first = capped.session().await;
+    first.execute("SELECT 1").await.unwrap();
+    let mut second = capped.session().await;
+    second.execute("SELECT 1").await.unwrap();
+    assert_eq!(count(&mut watch).await, 2);
+
+    let mut third = capped.request();
+    let started = std::time::Instant::now();
+    let refused = v4::HostConnection::open(&mut third.view(), capped.url.clone())
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert!(
+        matches!(&refused, Err(v4::Error::ConnectionFailed(m))
+            if m.contains("[outbound_pg] max_connections") && !m.contains(&observer.url)),
+        "{refused:?}"
+    );
+    assert!(
+        waited >= Duration::from_millis(1_000) && waited < Duration::from_millis(2_500),
+        "waited {waited:?}"
+    );
+    assert_eq!(count(&mut watch).await, 2, "the cap held");
+
+    // A waiter gets the connection the first request gives back.
+    let mut third_view = third.view();
+    let (opened, ()) = tokio::join!(
+        v4::HostConnection::open(&mut third_view, capped.url.clone()),
+        async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            first.close().await;
+        }
+    );
+    assert!(matches!(opened, Ok(Ok(_))), "{opened:?}");
+    assert_eq!(count(&mut watch).await, 2, "still at most the cap");
+    drop(second);
+}
+
+/// `sslmode=require|verify-ca|verify-full` with `sslrootcert`: the session is encrypted
+/// (`pg_stat_ssl`); a server whose certificate does not chain to the given CA (or, without
+/// `sslrootcert`, to the Mozilla roots) is refused with an error naming the address and
+/// never the password.
+#[tokio::test]
+#[ignore = "needs PostgreSQL binaries (run through scripts/test)"]
+async fn tls_to_postgresql_is_verified() {
+    let server = test_support::TlsPostgres::start();
+    let ca = server.cert("ca.crt");
+    let other = server.cert("other-ca.crt");
+    let app = Arc::new(AppCapabilities::new(&Default::default()).unwrap());
+    let allowed = format!("postgres://127.0.0.1:{}", server.port);
+    let fixture = Fixture {
+        url: String::new(),
+        app,
+        component: component_with(&[allowed.as_str()], Default::default(), &[]),
+    };
+    let ssl = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+    for (query, encrypted) in [
+        (format!("sslmode=verify-full&sslrootcert={ca}"), true),
+        (format!("sslrootcert={ca}&sslmode=verify-ca"), true),
+        (format!("sslmode=require&sslrootcert={ca}"), true),
+        ("sslmode=disable".to_owned(), false),
+    ] {
+        let mut request = fixture.request();
+        let mut view = request.view();
+        let connection = v4::HostConnection::open(&mut view, server.url(&query))
+            .await
+            .unwrap()
+            .unwrap_or_else(|err| panic!("{query}: {err:?}"));
+        let rows = view
+            .query(connection, ssl.into(), vec![])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            format!("{:?}", rows.rows[0][0]),
+            format!("{:?}", V::Boolean(encrypted)),
+            "{query}"
+        );
+    }
+
+    let address = format!("127.0.0.1:{}", server.port);
+    for query in [
+        format!("sslmode=verify-full&sslrootcert={other}"),
+        format!("sslmode=verify-ca&sslrootcert={other}"),
+        // No sslrootcert: the Mozilla roots, which did not sign the test CA.
+        "sslmode=require".to_owned(),
+    ] {
+        let mut request = fixture.request();
+        let refused = v4::HostConnection::open(&mut request.view(), server.url(&query))
+            .await
+            .unwrap();
+        let message = match refused {
+            Err(v4::Error::ConnectionFailed(message)) => message,
+            other => panic!("{query}: {other:?}"),
+        };
+        eprintln!("refused as expected: {message}");
+        assert!(message.contains(&address), "{query}: {message}");
+        assert!(message.contains("certificate"), "{query}: {message}");
+        assert!(!message.contains(&server.password), "{query}: {message}");
+    }
+
+    let mut request = fixture.request();
+    let missing = v4::HostConnection::open(
+        &mut request.view(),
+        server.url("sslmode=verify-full&sslrootcert=/nonexistent/ca.crt"),
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(&missing, Err(v4::Error::ConnectionFailed(m)) if m.contains("/nonexistent/ca.crt")),
+        "{missing:?}"
+    );
+}

@@ -11,14 +11,19 @@ impl CapabilityView<'_> {
         Ok((handle.connection.clone(), handle.address.clone()))
     }
 
+    /// Runs one command on the handle's shared connection; see [`Retry`].
     async fn redis_call<T>(
         &mut self,
         connection: &Resource<v2::Connection>,
-        call: impl AsyncFnOnce(ConnectionManager) -> redis::RedisResult<T>,
-    ) -> wasmtime::Result<Result<T, v2::Error>> {
+        retry: Retry,
+        command: redis::Cmd,
+    ) -> wasmtime::Result<Result<T, v2::Error>>
+    where
+        T: redis::FromRedisValue,
+    {
         let (manager, address) = self.redis_handle(connection)?;
         let app = self.state.app.clone();
-        let result = app.redis.bounded(call(manager)).await;
+        let result = app.redis.run(&manager, retry, &command).await;
         crate::metrics::redis_command(&address, result.is_ok());
         Ok(result.map_err(Into::into))
     }
@@ -41,11 +46,8 @@ impl v2::HostConnection for CapabilityView<'_> {
             return Ok(Err(v2::Error::InvalidAddress));
         }
         let app = self.state.app.clone();
-        match app.redis.connection(&address).await {
-            Ok(connection) => Ok(Ok(self.push_resource(RedisHandle {
-                connection,
-                address: redacted(&address).into(),
-            })?)),
+        match app.redis.handle(&address).await {
+            Ok(handle) => Ok(Ok(self.push_resource(handle)?)),
             Err(err) => {
                 tracing::warn!(
                     component = self.component_id(),
@@ -63,10 +65,10 @@ impl v2::HostConnection for CapabilityView<'_> {
         channel: String,
         payload: v2::Payload,
     ) -> wasmtime::Result<Result<(), v2::Error>> {
-        self.redis_call(&connection, async move |mut c| {
-            c.publish::<_, _, ()>(channel, payload).await
-        })
-        .await
+        // Not repeated: subscribers would get the message twice.
+        let command = redis::cmd("PUBLISH").arg(channel).arg(payload).to_owned();
+        self.redis_call::<()>(&connection, Retry::Never, command)
+            .await
     }
 
     async fn get(
@@ -74,10 +76,9 @@ impl v2::HostConnection for CapabilityView<'_> {
         connection: Resource<v2::Connection>,
         key: String,
     ) -> wasmtime::Result<Result<Option<v2::Payload>, v2::Error>> {
-        self.redis_call(&connection, async move |mut c| {
-            c.get::<_, Option<Vec<u8>>>(key).await
-        })
-        .await
+        let command = redis::cmd("GET").arg(key).to_owned();
+        self.redis_call::<Option<Vec<u8>>>(&connection, Retry::Once, command)
+            .await
     }
 
     async fn set(
@@ -86,10 +87,9 @@ impl v2::HostConnection for CapabilityView<'_> {
         key: String,
         value: v2::Payload,
     ) -> wasmtime::Result<Result<(), v2::Error>> {
-        self.redis_call(&connection, async move |mut c| {
-            c.set::<_, _, ()>(key, value).await
-        })
-        .await
+        let command = redis::cmd("SET").arg(key).arg(value).to_owned();
+        self.redis_call::<()>(&connection, Retry::Once, command)
+            .await
     }
 
     async fn incr(
@@ -97,10 +97,10 @@ impl v2::HostConnection for CapabilityView<'_> {
         connection: Resource<v2::Connection>,
         key: String,
     ) -> wasmtime::Result<Result<i64, v2::Error>> {
-        self.redis_call(&connection, async move |mut c| {
-            c.incr::<_, _, i64>(key, 1).await
-        })
-        .await
+        // Not repeated: the key would count twice.
+        let command = redis::cmd("INCR").arg(key).to_owned();
+        self.redis_call::<i64>(&connection, Retry::Never, command)
+            .await
     }
 
     async fn del(
@@ -108,7 +108,9 @@ impl v2::HostConnection for CapabilityView<'_> {
         connection: Resource<v2::Connection>,
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<u32, v2::Error>> {
-        self.redis_call(&connection, async move |mut c| c.del::<_, u32>(keys).await)
+        // Not repeated: the second reply would count the keys the first deleted as absent.
+        let command = redis::cmd("DEL").arg(keys).to_owned();
+        self.redis_call::<u32>(&connection, Retry::Never, command)
             .await
     }
 
@@ -118,10 +120,10 @@ impl v2::HostConnection for CapabilityView<'_> {
         key: String,
         values: Vec<String>,
     ) -> wasmtime::Result<Result<u32, v2::Error>> {
-        self.redis_call(&connection, async move |mut c| {
-            c.sadd::<_, _, u32>(key, values).await
-        })
-        .await
+        // Not repeated: the reply (how many were new) would change.
+        let command = redis::cmd("SADD").arg(key).arg(values).to_owned();
+        self.redis_call::<u32>(&connection, Retry::Never, command)
+            .await
     }
 
     async fn smembers(
@@ -129,10 +131,9 @@ impl v2::HostConnection for CapabilityView<'_> {
         connection: Resource<v2::Connection>,
         key: String,
     ) -> wasmtime::Result<Result<Vec<String>, v2::Error>> {
-        self.redis_call(&connection, async move |mut c| {
-            c.smembers::<_, Vec<String>>(key).await
-        })
-        .await
+        let command = redis::cmd("SMEMBERS").arg(key).to_owned();
+        self.redis_call::<Vec<String>>(&connection, Retry::Once, command)
+            .await
     }
 
     async fn srem(
@@ -141,10 +142,10 @@ impl v2::HostConnection for CapabilityView<'_> {
         key: String,
         values: Vec<String>,
     ) -> wasmtime::Result<Result<u32, v2::Error>> {
-        self.redis_call(&connection, async move |mut c| {
-            c.srem::<_, _, u32>(key, values).await
-        })
-        .await
+        // Not repeated: the reply (how many were removed) would change.
+        let command = redis::cmd("SREM").arg(key).arg(values).to_owned();
+        self.redis_call::<u32>(&connection, Retry::Never, command)
+            .await
     }
 
     async fn execute(
@@ -156,6 +157,7 @@ impl v2::HostConnection for CapabilityView<'_> {
         if let Err(err) = check_shareable(&command, &arguments) {
             return Ok(Err(err.into()));
         }
+        let retry = execute_retry(&command, &arguments);
         let mut cmd = redis::cmd(command.trim());
         for argument in arguments {
             match argument {
@@ -163,11 +165,7 @@ impl v2::HostConnection for CapabilityView<'_> {
                 v2::RedisParameter::Binary(bytes) => cmd.arg(bytes),
             };
         }
-        let reply = self
-            .redis_call(&connection, async move |mut c| {
-                cmd.query_async::<Value>(&mut c).await
-            })
-            .await?;
+        let reply = self.redis_call::<Value>(&connection, retry, cmd).await?;
         Ok(reply.and_then(|value| {
             let mut results = Vec::new();
             flatten_reply(value, &mut results).map_err(v2::Error::from)?;

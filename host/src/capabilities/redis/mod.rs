@@ -2,8 +2,12 @@
 //!
 //! - **App state** ([`RedisConnections`]): one multiplexed connection per address, shared
 //!   by every request of every component (Spin 3.6 opens a connection per request). It is
-//!   opened on first use and reconnects by itself after Redis goes away: a command that
-//!   finds the connection broken fails at once, and the next one reconnects.
+//!   opened on first use and reconnects by itself after Redis goes away (a restart, a
+//!   failover). A command that finds the connection broken is sent once more on the new
+//!   connection when sending it twice cannot change anything ([`Retry`]: reads, `SET`):
+//!   so the first command after a restart does not fail. Any other command (`INCR`,
+//!   `PUBLISH`, `EVAL`, ...) fails with the broken connection, because it may have been
+//!   applied before the connection broke, and the next call reconnects.
 //! - **Instance state**: a guest `connection` handle is a cheap clone of the shared
 //!   connection.
 //! - Because the connection is shared, `execute` refuses the commands that would change
@@ -21,14 +25,14 @@ mod runtime_config;
 mod tests;
 
 pub(crate) use host::add_to_linker;
-pub use runtime_config::RedisConfig;
+pub use runtime_config::{OutboundRedisConfig, RedisConfig};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, Value};
+use redis::Value;
 use tokio::sync::OnceCell;
 use wasmtime::component::{Linker, Resource};
 
@@ -80,6 +84,105 @@ const BLOCKING_COMMANDS: &[&str] = &[
     "WAITAOF",
 ];
 
+/// Whether a command may be sent a second time after the connection broke under it.
+///
+/// A broken connection does not tell whether the server applied the command before it
+/// went away, so only a command that gives the same data *and the same reply* when
+/// applied twice is repeated: reads, and `SET` without `NX`/`XX`/`GET` (its reply is `OK`
+/// either way). Counting replies (`DEL`, `SADD`, `SREM`: 1 the first time, 0 the second)
+/// are not, because apps use them to decide (a first `SADD` sends the e-mail).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retry {
+    /// Send again once, on the reconnected connection.
+    Once,
+    /// Fail with the broken connection; the next call reconnects.
+    Never,
+}
+
+/// Commands `execute` repeats after a broken connection: they only read (scripts only
+/// with the `_RO` variants, which Redis refuses to let write).
+const REPEATABLE_COMMANDS: &[&str] = &[
+    "PING",
+    "ECHO",
+    "TIME",
+    "DBSIZE",
+    "EXISTS",
+    "TYPE",
+    "TTL",
+    "PTTL",
+    "EXPIRETIME",
+    "PEXPIRETIME",
+    "GET",
+    "MGET",
+    "GETRANGE",
+    "STRLEN",
+    "GETBIT",
+    "BITCOUNT",
+    "BITPOS",
+    "HGET",
+    "HMGET",
+    "HGETALL",
+    "HKEYS",
+    "HVALS",
+    "HLEN",
+    "HEXISTS",
+    "HSTRLEN",
+    "LRANGE",
+    "LLEN",
+    "LINDEX",
+    "LPOS",
+    "SMEMBERS",
+    "SISMEMBER",
+    "SMISMEMBER",
+    "SCARD",
+    "ZRANGE",
+    "ZRANGEBYSCORE",
+    "ZRANGEBYLEX",
+    "ZREVRANGE",
+    "ZREVRANGEBYSCORE",
+    "ZREVRANGEBYLEX",
+    "ZSCORE",
+    "ZMSCORE",
+    "ZCARD",
+    "ZCOUNT",
+    "ZLEXCOUNT",
+    "ZRANK",
+    "ZREVRANK",
+    "XRANGE",
+    "XREVRANGE",
+    "XLEN",
+    "PFCOUNT",
+    "SCAN",
+    "SSCAN",
+    "HSCAN",
+    "ZSCAN",
+    "KEYS",
+    "EVAL_RO",
+    "EVALSHA_RO",
+    "FCALL_RO",
+    // Writes whose data and reply (`OK`) are the same when applied twice.
+    "MSET",
+    "SETEX",
+    "PSETEX",
+];
+
+/// [`Retry`] for `execute(command, arguments)`: [`REPEATABLE_COMMANDS`], and `SET` unless
+/// an option makes its reply depend on what was there (`NX`, `XX`, `GET`).
+pub(crate) fn execute_retry(command: &str, arguments: &[v2::RedisParameter]) -> Retry {
+    let name = command.trim().to_ascii_uppercase();
+    let conditional = || {
+        arguments.iter().skip(2).any(|argument| {
+            matches!(argument, v2::RedisParameter::Binary(bytes)
+                if [&b"NX"[..], b"XX", b"GET"].iter().any(|o| bytes.eq_ignore_ascii_case(o)))
+        })
+    };
+    if REPEATABLE_COMMANDS.contains(&name.as_str()) || (name == "SET" && !conditional()) {
+        Retry::Once
+    } else {
+        Retry::Never
+    }
+}
+
 /// A Redis failure, at the boundary; converts into the WIT error.
 #[derive(Debug, thiserror::Error)]
 pub enum RedisFailure {
@@ -121,6 +224,10 @@ impl From<RedisFailure> for v2::Error {
 pub struct RedisConnections {
     connections: Mutex<HashMap<String, Arc<OnceCell<ConnectionManager>>>>,
     timeout: Duration,
+    /// `[outbound_redis] max_connections`: guest handles open at once.
+    limit: super::ConnectionLimit,
+    /// `[edge_host.redis] ca_cert_path`, for `rediss://` addresses.
+    ca_cert_path: Option<std::path::PathBuf>,
 }
 
 impl RedisConnections {
@@ -129,6 +236,12 @@ impl RedisConnections {
         Self {
             connections: Mutex::new(HashMap::new()),
             timeout: Duration::from_millis(config.timeout_ms),
+            limit: super::ConnectionLimit::new(
+                "outbound_redis",
+                config.outbound.max_connections,
+                Duration::from_millis(config.acquire_timeout_ms),
+            ),
+            ca_cert_path: config.ca_cert_path.clone(),
         }
     }
 
@@ -157,8 +270,9 @@ impl RedisConnections {
         if let Some(manager) = cell.get() {
             return Ok(manager.clone());
         }
-        let client = redis::Client::open(address).map_err(|_| RedisFailure::InvalidAddress)?;
+        let client = self.client(address)?;
         let timeout = self.timeout;
+        let destination = redacted(address);
         let manager = cell
             .get_or_try_init(|| async move {
                 // No reconnect retries inside a command: while Redis is down every call
@@ -173,20 +287,79 @@ impl RedisConnections {
                 )
                 .await
                 {
-                    Ok(result) => result.map_err(RedisFailure::from),
-                    Err(_) => Err(RedisFailure::Other("timed out connecting to Redis".into())),
+                    Ok(result) => result.map_err(|err| {
+                        RedisFailure::Other(format!(
+                            "cannot connect to Redis at {destination}: {err}"
+                        ))
+                    }),
+                    Err(_) => Err(RedisFailure::Other(format!(
+                        "timed out connecting to Redis at {destination}"
+                    ))),
                 }
             })
             .await?;
         Ok(manager.clone())
     }
 
-    /// Bounds a command's time, whatever state the connection is in.
-    async fn bounded<T>(
+    /// The client for `address`. `rediss://` is TLS through rustls (redis-rs's
+    /// `tokio-rustls-comp`): the certificate chain and host name are verified against the
+    /// system's roots (rustls-native-certs), or `ca_cert_path`'s when set, as Spin's
+    /// `redis::Client::open` does for `rediss://` (spinframework/spin
+    /// `crates/factor-outbound-redis/src/host.rs`). redis-rs's `#insecure` fragment, which
+    /// turns verification off, is refused.
+    fn client(&self, address: &str) -> Result<redis::Client, RedisFailure> {
+        let info = redis::IntoConnectionInfo::into_connection_info(address)
+            .map_err(|_| RedisFailure::InvalidAddress)?;
+        let tls = matches!(info.addr, redis::ConnectionAddr::TcpTls { .. });
+        if let redis::ConnectionAddr::TcpTls { insecure: true, .. } = info.addr {
+            return Err(RedisFailure::Other(format!(
+                "{}: `#insecure` (no certificate verification) is not allowed",
+                redacted(address)
+            )));
+        }
+        match (&self.ca_cert_path, tls) {
+            (Some(path), true) => {
+                let root_cert = std::fs::read(path).map_err(|err| {
+                    RedisFailure::Other(format!(
+                        "cannot read [edge_host.redis] ca_cert_path {}: {err}",
+                        path.display()
+                    ))
+                })?;
+                let certificates = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root_cert),
+                };
+                redis::Client::build_with_tls(info, certificates).map_err(|err| {
+                    RedisFailure::Other(format!(
+                        "[edge_host.redis] ca_cert_path {}: {err}",
+                        path.display()
+                    ))
+                })
+            }
+            _ => redis::Client::open(info).map_err(|_| RedisFailure::InvalidAddress),
+        }
+    }
+
+    /// Runs `command` on `connection`, once more when it found the connection broken and
+    /// [`Retry::Once`] allows it (the connection manager has started reconnecting by
+    /// then, so the second call waits for the new connection). Both attempts together
+    /// are bounded by the command timeout, whatever state the connection is in.
+    async fn run<T: redis::FromRedisValue>(
         &self,
-        command: impl std::future::Future<Output = redis::RedisResult<T>>,
+        connection: &ConnectionManager,
+        retry: Retry,
+        command: &redis::Cmd,
     ) -> Result<T, RedisFailure> {
-        match tokio::time::timeout(self.timeout, command).await {
+        let attempts = async {
+            match command.query_async::<T>(&mut connection.clone()).await {
+                Err(error) if retry == Retry::Once && error.is_unrecoverable_error() => {
+                    tracing::debug!("Redis connection broke under a command; sending it again");
+                    command.query_async::<T>(&mut connection.clone()).await
+                }
+                result => result,
+            }
+        };
+        match tokio::time::timeout(self.timeout, attempts).await {
             Ok(result) => result.map_err(RedisFailure::from),
             Err(_) => Err(RedisFailure::Other("Redis command timed out".into())),
         }
@@ -198,6 +371,26 @@ pub struct RedisHandle {
     connection: ConnectionManager,
     /// The redacted address, the `address` label of the command metrics.
     address: Arc<str>,
+    /// The `[outbound_redis] max_connections` permit, held until the guest drops the
+    /// handle (or the request ends).
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl RedisConnections {
+    /// A handle on the shared connection to `address`, once a `max_connections` permit
+    /// is free (waiting at most `acquire_timeout_ms`).
+    pub async fn handle(&self, address: &str) -> Result<RedisHandle, RedisFailure> {
+        let permit = self
+            .limit
+            .acquire()
+            .await
+            .map_err(|err| RedisFailure::Other(format!("Redis: {err}")))?;
+        Ok(RedisHandle {
+            connection: self.connection(address).await?,
+            address: redacted(address).into(),
+            _permit: permit,
+        })
+    }
 }
 
 /// `scheme://host:port` of a Redis address, for logs: never the password.

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use super::{redacted, RedisConnections};
+use super::{redacted, RedisConnections, Retry};
 
 impl RedisConnections {
     /// Every address the app has connected to, probed with `PING` within the command
@@ -20,10 +20,10 @@ impl RedisConnections {
         };
         let probes = connections
             .into_iter()
-            .map(|(address, mut manager)| async move {
+            .map(|(address, manager)| async move {
                 let started = Instant::now();
                 let pong = self
-                    .bounded(redis::cmd("PING").query_async::<String>(&mut manager))
+                    .run::<String>(&manager, Retry::Once, &redis::cmd("PING"))
                     .await;
                 let mut check = serde_json::json!({ "address": redacted(&address) });
                 match pong {

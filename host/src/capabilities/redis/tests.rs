@@ -323,3 +323,291 @@ async fn the_shared_connection_fails_fast_and_recovers() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// After Redis restarts, the shared connection is broken: the first command finds it so.
+/// A command that can be sent twice without changing anything is sent again on the new
+/// connection and succeeds; one that could be applied twice (`INCR`, `EVAL`) fails and the
+/// next call works.
+#[tokio::test]
+#[ignore = "needs redis-server (run through scripts/test)"]
+async fn the_first_command_after_a_restart_succeeds_when_it_can_be_repeated() {
+    let mut server = test_support::PrivateRedis::start().await;
+    let url = server.url();
+    let app = app();
+    let component = component_with(&[origin_of(&url).as_str()], Default::default(), &[]);
+    let mut request = Request::new(&app, &component);
+    let mut view = request.view();
+    let c = view.open(url.clone()).await.unwrap().unwrap();
+    view.set(borrow(&c), "k".into(), b"v".to_vec())
+        .await
+        .unwrap()
+        .unwrap();
+
+    // Repeated: reads and plain SET, through the typed calls and through `execute`.
+    server.restart().await;
+    let got = view.get(borrow(&c), "k".into()).await.unwrap();
+    assert!(matches!(got, Ok(None)), "GET after a restart: {got:?}");
+    server.restart().await;
+    let set = view
+        .set(borrow(&c), "k".into(), b"v2".to_vec())
+        .await
+        .unwrap();
+    assert!(set.is_ok(), "SET after a restart: {set:?}");
+    server.restart().await;
+    let members = view.smembers(borrow(&c), "s".into()).await.unwrap();
+    assert!(
+        matches!(&members, Ok(m) if m.is_empty()),
+        "SMEMBERS: {members:?}"
+    );
+    server.restart().await;
+    let executed = view
+        .execute(
+            borrow(&c),
+            "SET".into(),
+            vec![bin("k"), bin("v"), bin("PX"), bin("60000")],
+        )
+        .await
+        .unwrap();
+    assert!(
+        executed.is_ok(),
+        "execute SET PX after a restart: {executed:?}"
+    );
+    server.restart().await;
+    let executed = view
+        .execute(borrow(&c), "get".into(), vec![bin("k")])
+        .await
+        .unwrap();
+    assert!(
+        executed.is_ok(),
+        "execute GET after a restart: {executed:?}"
+    );
+
+    // Not repeated: they might have been applied before the connection broke.
+    for (what, command, args) in [
+        ("INCR", "INCR", vec![bin("n")]),
+        (
+            "EVAL",
+            "EVAL",
+            vec![bin("return 1"), v2::RedisParameter::Int64(0)],
+        ),
+        ("SET NX", "SET", vec![bin("k"), bin("v"), bin("NX")]),
+    ] {
+        server.restart().await;
+        let failed = view
+            .execute(borrow(&c), command.into(), args.clone())
+            .await
+            .unwrap();
+        assert!(failed.is_err(), "{what} is not sent twice: {failed:?}");
+        let next = view
+            .execute(borrow(&c), command.into(), args)
+            .await
+            .unwrap();
+        assert!(next.is_ok(), "the call after it reconnected: {next:?}");
+    }
+    server.restart().await;
+    let failed = view.incr(borrow(&c), "n".into()).await.unwrap();
+    assert!(failed.is_err(), "typed INCR is not sent twice: {failed:?}");
+    assert_eq!(view.incr(borrow(&c), "n".into()).await.unwrap().unwrap(), 1);
+}
+
+#[test]
+fn only_commands_that_can_be_applied_twice_are_repeated() {
+    assert_eq!(execute_retry("get", &[bin("k")]), Retry::Once);
+    assert_eq!(execute_retry(" EVAL_RO ", &[bin("return 1")]), Retry::Once);
+    assert_eq!(
+        execute_retry("SET", &[bin("k"), bin("v"), bin("EX"), bin("9")]),
+        Retry::Once
+    );
+    // The option names are values when they are the key or the value.
+    assert_eq!(execute_retry("SET", &[bin("nx"), bin("get")]), Retry::Once);
+    for (command, args) in [
+        ("SET", vec![bin("k"), bin("v"), bin("nx")]),
+        ("SET", vec![bin("k"), bin("v"), bin("GET")]),
+        ("INCR", vec![bin("k")]),
+        ("DEL", vec![bin("k")]),
+        ("EVAL", vec![bin("return 1")]),
+        ("PUBLISH", vec![bin("c"), bin("m")]),
+        ("SADD", vec![bin("s"), bin("m")]),
+    ] {
+        assert_eq!(
+            execute_retry(command, &args),
+            Retry::Never,
+            "{command} {args:?}"
+        );
+    }
+}
+
+/// Spin 4.1's `[outbound_redis] max_connections`: guest handles beyond the cap wait at
+/// most `acquire_timeout_ms` and then fail naming the setting; a waiter gets the permit a
+/// dropped handle gives back; on the wire there is one connection (Redis's own count).
+#[tokio::test]
+#[ignore = "needs redis-server (run through scripts/test)"]
+async fn outbound_redis_max_connections_caps_handles_and_bounds_waiters() {
+    let server = test_support::PrivateRedis::start().await;
+    let url = server.url();
+    let mut config = crate::capabilities::EdgeHostConfig::default();
+    config.redis.outbound.max_connections = Some(1);
+    config.redis.acquire_timeout_ms = 300;
+    let app = Arc::new(AppCapabilities::new(&config).unwrap());
+    let component = component_with(&[origin_of(&url).as_str()], Default::default(), &[]);
+    let mut first = Request::new(&app, &component);
+    let held = first.view().open(url.clone()).await.unwrap().unwrap();
+
+    let mut second = Request::new(&app, &component);
+    let started = std::time::Instant::now();
+    let refused = second.view().open(url.clone()).await.unwrap();
+    let waited = started.elapsed();
+    assert!(
+        matches!(&refused, Err(v2::Error::Other(m)) if m.contains("[outbound_redis] max_connections")),
+        "{refused:?}"
+    );
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_millis(1_300),
+        "waited {waited:?}"
+    );
+
+    let mut second_view = second.view();
+    let (opened, ()) = tokio::join!(second_view.open(url.clone()), async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        v2::HostConnection::drop(&mut first.view(), held)
+            .await
+            .unwrap();
+    });
+    let c = opened.unwrap().unwrap();
+    let info = second_view
+        .execute(borrow(&c), "INFO".into(), vec![bin("clients")])
+        .await
+        .unwrap()
+        .unwrap();
+    let text = match &info[..] {
+        [v2::RedisResult::Binary(bytes)] => String::from_utf8_lossy(bytes).into_owned(),
+        other => panic!("INFO: {other:?}"),
+    };
+    assert!(text.contains("connected_clients:1\r"), "{text}");
+}
+
+/// A `redis-server` of this test's own serving TLS only, with certificates from
+/// `scripts/test-certs`; killed and its directory removed on drop.
+struct TlsRedis {
+    dir: std::path::PathBuf,
+    port: u16,
+    child: Child,
+}
+
+impl TlsRedis {
+    async fn start() -> Self {
+        let dir = test_support::unique_temp_dir("edge-host-tls-redis").unwrap();
+        let certs = Command::new(test_support::repo_root().join("scripts/test-certs"))
+            .arg(&dir)
+            .status()
+            .expect("running scripts/test-certs");
+        assert!(certs.success(), "scripts/test-certs failed");
+        let port = test_support::free_port().unwrap();
+        let file = |name: &str| dir.join(name).display().to_string();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                "0",
+                "--bind",
+                "127.0.0.1",
+                "--tls-port",
+                &port.to_string(),
+            ])
+            .args(["--tls-cert-file", &file("server.crt")])
+            .args(["--tls-key-file", &file("server.key")])
+            .args(["--tls-ca-cert-file", &file("ca.crt")])
+            .args([
+                "--tls-auth-clients",
+                "no",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args(["--requirepass", "not-a-secret"])
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        let server = Self { dir, port, child };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "TLS redis-server did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        server
+    }
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn app_with_ca(ca: Option<std::path::PathBuf>) -> Arc<AppCapabilities> {
+    let mut config = crate::capabilities::EdgeHostConfig::default();
+    config.redis.ca_cert_path = ca;
+    Arc::new(AppCapabilities::new(&config).unwrap())
+}
+
+/// `rediss://` works through rustls with `[edge_host.redis] ca_cert_path`; a server whose
+/// certificate does not chain to it (or, without it, to the system's roots) is refused with
+/// an error naming the address and not the password; `#insecure` is refused.
+#[tokio::test]
+#[ignore = "needs redis-server (run through scripts/test)"]
+async fn rediss_is_verified_against_the_configured_ca() {
+    let server = TlsRedis::start().await;
+    let url = format!("rediss://:not-a-secret@127.0.0.1:{}", server.port);
+    let component = component_with(
+        &[format!("rediss://127.0.0.1:{}", server.port).as_str()],
+        Default::default(),
+        &[],
+    );
+
+    let app = app_with_ca(Some(server.dir.join("ca.crt")));
+    let mut request = Request::new(&app, &component);
+    let mut view = request.view();
+    let c = view.open(url.clone()).await.unwrap().unwrap();
+    view.set(borrow(&c), "k".into(), b"over tls".to_vec())
+        .await
+        .unwrap()
+        .unwrap_or_else(|err| panic!("SET over TLS: {err:?}"));
+    let got = view.get(borrow(&c), "k".into()).await.unwrap().unwrap();
+    assert_eq!(got.as_deref(), Some(&b"over tls"[..]));
+
+    let address = format!("rediss://127.0.0.1:{}", server.port);
+    for ca in [Some(server.dir.join("other-ca.crt")), None] {
+        let app = app_with_ca(ca.clone());
+        let mut request = Request::new(&app, &component);
+        let refused = request.view().open(url.clone()).await.unwrap();
+        let message = match refused {
+            Err(v2::Error::Other(message)) => message,
+            other => panic!("{ca:?}: {other:?}"),
+        };
+        eprintln!("refused as expected: {message}");
+        assert!(message.contains(&address), "{ca:?}: {message}");
+        assert!(message.contains("certificate"), "{ca:?}: {message}");
+        assert!(!message.contains("not-a-secret"), "{ca:?}: {message}");
+    }
+
+    let insecure = request
+        .view()
+        .open(format!("{url}/#insecure"))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&insecure, Err(v2::Error::Other(m)) if m.contains("#insecure")),
+        "{insecure:?}"
+    );
+}
