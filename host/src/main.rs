@@ -4,7 +4,7 @@
 //! same variables and the same habits work with this host and with Spin itself.
 
 use edge_host::routes::Router;
-use edge_host::triggers::reuse::{Range, ReuseConfig};
+use edge_host::triggers::reuse::{parse_duration_value, Range, ReuseConfig};
 use edge_host::{app, engine, logs, manifest, runtime_config, triggers, variables};
 
 use std::collections::HashMap;
@@ -107,6 +107,18 @@ struct UpArgs {
     /// ready and where it listens without parsing the banner.
     #[arg(long, value_name = "PATH")]
     ready_file: Option<PathBuf>,
+    /// On SIGTERM or SIGINT, how long in-flight requests and Redis message handlers may
+    /// take to finish (the listener is already closed) before the host exits anyway:
+    /// seconds, or a number with `s`, `ms`, `us` or `ns`. Match the pod's
+    /// `terminationGracePeriodSeconds` (less `--shutdown-delay`). Spin has no such flag:
+    /// it stops at once.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration_value)]
+    shutdown_timeout: Duration,
+    /// On SIGTERM or SIGINT, keep serving (and accepting) this long before the drain
+    /// starts, so load balancers and Kubernetes endpoints stop sending new connections
+    /// first. Same syntax as `--shutdown-timeout`; 0 (the default) drains at once.
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration_value)]
+    shutdown_delay: Duration,
 }
 
 #[derive(clap::Args)]
@@ -188,6 +200,10 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
             max_headers: args.max_headers,
             max_header_bytes: args.max_header_kb << 10,
         };
+        let drain = Drain {
+            delay: args.shutdown_delay,
+            timeout: args.shutdown_timeout,
+        };
         serve(
             app,
             args.listen,
@@ -195,6 +211,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
             limits,
             reuse,
             args.ready_file.as_deref(),
+            drain,
         )
         .await
     })
@@ -207,6 +224,7 @@ async fn serve(
     limits: triggers::http::ClientLimits,
     reuse: ReuseConfig,
     ready_file: Option<&Path>,
+    drain: Drain,
 ) -> anyhow::Result<()> {
     let http = Arc::new(
         triggers::http::HttpTrigger::new(app.clone(), max_request_body, reuse)?
@@ -245,42 +263,134 @@ async fn serve(
             .with_context(|| format!("writing the ready file {}", path.display()))?;
     }
 
-    let serve_http = async {
-        match listener {
-            Some(listener) => http.serve(listener).await,
-            None => std::future::pending().await,
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut serve_http = tokio::spawn({
+        let (http, stop) = (http.clone(), stop.clone());
+        async move {
+            match listener {
+                Some(listener) => http.serve_until(listener, stop).await,
+                None => {
+                    stop.cancelled().await;
+                    Ok(())
+                }
+            }
         }
+    });
+    let mut serve_redis = tokio::spawn(redis.clone().run_until(stop.clone()));
+    let mut signals = Signals::new()?;
+    let first = tokio::select! {
+        result = &mut serve_http => return result.context("the HTTP trigger panicked")?,
+        _ = &mut serve_redis => bail!("the Redis trigger stopped"),
+        signal = signals.next() => signal,
+    };
+    tracing::info!(
+        signal = first.name(),
+        delay_ms = drain.delay.as_millis() as u64,
+        timeout_ms = drain.timeout.as_millis() as u64,
+        "shutting down: draining (a second signal stops at once)"
+    );
+    let drained = async {
+        tokio::time::sleep(drain.delay).await;
+        stop.cancel();
+        let (http_done, _) = tokio::join!(&mut serve_http, &mut serve_redis);
+        http_done.context("the HTTP trigger panicked")?
     };
     tokio::select! {
-        result = serve_http => result,
-        () = redis.run() => bail!("the Redis trigger stopped"),
-        () = shutdown_signal() => {
-            tracing::info!("shutting down");
-            Ok(())
+        result = tokio::time::timeout(drain.delay + drain.timeout, drained) => match result {
+            Ok(done) => {
+                done?;
+                tracing::info!("drained; exiting");
+                Ok(())
+            }
+            Err(_) => {
+                tracing::warn!(
+                    connections = http.open_connections(),
+                    redis_handlers = redis.handlers_in_progress(),
+                    "shutdown timeout passed with {} HTTP connection(s) and {} Redis handler(s) still in progress; exiting anyway",
+                    http.open_connections(),
+                    redis.handlers_in_progress(),
+                );
+                std::process::exit(1)
+            }
+        },
+        second = signals.next() => {
+            tracing::warn!(signal = second.name(), "second signal: exiting without waiting");
+            std::process::exit(128 + second.number())
         }
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// What `up` does on SIGTERM or SIGINT.
+#[derive(Debug, Clone, Copy)]
+struct Drain {
+    /// Keep serving this long first (`--shutdown-delay`).
+    delay: Duration,
+    /// Then wait at most this long for in-flight work (`--shutdown-timeout`).
+    timeout: Duration,
+}
+
+/// The stop signals: SIGTERM (Kubernetes, systemd, `docker stop`) and SIGINT (Ctrl-C).
+struct Signals {
     #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum StopSignal {
+    Term,
+    Int,
+}
+
+impl StopSignal {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Term => "SIGTERM",
+            Self::Int => "SIGINT",
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+
+    /// The signal number, for the conventional `128 + N` exit status.
+    fn number(self) -> i32 {
+        match self {
+            Self::Term => 15,
+            Self::Int => 2,
+        }
+    }
+}
+
+impl Signals {
+    /// Installs the handlers now, so a signal that arrives early is not lost.
+    fn new() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Self {
+                term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+                int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Self {})
+        }
+    }
+
+    /// The next stop signal.
+    async fn next(&mut self) -> StopSignal {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => StopSignal::Term,
+                _ = self.int.recv() => StopSignal::Int,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            StopSignal::Int
+        }
     }
 }
 
