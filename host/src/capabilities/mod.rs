@@ -99,6 +99,21 @@ pub struct EdgeHostConfig {
     pub postgres: postgres::PostgresConfig,
     #[serde(default)]
     pub redis: redis::RedisConfig,
+    /// `[edge_host.component.<id>]`: per-component overrides of host-wide limits (not a
+    /// capability, but it lives under `[edge_host]` like all of edge-host's own tuning).
+    #[serde(default)]
+    pub component: std::collections::BTreeMap<String, ComponentOverrides>,
+}
+
+/// `[edge_host.component.<id>]` in the runtime config. Spin has no per-component request
+/// timeout (its `--request-timeout` is one value for the whole trigger), so this table is
+/// edge-host's own.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentOverrides {
+    /// This component's request timeout in milliseconds, instead of `--request-timeout`
+    /// (HTTP requests and Redis messages alike).
+    pub request_timeout_ms: Option<u64>,
 }
 
 /// Per-application state shared by every request of every component.

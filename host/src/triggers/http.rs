@@ -26,7 +26,7 @@ use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::WasiHttpView;
 
-use crate::app::{App, AppComponent, InstanceRun};
+use crate::app::{App, AppComponent, DeadlineExceeded, InstanceRun};
 use crate::capabilities::InstanceState;
 use crate::routes::{RouteMatch, RoutePattern, Router};
 use crate::triggers::reuse::{InstancePool, Lease, ReuseConfig};
@@ -288,6 +288,10 @@ impl HttpTrigger {
             }
         };
         let response = response.unwrap_or_else(|err| {
+            if err.downcast_ref::<DeadlineExceeded>().is_some() {
+                tracing::warn!(component = %component.id, %method, %path, "request cut off: {err:#}");
+                return deadline_problem();
+            }
             tracing::error!(component = %component.id, %method, %path, "request failed: {err:#}");
             plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n")
         });
@@ -651,6 +655,24 @@ fn problem(fault: BodyFault) -> Response<HyperOutgoingBody> {
             .headers_mut()
             .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     }
+    response
+}
+
+/// The answer for a request cut off at `--request-timeout` (504, problem+json, the shape of
+/// [`problem`]). The instance is dropped; the connection is closed, since the guest may
+/// have left the request body half read.
+fn deadline_problem() -> Response<HyperOutgoingBody> {
+    const BODY: &str = concat!(
+        r#"{"type":"urn:edge-host:problem:gateway-timeout","title":"Gateway Timeout","#,
+        r#""status":504,"detail":"The component did not answer within the request timeout."}"#
+    );
+    let mut response = plain(StatusCode::GATEWAY_TIMEOUT, BODY);
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     response
 }
 

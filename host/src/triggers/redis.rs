@@ -9,6 +9,7 @@
 //! durable outbox and treats messages only as wake-up calls.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::app::{App, AppComponent};
+use crate::app::{App, AppComponent, DeadlineExceeded};
 use crate::bindings::redis_trigger::RedisTriggerPre;
 use crate::capabilities::InstanceState;
 use crate::variables::Template;
@@ -42,6 +43,8 @@ pub struct RedisTrigger {
     servers: BTreeMap<String, Vec<Arc<Subscription>>>,
     /// Message handlers in progress, so a drain can wait for them (issue 10, item 1).
     handlers: TaskTracker,
+    /// Messages whose handler overran the request timeout, since start (logged with each).
+    deadline_hits: Arc<AtomicU64>,
 }
 
 impl RedisTrigger {
@@ -73,6 +76,7 @@ impl RedisTrigger {
             app,
             servers,
             handlers: TaskTracker::new(),
+            deadline_hits: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -122,6 +126,11 @@ impl RedisTrigger {
             "Redis subscriptions stopped; waiting for message handlers in progress"
         );
         self.handlers.wait().await;
+    }
+
+    /// Messages cut off at the request timeout since start.
+    pub fn deadline_hits(&self) -> u64 {
+        self.deadline_hits.load(Ordering::Relaxed)
     }
 
     /// Message handlers still running; during a drain, those the drain waits for.
@@ -224,9 +233,21 @@ impl RedisTrigger {
             let permit = in_flight.clone().acquire_owned().await?;
             let (app, subscription) = (self.app.clone(), subscription.clone());
             let payload = payload.to_vec();
+            let deadline_hits = self.deadline_hits.clone();
             self.handlers.spawn(async move {
                 let _permit = permit;
-                if let Err(err) = handle_message(&app, &subscription, payload).await {
+                let handled = handle_message(&app, &subscription, payload).await;
+                if let Err(err) = &handled {
+                    if err.downcast_ref::<DeadlineExceeded>().is_some() {
+                        let count = deadline_hits.fetch_add(1, Ordering::Relaxed) + 1;
+                        tracing::warn!(
+                            component = %subscription.component.id,
+                            channel = %subscription.channel,
+                            deadline_exceeded_total = count,
+                            "message handler cut off: {err:#}"
+                        );
+                        return;
+                    }
                     tracing::error!(
                         component = %subscription.component.id,
                         channel = %subscription.channel,

@@ -2,6 +2,7 @@
 //! component. One test binary with a module per topic, so it links once.
 
 mod broken_clients;
+mod deadlines;
 mod drain;
 mod harness;
 mod http_trigger;
