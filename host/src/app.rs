@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::{InstancePre, Linker};
-use wasmtime::{Engine, Store, StoreLimitsBuilder};
+use wasmtime::{Engine, Store};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_http::WasiHttpCtx;
 
@@ -192,7 +192,13 @@ impl InstanceRun {
         &mut self,
         work: impl for<'s> FnOnce(&'s mut Store<InstanceState>) -> InstanceWork<'s, T>,
     ) -> anyhow::Result<T> {
+        self.store.data_mut().limits.hit = false;
         match tokio::time::timeout(self.timeout, work(&mut self.store)).await {
+            Ok(Err(err)) if self.store.data().limits.hit => Err(MemoryLimitExceeded {
+                component: self.component_id.clone(),
+                source: err.into(),
+            }
+            .into()),
             Ok(result) => result.map_err(anyhow::Error::from),
             Err(_) => Err(DeadlineExceeded {
                 component: self.component_id.clone(),
@@ -201,6 +207,17 @@ impl InstanceRun {
             .into()),
         }
     }
+}
+
+/// The work of one request or message failed after the instance was refused memory for
+/// exceeding `--max-instance-memory-mb` (all its memories and tables together; see
+/// [`crate::engine::InstanceLimits`]): the guest usually aborts when an allocation fails.
+/// The HTTP trigger answers 500 problem+json for it.
+#[derive(Debug, thiserror::Error)]
+#[error("component `{component}` ran out of memory (the instance memory cap): {source:#}")]
+pub struct MemoryLimitExceeded {
+    pub component: String,
+    source: anyhow::Error,
 }
 
 /// The work of one request or message overran `--request-timeout` and was cut off. The
@@ -321,10 +338,7 @@ impl AppComponent {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             table: wasmtime::component::ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(self.max_memory)
-                .instances(64)
-                .build(),
+            limits: crate::engine::InstanceLimits::new(self.max_memory),
             outbound_http: OutboundHttp::new(self.capabilities.clone()),
             capabilities: CapabilityState::new(
                 self.app_capabilities.clone(),

@@ -61,7 +61,8 @@ struct UpArgs {
     /// Always compile; neither read nor write the compile cache.
     #[arg(long)]
     no_cache: bool,
-    /// Largest linear memory an instance may use, in MiB.
+    /// Memory one instance may use, in MiB: all its linear memories and tables together
+    /// (Spin counts each memory separately, spin#3705).
     #[arg(long, default_value_t = 128)]
     max_instance_memory_mb: usize,
     /// Instances that may exist at once (pooling allocator slots); requests and messages

@@ -40,7 +40,6 @@ use crate::variables::{ResolvedVariables, Template};
 use outbound_hosts::AllowedHosts;
 use outbound_http::OutboundHttp;
 use serde::Deserialize;
-use wasmtime::StoreLimits;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -52,7 +51,8 @@ pub struct InstanceState {
     pub wasi: WasiCtx,
     pub http: WasiHttpCtx,
     pub table: ResourceTable,
-    pub limits: StoreLimits,
+    /// Memory and table budget across all of the instance's memories (`--max-instance-memory-mb`).
+    pub limits: crate::engine::InstanceLimits,
     pub outbound_http: OutboundHttp,
     pub capabilities: CapabilityState,
 }

@@ -26,7 +26,7 @@ use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::WasiHttpView;
 
-use crate::app::{App, AppComponent, DeadlineExceeded, InstanceRun};
+use crate::app::{App, AppComponent, DeadlineExceeded, InstanceRun, MemoryLimitExceeded};
 use crate::capabilities::InstanceState;
 use crate::routes::{RouteMatch, RoutePattern, Router};
 use crate::triggers::reuse::{InstancePool, Lease, ReuseConfig};
@@ -291,6 +291,10 @@ impl HttpTrigger {
             if err.downcast_ref::<DeadlineExceeded>().is_some() {
                 tracing::warn!(component = %component.id, %method, %path, "request cut off: {err:#}");
                 return deadline_problem();
+            }
+            if err.downcast_ref::<MemoryLimitExceeded>().is_some() {
+                tracing::warn!(component = %component.id, %method, %path, "request failed: {err:#}");
+                return memory_problem();
             }
             tracing::error!(component = %component.id, %method, %path, "request failed: {err:#}");
             plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n")
@@ -673,6 +677,21 @@ fn deadline_problem() -> Response<HyperOutgoingBody> {
         HeaderValue::from_static("application/problem+json"),
     );
     headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// The answer for a request whose instance hit `--max-instance-memory-mb` (500,
+/// problem+json; the instance is dropped, the next request gets a fresh one).
+fn memory_problem() -> Response<HyperOutgoingBody> {
+    const BODY: &str = concat!(
+        r#"{"type":"urn:edge-host:problem:memory-limit","title":"Internal Server Error","#,
+        r#""status":500,"detail":"The component ran out of memory for this request."}"#
+    );
+    let mut response = plain(StatusCode::INTERNAL_SERVER_ERROR, BODY);
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
     response
 }
 
