@@ -79,6 +79,9 @@ pub fn build(limits: &EngineLimits) -> anyhow::Result<Engine> {
     pool.max_memory_size(limits.max_instance_memory);
     pool.max_core_instances_per_component(32);
     pool.max_memories_per_component(8);
+    // Multi-memory modules load (wasmtime's default is one memory per core module); the
+    // memory cap still counts all of them together (see `InstanceLimits`).
+    pool.max_memories_per_module(2);
     pool.max_tables_per_component(16);
     pool.max_component_instance_size(1 << 20);
     match limits.memory_reset {

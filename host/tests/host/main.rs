@@ -8,4 +8,5 @@ mod harness;
 mod http_trigger;
 mod instance_reuse;
 mod manifest_errors;
+mod memory_cap;
 mod redis_trigger;
