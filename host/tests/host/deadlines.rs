@@ -79,3 +79,41 @@ fn the_runtime_config_overrides_the_timeout_per_component() {
         "the component's own 300 ms deadline did not apply: {elapsed:?}"
     );
 }
+
+/// A Redis message whose handler overruns the deadline is cut off, logged and counted; the
+/// subscription goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redis_handler_past_the_deadline_is_cut_off_logged_and_counted() {
+    crate::harness::build_fixture("redisprobe");
+    let redis = test_support::PrivateRedis::start().await;
+    let url = redis.url();
+    let manifest = crate::harness::repo_root().join("host/tests/fixtures/redisprobe.toml");
+    let host = tokio::task::block_in_place(|| {
+        Host::start_manifest(
+            &manifest,
+            &["--request-timeout", "500ms", "--log-format", "json"],
+            &[
+                ("SPIN_VARIABLE_REDIS_URL", &url),
+                ("SPIN_VARIABLE_REDIS_HOST", &redis.host()),
+            ],
+        )
+    });
+    assert!(host.wait_for_output(Duration::from_secs(10), |l| l.contains("subscribed")));
+    // `hold:` jobs wait for a release key that never comes: both overrun 500 ms.
+    for job in ["hold:slow1", "hold:slow2"] {
+        let published = redis
+            .command(&[b"PUBLISH", b"probe-in", job.as_bytes()])
+            .await
+            .unwrap();
+        assert_eq!(published, ":1");
+    }
+    let cut_off = |l: &str| l.contains("message handler cut off");
+    assert!(host.wait_for_output_count(Duration::from_secs(10), 2, cut_off));
+    let lines: Vec<String> = host.output().into_iter().filter(|l| cut_off(l)).collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("deadline_exceeded_total") && l.contains('2')),
+        "{lines:?}"
+    );
+}
