@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::{InstancePre, Linker};
-use wasmtime::{Engine, Store, StoreLimitsBuilder};
+use wasmtime::{Engine, Store};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_http::WasiHttpCtx;
 
@@ -58,6 +58,8 @@ pub struct AppComponent {
     stdout: ComponentOutput,
     stderr: ComponentOutput,
     max_memory: usize,
+    /// `[edge_host.component.<id>] request_timeout_ms`, overriding `--request-timeout`.
+    request_timeout: Option<Duration>,
 }
 
 impl App {
@@ -70,6 +72,15 @@ impl App {
         let variables = Arc::new(options.variables);
         let capabilities = Arc::new(AppCapabilities::new(&options.runtime_config.edge_host)?);
         let manifest = &options.manifest.manifest;
+        let overrides = &options.runtime_config.edge_host.component;
+        for (id, found) in overrides {
+            if !manifest.component.contains_key(id) {
+                bail!("runtime config: [edge_host.component.{id}]: the manifest has no component `{id}`");
+            }
+            if found.request_timeout_ms == Some(0) {
+                bail!("runtime config: [edge_host.component.{id}] request_timeout_ms: must be more than 0");
+            }
+        }
         let used = options.manifest.triggered_components();
         let base_dir = options.manifest.base_dir();
         let loaded: Vec<anyhow::Result<AppComponent>> = std::thread::scope(|scope| {
@@ -101,7 +112,11 @@ impl App {
         });
         let mut components = HashMap::new();
         for component in loaded {
-            let component = component?;
+            let mut component = component?;
+            component.request_timeout = overrides
+                .get(&component.id)
+                .and_then(|o| o.request_timeout_ms)
+                .map(Duration::from_millis);
             components.insert(component.id.clone(), Arc::new(component));
         }
         Ok(Self {
@@ -141,7 +156,7 @@ impl App {
         InstanceRun {
             store: component.new_store(),
             _slot: slot,
-            timeout: self.execution_timeout,
+            timeout: component.request_timeout.unwrap_or(self.execution_timeout),
             component_id: component.id.clone(),
             _counted: crate::metrics::instance_started(&component.id),
         }
@@ -179,20 +194,53 @@ impl InstanceRun {
         &mut self,
         work: impl for<'s> FnOnce(&'s mut Store<InstanceState>) -> InstanceWork<'s, T>,
     ) -> anyhow::Result<T> {
+        self.store.data_mut().limits.inner.hit = false;
         match tokio::time::timeout(self.timeout, work(&mut self.store)).await {
+            Ok(Err(err)) if self.store.data().limits.inner.hit => {
+                // Still a trap in the metrics; the refused growth is counted by the limiter.
+                crate::metrics::instance_failed(&self.component_id, &err);
+                Err(MemoryLimitExceeded {
+                    component: self.component_id.clone(),
+                    source: err.into(),
+                }
+                .into())
+            }
             Ok(result) => result
                 .inspect_err(|err| crate::metrics::instance_failed(&self.component_id, err))
                 .map_err(anyhow::Error::from),
             Err(_) => {
                 crate::metrics::instance_timed_out(&self.component_id);
-                Err(anyhow::anyhow!(
-                    "component `{}` exceeded the execution timeout of {:?}",
-                    self.component_id,
-                    self.timeout
-                ))
+                Err(DeadlineExceeded {
+                    component: self.component_id.clone(),
+                    timeout: self.timeout,
+                }
+                .into())
             }
         }
     }
+}
+
+/// The work of one request or message failed after the instance was refused memory for
+/// exceeding `--max-instance-memory-mb` (all its memories and tables together; see
+/// [`crate::engine::InstanceLimits`]): the guest usually aborts when an allocation fails.
+/// The HTTP trigger answers 500 problem+json for it.
+#[derive(Debug, thiserror::Error)]
+#[error("component `{component}` ran out of memory (the instance memory cap): {source:#}")]
+pub struct MemoryLimitExceeded {
+    pub component: String,
+    source: anyhow::Error,
+}
+
+/// The work of one request or message overran `--request-timeout` and was cut off. The
+/// guest is stopped within one epoch tick of the deadline even in a CPU loop: the store
+/// yields at every tick (`epoch_deadline_async_yield_and_update`), so the timeout around
+/// the call gets its turn and drops the guest. Triggers look for this error (the HTTP
+/// trigger answers 504) with `anyhow::Error::downcast_ref`.
+#[derive(Debug, thiserror::Error)]
+#[error("component `{component}` exceeded the request timeout of {timeout:?}")]
+pub struct DeadlineExceeded {
+    pub component: String,
+    pub timeout: Duration,
 }
 
 fn build_linker(engine: &Engine) -> anyhow::Result<Linker<InstanceState>> {
@@ -286,6 +334,7 @@ fn load_component(
         stdout: ComponentOutput::new(id, Stream::Stdout),
         stderr: ComponentOutput::new(id, Stream::Stderr),
         max_memory: limits.max_instance_memory,
+        request_timeout: None,
     })
 }
 
@@ -301,10 +350,7 @@ impl AppComponent {
             http: WasiHttpCtx::new(),
             table: wasmtime::component::ResourceTable::new(),
             limits: crate::metrics::CountingLimiter::new(
-                StoreLimitsBuilder::new()
-                    .memory_size(self.max_memory)
-                    .instances(64)
-                    .build(),
+                crate::engine::InstanceLimits::new(self.max_memory),
                 &self.id,
             ),
             outbound_http: OutboundHttp::new(self.capabilities.clone()),

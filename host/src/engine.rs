@@ -79,6 +79,9 @@ pub fn build(limits: &EngineLimits) -> anyhow::Result<Engine> {
     pool.max_memory_size(limits.max_instance_memory);
     pool.max_core_instances_per_component(32);
     pool.max_memories_per_component(8);
+    // Multi-memory modules load (wasmtime's default is one memory per core module); the
+    // memory cap still counts all of them together (see `InstanceLimits`).
+    pool.max_memories_per_module(2);
     pool.max_tables_per_component(16);
     pool.max_component_instance_size(1 << 20);
     match limits.memory_reset {
@@ -203,4 +206,145 @@ pub fn default_cache_dir() -> Option<PathBuf> {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
         .map(|base| base.join("edge-host"))
+}
+
+/// The store's resource limiter: `--max-instance-memory-mb` counts every linear memory
+/// and table of the instance together, not each on its own. The pooling allocator's
+/// `max_memory_size` (and wasmtime's `StoreLimits`) bound each memory separately, so a
+/// component with two memories could use twice the cap; Spin has that bug (spin#3705).
+/// Table elements count one pointer each, which is what wasmtime allocates for them.
+/// Initial sizes at instantiation pass through here too (`current` is 0 then).
+#[derive(Debug)]
+pub struct InstanceLimits {
+    /// Bytes all memories and tables of the store may hold together.
+    budget: usize,
+    /// Bytes they hold now (as granted).
+    used: usize,
+    /// Instances (core and component) the store may create.
+    max_instances: usize,
+    /// The last growth granted, taken back if wasmtime then fails to grow.
+    last_grant: usize,
+    /// Whether a growth was refused for the budget: the request failed for its memory.
+    pub hit: bool,
+}
+
+/// Core and component instances one store may create (a spin-sdk component has a handful).
+const MAX_INSTANCES_PER_STORE: usize = 64;
+
+impl InstanceLimits {
+    /// Limits for one store: `budget` bytes of memories and tables in all.
+    pub fn new(budget: usize) -> Self {
+        Self {
+            budget,
+            used: 0,
+            max_instances: MAX_INSTANCES_PER_STORE,
+            last_grant: 0,
+            hit: false,
+        }
+    }
+
+    fn grow(&mut self, current: usize, desired: usize) -> bool {
+        let more = desired.saturating_sub(current);
+        match self.used.checked_add(more) {
+            Some(total) if total <= self.budget => {
+                self.used = total;
+                self.last_grant = more;
+                true
+            }
+            _ => {
+                self.hit = true;
+                self.last_grant = 0;
+                false
+            }
+        }
+    }
+
+    fn undo_last(&mut self) {
+        self.used -= std::mem::take(&mut self.last_grant);
+    }
+}
+
+impl wasmtime::ResourceLimiter for InstanceLimits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(self.grow(current, desired))
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.undo_last();
+        Ok(())
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let size = std::mem::size_of::<usize>();
+        Ok(self.grow(current.saturating_mul(size), desired.saturating_mul(size)))
+    }
+
+    fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.undo_last();
+        Ok(())
+    }
+
+    fn instances(&self) -> usize {
+        self.max_instances
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::InstanceLimits;
+
+    /// Two memories, each under the cap, together over it: the growth that crosses the
+    /// cap fails (`memory.grow` returns -1), in a real wasmtime store.
+    #[test]
+    fn two_memories_share_one_budget() {
+        let engine = wasmtime::Engine::default();
+        let module = wasmtime::Module::new(
+            &engine,
+            r#"(module
+                (memory $a 1)
+                (memory $b 1)
+                (func (export "grow_a") (param i32) (result i32)
+                  (memory.grow $a (local.get 0)))
+                (func (export "grow_b") (param i32) (result i32)
+                  (memory.grow $b (local.get 0))))"#,
+        )
+        .unwrap();
+        // 64 MiB in all: 1024 pages of 64 KiB.
+        let mut store = wasmtime::Store::new(&engine, InstanceLimits::new(64 << 20));
+        store.limiter(|limits| limits);
+        let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
+        let grow_a = instance
+            .get_typed_func::<i32, i32>(&mut store, "grow_a")
+            .unwrap();
+        let grow_b = instance
+            .get_typed_func::<i32, i32>(&mut store, "grow_b")
+            .unwrap();
+        // Each memory to 600 pages (37.5 MiB): alone under the cap, together over it.
+        assert_eq!(grow_a.call(&mut store, 599).unwrap(), 1);
+        assert!(!store.data().hit);
+        assert_eq!(grow_b.call(&mut store, 599).unwrap(), -1);
+        assert!(store.data().hit);
+        // What still fits is granted.
+        assert_eq!(grow_b.call(&mut store, 400).unwrap(), 1);
+        assert_eq!(grow_b.call(&mut store, 24).unwrap(), -1);
+    }
+
+    #[test]
+    fn a_failed_growth_is_given_back() {
+        let mut limits = InstanceLimits::new(10 << 16);
+        assert!(limits.grow(0, 4 << 16));
+        limits.undo_last();
+        assert!(limits.grow(0, 10 << 16));
+        assert!(!limits.grow(10 << 16, 11 << 16));
+    }
 }

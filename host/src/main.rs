@@ -4,7 +4,7 @@
 //! same variables and the same habits work with this host and with Spin itself.
 
 use edge_host::routes::Router;
-use edge_host::triggers::reuse::{Range, ReuseConfig};
+use edge_host::triggers::reuse::{parse_duration_value, Range, ReuseConfig};
 use edge_host::{app, engine, logs, manifest, runtime_config, triggers, variables};
 
 use std::collections::HashMap;
@@ -64,7 +64,8 @@ struct UpArgs {
     /// Always compile; neither read nor write the compile cache.
     #[arg(long)]
     no_cache: bool,
-    /// Largest linear memory an instance may use, in MiB.
+    /// Memory one instance may use, in MiB: all its linear memories and tables together
+    /// (Spin counts each memory separately, spin#3705).
     #[arg(long, default_value_t = 128)]
     max_instance_memory_mb: usize,
     /// Instances that may exist at once (pooling allocator slots); requests and messages
@@ -87,9 +88,10 @@ struct UpArgs {
     /// Largest request head, in KiB; larger get 431.
     #[arg(long, default_value_t = 64)]
     max_header_kb: usize,
-    /// Longest a request or message may run, in seconds.
-    #[arg(long, default_value_t = 60)]
-    execution_timeout_secs: u64,
+    /// Longest a request or message may run, in seconds (default 60). Kept as an alias of
+    /// `--request-timeout`, which takes Spin's duration syntax.
+    #[arg(long, conflicts_with = "request_timeout")]
+    execution_timeout_secs: Option<u64>,
     /// Requests one instance may serve before it is dropped: a number, or a range `A..B`
     /// from which each new instance draws its own. 1 (the default) gives every request a
     /// fresh instance, as Spin does for WASI 0.2 components; more reuses an instance that
@@ -131,6 +133,24 @@ struct UpArgs {
     /// Off by default; port 0 picks a free port (in the ready file as `metrics_url`).
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<SocketAddr>,
+    /// On SIGTERM or SIGINT, how long in-flight requests and Redis message handlers may
+    /// take to finish (the listener is already closed) before the host exits anyway:
+    /// seconds, or a number with `s`, `ms`, `us` or `ns`. Match the pod's
+    /// `terminationGracePeriodSeconds` (less `--shutdown-delay`). Spin has no such flag:
+    /// it stops at once.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration_value)]
+    shutdown_timeout: Duration,
+    /// On SIGTERM or SIGINT, keep serving (and accepting) this long before the drain
+    /// starts, so load balancers and Kubernetes endpoints stop sending new connections
+    /// first. Same syntax as `--shutdown-timeout`; 0 (the default) drains at once.
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration_value)]
+    shutdown_delay: Duration,
+    /// Longest a request or Redis message may run (default 60s): seconds, or a number with
+    /// `s`, `ms`, `us` or `ns`, as Spin 4's `--request-timeout`. Cut off at the deadline
+    /// even in a CPU loop (within one 10 ms epoch tick); an HTTP request gets 504
+    /// problem+json. Unlike Spin's (WASI 0.3 only), it applies to WASI 0.2 components too.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_value)]
+    request_timeout: Option<Duration>,
 }
 
 #[derive(clap::Args)]
@@ -180,6 +200,9 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// `--request-timeout` when neither it nor `--execution-timeout-secs` is given.
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
 fn up(args: UpArgs) -> anyhow::Result<()> {
     logs::init(args.log_format);
     let manifest = manifest::load(&args.from)?;
@@ -208,7 +231,10 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
                 ..engine::EngineLimits::default()
             },
             cache_dir,
-            execution_timeout: Duration::from_secs(args.execution_timeout_secs),
+            execution_timeout: args
+                .request_timeout
+                .or(args.execution_timeout_secs.map(Duration::from_secs))
+                .unwrap_or(DEFAULT_REQUEST_TIMEOUT),
         };
         let metrics = match args.metrics_listen {
             Some(addr) => Some(edge_host::metrics::bind(addr).await?),
@@ -236,6 +262,10 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
             max_instances: args.max_instances,
             listen_backlog: args.listen_backlog,
         };
+        let drain = Drain {
+            delay: args.shutdown_delay,
+            timeout: args.shutdown_timeout,
+        };
         serve(
             app,
             args.listen,
@@ -245,6 +275,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
             reuse,
             args.ready_file.as_deref(),
             metrics,
+            drain,
         )
         .await
     })
@@ -267,6 +298,7 @@ async fn serve(
     reuse: ReuseConfig,
     ready_file: Option<&Path>,
     metrics: Option<edge_host::metrics::MetricsServer>,
+    drain: Drain,
 ) -> anyhow::Result<()> {
     let http = Arc::new(
         triggers::http::HttpTrigger::new(app.clone(), max_request_body, reuse)?
@@ -306,18 +338,59 @@ async fn serve(
             .with_context(|| format!("writing the ready file {}", path.display()))?;
     }
 
-    let serve_http = async {
-        match listener {
-            Some(listener) => http.serve(listener).await,
-            None => std::future::pending().await,
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut serve_http = tokio::spawn({
+        let (http, stop) = (http.clone(), stop.clone());
+        async move {
+            match listener {
+                Some(listener) => http.serve_until(listener, stop).await,
+                None => {
+                    stop.cancelled().await;
+                    Ok(())
+                }
+            }
         }
+    });
+    let mut serve_redis = tokio::spawn(redis.clone().run_until(stop.clone()));
+    let mut signals = Signals::new()?;
+    let first = tokio::select! {
+        result = &mut serve_http => return result.context("the HTTP trigger panicked")?,
+        _ = &mut serve_redis => bail!("the Redis trigger stopped"),
+        signal = signals.next() => signal,
+    };
+    tracing::info!(
+        signal = first.name(),
+        delay_ms = drain.delay.as_millis() as u64,
+        timeout_ms = drain.timeout.as_millis() as u64,
+        "shutting down: draining (a second signal stops at once)"
+    );
+    let drained = async {
+        tokio::time::sleep(drain.delay).await;
+        stop.cancel();
+        let (http_done, _) = tokio::join!(&mut serve_http, &mut serve_redis);
+        http_done.context("the HTTP trigger panicked")?
     };
     tokio::select! {
-        result = serve_http => result,
-        () = redis.run() => bail!("the Redis trigger stopped"),
-        () = shutdown_signal() => {
-            tracing::info!("shutting down");
-            Ok(())
+        result = tokio::time::timeout(drain.delay + drain.timeout, drained) => match result {
+            Ok(done) => {
+                done?;
+                tracing::info!("drained; exiting");
+                Ok(())
+            }
+            Err(_) => {
+                tracing::warn!(
+                    connections = http.open_connections(),
+                    redis_handlers = redis.handlers_in_progress(),
+                    "shutdown timeout passed with {} HTTP connection(s) and {} Redis handler(s) still in progress; exiting anyway",
+                    http.open_connections(),
+                    redis.handlers_in_progress(),
+                );
+                std::process::exit(1)
+            }
+        },
+        second = signals.next() => {
+            tracing::warn!(signal = second.name(), "second signal: exiting without waiting");
+            std::process::exit(128 + second.number())
         }
     }
 }
@@ -342,26 +415,77 @@ fn serve_metrics(
     Ok(Some(url))
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// What `up` does on SIGTERM or SIGINT.
+#[derive(Debug, Clone, Copy)]
+struct Drain {
+    /// Keep serving this long first (`--shutdown-delay`).
+    delay: Duration,
+    /// Then wait at most this long for in-flight work (`--shutdown-timeout`).
+    timeout: Duration,
+}
+
+/// The stop signals: SIGTERM (Kubernetes, systemd, `docker stop`) and SIGINT (Ctrl-C).
+struct Signals {
     #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum StopSignal {
+    Term,
+    Int,
+}
+
+impl StopSignal {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Term => "SIGTERM",
+            Self::Int => "SIGINT",
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+
+    /// The signal number, for the conventional `128 + N` exit status.
+    fn number(self) -> i32 {
+        match self {
+            Self::Term => 15,
+            Self::Int => 2,
+        }
+    }
+}
+
+impl Signals {
+    /// Installs the handlers now, so a signal that arrives early is not lost.
+    fn new() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Self {
+                term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+                int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Self {})
+        }
+    }
+
+    /// The next stop signal.
+    async fn next(&mut self) -> StopSignal {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => StopSignal::Term,
+                _ = self.int.recv() => StopSignal::Int,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            StopSignal::Int
+        }
     }
 }
 

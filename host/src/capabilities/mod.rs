@@ -40,7 +40,6 @@ use crate::variables::{ResolvedVariables, Template};
 use outbound_hosts::AllowedHosts;
 use outbound_http::OutboundHttp;
 use serde::Deserialize;
-use wasmtime::StoreLimits;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -52,8 +51,10 @@ pub struct InstanceState {
     pub wasi: WasiCtx,
     pub http: WasiHttpCtx,
     pub table: ResourceTable,
-    /// The instance caps, with refused growths counted (`edge_host_memory_limit_hits_total`).
-    pub limits: crate::metrics::CountingLimiter<StoreLimits>,
+    /// Memory and table budget across all of the instance's memories
+    /// (`--max-instance-memory-mb`), with refused growths counted
+    /// (`edge_host_memory_limit_hits_total`).
+    pub limits: crate::metrics::CountingLimiter<crate::engine::InstanceLimits>,
     pub outbound_http: OutboundHttp,
     pub capabilities: CapabilityState,
 }
@@ -104,6 +105,21 @@ pub struct EdgeHostConfig {
     /// `triggers::http` through [`crate::admission`], not by a capability).
     #[serde(default)]
     pub admission: crate::admission::AdmissionConfig,
+    /// `[edge_host.component.<id>]`: per-component overrides of host-wide limits (not a
+    /// capability, but it lives under `[edge_host]` like all of edge-host's own tuning).
+    #[serde(default)]
+    pub component: std::collections::BTreeMap<String, ComponentOverrides>,
+}
+
+/// `[edge_host.component.<id>]` in the runtime config. Spin has no per-component request
+/// timeout (its `--request-timeout` is one value for the whole trigger), so this table is
+/// edge-host's own.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentOverrides {
+    /// This component's request timeout in milliseconds, instead of `--request-timeout`
+    /// (HTTP requests and Redis messages alike).
+    pub request_timeout_ms: Option<u64>,
 }
 
 /// Spin 4.1's connection cap of one capability (`[outbound_pg]` / `[outbound_redis]`

@@ -10,6 +10,7 @@
 //! the deadline) costs that request a 500 and a log line; the host keeps serving.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,13 +21,14 @@ use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::WasiHttpView;
 
 use crate::admission::{Admission, AdmissionConfig, AdmissionLimits, Refusal};
-use crate::app::{App, AppComponent, InstanceRun};
+use crate::app::{App, AppComponent, DeadlineExceeded, InstanceRun, MemoryLimitExceeded};
 use crate::capabilities::InstanceState;
 use crate::routes::{RouteMatch, RoutePattern, Router};
 use crate::triggers::problem::HostProblem;
@@ -75,6 +77,24 @@ pub struct HttpTrigger {
     reuse: Option<Arc<InstancePool<Proxy>>>,
     /// Who may wait for an instance, how long and how many at once.
     admission: Admission,
+    /// Connections being served, for the drain's log line when `--shutdown-timeout` passes.
+    open_connections: AtomicUsize,
+}
+
+/// Counts a connection as open for as long as its task lives.
+struct OpenConnection(Arc<HttpTrigger>);
+
+impl OpenConnection {
+    fn new(trigger: Arc<HttpTrigger>) -> Self {
+        trigger.open_connections.fetch_add(1, Ordering::Relaxed);
+        Self(trigger)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open_connections.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl HttpTrigger {
@@ -116,6 +136,7 @@ impl HttpTrigger {
             max_request_body,
             limits: ClientLimits::default(),
             reuse: reuse.reuses().then(|| InstancePool::new(reuse)),
+            open_connections: AtomicUsize::new(0),
         })
     }
 
@@ -154,13 +175,32 @@ impl HttpTrigger {
         self.router.routes().next().is_some()
     }
 
-    /// Binds `listen` and serves until the process is stopped.
+    /// Serves `listener` until the process is stopped.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> anyhow::Result<()> {
+        self.serve_until(listener, CancellationToken::new()).await
+    }
+
+    /// Serves `listener` until `stop` is cancelled, then drains (issue 10, item 1): the
+    /// listener is closed at once (new connections are refused), every connection is told
+    /// to shut down gracefully (hyper closes an idle keep-alive connection now and a busy
+    /// one once its in-flight requests are answered), and this returns when the last
+    /// connection has ended. The caller bounds the wait (`--shutdown-timeout`).
+    pub async fn serve_until(
+        self: Arc<Self>,
+        listener: TcpListener,
+        stop: CancellationToken,
+    ) -> anyhow::Result<()> {
         if let Some(pool) = &self.reuse {
             tokio::spawn(pool.clone().sweep());
         }
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         loop {
-            let (stream, client) = match listener.accept().await {
+            let accepted = tokio::select! {
+                biased;
+                () = stop.cancelled() => break,
+                accepted = listener.accept() => accepted,
+            };
+            let (stream, client) = match accepted {
                 Ok(accepted) => accepted,
                 Err(err) => {
                     // Out of file descriptors and similar: back off instead of spinning.
@@ -169,34 +209,55 @@ impl HttpTrigger {
                     continue;
                 }
             };
-            let _ = stream.set_nodelay(true);
-            let trigger = self.clone();
-            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(self.limits.header_read_timeout)
-                .max_headers(self.limits.max_headers)
-                .max_buf_size(self.limits.max_header_bytes.max(8192));
-            builder
-                .http2()
-                .timer(TokioTimer::new())
-                .max_header_list_size(self.limits.max_header_bytes as u32);
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |request| {
-                    let trigger = trigger.clone();
-                    async move {
-                        Ok::<_, std::convert::Infallible>(trigger.handle(request, client).await)
-                    }
-                });
-                let served = builder
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-                if let Err(err) = served {
-                    tracing::debug!(%client, "connection ended with error: {err}");
-                }
-            });
+            self.spawn_connection(stream, client, graceful.watcher());
         }
+        drop(listener);
+        tracing::info!(
+            connections = graceful.count(),
+            "listener closed; waiting for open connections to finish"
+        );
+        graceful.shutdown().await;
+        Ok(())
+    }
+
+    /// HTTP connections still open; during a drain, those with requests in progress
+    /// (idle ones are closed as soon as the drain starts).
+    pub fn open_connections(&self) -> usize {
+        self.open_connections.load(Ordering::Relaxed)
+    }
+
+    /// Serves one connection in its own task, watched for graceful shutdown.
+    fn spawn_connection(
+        self: &Arc<Self>,
+        stream: tokio::net::TcpStream,
+        client: SocketAddr,
+        watcher: hyper_util::server::graceful::Watcher,
+    ) {
+        let _ = stream.set_nodelay(true);
+        let trigger = self.clone();
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.limits.header_read_timeout)
+            .max_headers(self.limits.max_headers)
+            .max_buf_size(self.limits.max_header_bytes.max(8192));
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(self.limits.max_header_bytes as u32);
+        let open = OpenConnection::new(self.clone());
+        tokio::spawn(async move {
+            let _open = open;
+            let service = hyper::service::service_fn(move |request| {
+                let trigger = trigger.clone();
+                async move { Ok::<_, std::convert::Infallible>(trigger.handle(request, client).await) }
+            });
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            if let Err(err) = watcher.watch(connection).await {
+                tracing::debug!(%client, "connection ended with error: {err}");
+            }
+        });
     }
 
     /// The routes, for the start-up banner.
@@ -296,6 +357,14 @@ impl HttpTrigger {
             Ok(None) => {
                 let refused = overloaded(Refusal::Overloaded, component, &method, &path);
                 return (refused, route, id);
+            }
+            Err(err) if err.downcast_ref::<DeadlineExceeded>().is_some() => {
+                tracing::warn!(component = id, %method, %path, "request cut off: {err:#}");
+                HostProblem::DeadlineExceeded.response()
+            }
+            Err(err) if err.downcast_ref::<MemoryLimitExceeded>().is_some() => {
+                tracing::warn!(component = id, %method, %path, "request failed: {err:#}");
+                HostProblem::MemoryLimit.response()
             }
             Err(err) => {
                 tracing::error!(component = id, %method, %path, "request failed: {err:#}");

@@ -56,6 +56,13 @@ pub enum HostProblem {
     Overloaded,
     /// The guest trapped, failed or answered nothing: 500.
     Internal,
+    /// The guest overran `--request-timeout` (or its component's `request_timeout_ms`)
+    /// and was cut off: 504. The guest may have left the body half read: the connection
+    /// is closed.
+    DeadlineExceeded,
+    /// The instance hit `--max-instance-memory-mb` (all its memories and tables together):
+    /// 500 for this request only; the instance is dropped.
+    MemoryLimit,
 }
 
 macro_rules! body {
@@ -145,6 +152,24 @@ impl HostProblem {
                     "The request could not be completed."
                 ),
             ),
+            Self::DeadlineExceeded => (
+                StatusCode::GATEWAY_TIMEOUT,
+                body!(
+                    "gateway-timeout",
+                    "Gateway Timeout",
+                    504,
+                    "The component did not answer within the request timeout."
+                ),
+            ),
+            Self::MemoryLimit => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                body!(
+                    "memory-limit",
+                    "Internal Server Error",
+                    500,
+                    "The component ran out of memory for this request."
+                ),
+            ),
         }
     }
 
@@ -153,7 +178,7 @@ impl HostProblem {
     fn closes(self) -> bool {
         matches!(
             self,
-            Self::BodyTooLarge | Self::BodyMalformed | Self::BodyStalled
+            Self::BodyTooLarge | Self::BodyMalformed | Self::BodyStalled | Self::DeadlineExceeded
         )
     }
 
@@ -193,7 +218,7 @@ impl HostProblem {
 mod tests {
     use super::*;
 
-    const ALL: [HostProblem; 8] = [
+    const ALL: [HostProblem; 10] = [
         HostProblem::NotFound,
         HostProblem::BadRequest,
         HostProblem::BodyTooLarge,
@@ -202,6 +227,8 @@ mod tests {
         HostProblem::ClientBusy,
         HostProblem::Overloaded,
         HostProblem::Internal,
+        HostProblem::DeadlineExceeded,
+        HostProblem::MemoryLimit,
     ];
 
     #[test]

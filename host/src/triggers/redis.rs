@@ -9,14 +9,17 @@
 //! durable outbox and treats messages only as wake-up calls.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use futures::StreamExt;
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::app::{App, AppComponent};
+use crate::app::{App, AppComponent, DeadlineExceeded};
 use crate::bindings::redis_trigger::RedisTriggerPre;
 use crate::capabilities::InstanceState;
 use crate::variables::Template;
@@ -38,6 +41,10 @@ struct Subscription {
 pub struct RedisTrigger {
     app: Arc<App>,
     servers: BTreeMap<String, Vec<Arc<Subscription>>>,
+    /// Message handlers in progress, so a drain can wait for them (issue 10, item 1).
+    handlers: TaskTracker,
+    /// Messages whose handler overran the request timeout, since start (logged with each).
+    deadline_hits: Arc<AtomicU64>,
 }
 
 impl RedisTrigger {
@@ -65,7 +72,12 @@ impl RedisTrigger {
                     pre,
                 }));
         }
-        Ok(Self { app, servers })
+        Ok(Self {
+            app,
+            servers,
+            handlers: TaskTracker::new(),
+            deadline_hits: Arc::new(AtomicU64::new(0)),
+        })
     }
 
     /// Whether any subscription is configured.
@@ -84,8 +96,16 @@ impl RedisTrigger {
 
     /// Runs every subscription until the process stops.
     pub async fn run(self: Arc<Self>) {
+        self.run_until(CancellationToken::new()).await;
+    }
+
+    /// Runs every subscription until `stop` is cancelled, then drains (issue 10, item 1):
+    /// each subscriber unsubscribes and takes no further message, and this returns once
+    /// every handler already running has finished (and so made its own acknowledgement,
+    /// such as marking its job done). The caller bounds the wait (`--shutdown-timeout`).
+    pub async fn run_until(self: Arc<Self>, stop: CancellationToken) {
         if self.servers.is_empty() {
-            return std::future::pending().await;
+            return stop.cancelled().await;
         }
         let tasks: Vec<_> = self
             .servers
@@ -93,43 +113,79 @@ impl RedisTrigger {
             .map(|(address, subscriptions)| {
                 let trigger = self.clone();
                 let (address, subscriptions) = (address.clone(), subscriptions.clone());
-                tokio::spawn(async move { trigger.serve_server(address, subscriptions).await })
+                let stop = stop.clone();
+                tokio::spawn(
+                    async move { trigger.serve_server(address, subscriptions, stop).await },
+                )
             })
             .collect();
         futures::future::join_all(tasks).await;
+        self.handlers.close();
+        tracing::info!(
+            handlers = self.handlers.len(),
+            "Redis subscriptions stopped; waiting for message handlers in progress"
+        );
+        self.handlers.wait().await;
     }
 
-    /// Keeps one server's subscriptions alive, reconnecting with backoff.
-    async fn serve_server(&self, address: String, subscriptions: Vec<Arc<Subscription>>) {
+    /// Messages cut off at the request timeout since start.
+    pub fn deadline_hits(&self) -> u64 {
+        self.deadline_hits.load(Ordering::Relaxed)
+    }
+
+    /// Message handlers still running; during a drain, those the drain waits for.
+    pub fn handlers_in_progress(&self) -> usize {
+        self.handlers.len()
+    }
+
+    /// Keeps one server's subscriptions alive, reconnecting with backoff, until `stop`.
+    async fn serve_server(
+        &self,
+        address: String,
+        subscriptions: Vec<Arc<Subscription>>,
+        stop: CancellationToken,
+    ) {
         let shown = redact(&address);
         let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
         let mut backoff = BACKOFF_START;
-        loop {
-            match self.listen(&address, &subscriptions, &in_flight).await {
+        while !stop.is_cancelled() {
+            match self
+                .listen(&address, &subscriptions, &in_flight, &stop)
+                .await
+            {
+                Ok(()) if stop.is_cancelled() => break,
                 Ok(()) => {
                     tracing::warn!(address = %shown, "Redis subscription ended; reconnecting");
                     backoff = BACKOFF_START;
                 }
                 Err(err) => {
                     tracing::warn!(address = %shown, retry_in_ms = backoff.as_millis() as u64, "Redis subscription failed: {err:#}");
-                    tokio::time::sleep(backoff).await;
+                    tokio::select! {
+                        () = stop.cancelled() => break,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
                     backoff = (backoff * 2).min(BACKOFF_MAX);
                 }
             }
         }
     }
 
-    /// Subscribes and dispatches messages until the connection ends.
+    /// Subscribes and dispatches messages until the connection ends or `stop` is
+    /// cancelled; on `stop` it unsubscribes, so the server sends no further message.
     async fn listen(
         &self,
         address: &str,
         subscriptions: &[Arc<Subscription>],
         in_flight: &Arc<Semaphore>,
+        stop: &CancellationToken,
     ) -> anyhow::Result<()> {
         let client = redis::Client::open(address).context("invalid Redis address")?;
-        let mut pubsub = tokio::time::timeout(Duration::from_secs(5), client.get_async_pubsub())
-            .await
-            .context("connecting timed out")??;
+        let mut pubsub = tokio::select! {
+            () = stop.cancelled() => return Ok(()),
+            connected = tokio::time::timeout(Duration::from_secs(5), client.get_async_pubsub()) => {
+                connected.context("connecting timed out")??
+            }
+        };
         for subscription in subscriptions {
             pubsub.subscribe(&subscription.channel).await?;
         }
@@ -138,31 +194,72 @@ impl RedisTrigger {
             channels = ?subscriptions.iter().map(|s| s.channel.as_str()).collect::<Vec<_>>(),
             "subscribed"
         );
-        let mut messages = pubsub.on_message();
-        while let Some(message) = messages.next().await {
-            let channel = message.get_channel_name().to_owned();
-            let payload = message.get_payload_bytes().to_vec();
-            for subscription in subscriptions.iter().filter(|s| s.channel == channel) {
-                let permit = in_flight.clone().acquire_owned().await?;
-                let (app, subscription) = (self.app.clone(), subscription.clone());
-                let payload = payload.clone();
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    let handled = handle_message(&app, &subscription, payload).await;
-                    crate::metrics::trigger_message(
-                        &subscription.channel,
-                        &subscription.component.id,
-                        handled.is_ok(),
-                    );
-                    if let Err(err) = handled {
-                        tracing::error!(
+        {
+            let mut messages = pubsub.on_message();
+            loop {
+                let message = tokio::select! {
+                    biased;
+                    () = stop.cancelled() => break,
+                    message = messages.next() => match message {
+                        Some(message) => message,
+                        None => return Ok(()),
+                    },
+                };
+                self.dispatch(&message, subscriptions, in_flight).await?;
+            }
+        }
+        let channels: Vec<&str> = subscriptions.iter().map(|s| s.channel.as_str()).collect();
+        // Bounded: a server that does not answer must not hold up the drain.
+        match tokio::time::timeout(Duration::from_secs(2), pubsub.unsubscribe(&channels)).await {
+            Ok(Ok(())) => tracing::info!(address = %redact(address), "unsubscribed"),
+            Ok(Err(err)) => {
+                tracing::warn!(address = %redact(address), "unsubscribing failed: {err}")
+            }
+            Err(_) => tracing::warn!(address = %redact(address), "unsubscribing timed out"),
+        }
+        Ok(())
+    }
+
+    /// Starts the handlers of one message, one per subscription of its channel.
+    async fn dispatch(
+        &self,
+        message: &redis::Msg,
+        subscriptions: &[Arc<Subscription>],
+        in_flight: &Arc<Semaphore>,
+    ) -> anyhow::Result<()> {
+        let channel = message.get_channel_name();
+        let payload = message.get_payload_bytes();
+        for subscription in subscriptions.iter().filter(|s| s.channel == channel) {
+            let permit = in_flight.clone().acquire_owned().await?;
+            let (app, subscription) = (self.app.clone(), subscription.clone());
+            let payload = payload.to_vec();
+            let deadline_hits = self.deadline_hits.clone();
+            self.handlers.spawn(async move {
+                let _permit = permit;
+                let handled = handle_message(&app, &subscription, payload).await;
+                crate::metrics::trigger_message(
+                    &subscription.channel,
+                    &subscription.component.id,
+                    handled.is_ok(),
+                );
+                if let Err(err) = &handled {
+                    if err.downcast_ref::<DeadlineExceeded>().is_some() {
+                        let count = deadline_hits.fetch_add(1, Ordering::Relaxed) + 1;
+                        tracing::warn!(
                             component = %subscription.component.id,
                             channel = %subscription.channel,
-                            "message handler failed: {err:#}"
+                            deadline_exceeded_total = count,
+                            "message handler cut off: {err:#}"
                         );
+                        return;
                     }
-                });
-            }
+                    tracing::error!(
+                        component = %subscription.component.id,
+                        channel = %subscription.channel,
+                        "message handler failed: {err:#}"
+                    );
+                }
+            });
         }
         Ok(())
     }

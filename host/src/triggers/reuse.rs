@@ -126,6 +126,12 @@ fn parse_range<T>(
     }
 }
 
+/// One duration in Spin's syntax (`30`, `30s`, `500ms`, `us`, `ns`), for flags that take a
+/// single value rather than a range (`--shutdown-timeout`, `--request-timeout`).
+pub fn parse_duration_value(text: &str) -> Result<Duration, String> {
+    parse_one_duration(text.trim())
+}
+
 fn parse_one_duration(text: &str) -> Result<Duration, String> {
     let error = || {
         format!("expected a number of seconds or a number with `s`, `ms`, `us`, `μs` or `ns`, got {text:?}")

@@ -95,3 +95,10 @@ fn shared_cache_dir() -> &'static str {
         dir.to_str().expect("temp dir paths are UTF-8").to_owned()
     })
 }
+
+/// Signals and exit status ([`EdgeHost::signal`], [`EdgeHost::wait_for_exit`]).
+impl std::ops::DerefMut for Host {
+    fn deref_mut(&mut self) -> &mut EdgeHost {
+        &mut self.process
+    }
+}

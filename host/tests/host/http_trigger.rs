@@ -58,15 +58,22 @@ fn a_trap_is_a_500_for_that_request_only() {
 #[test]
 fn running_out_of_memory_is_a_500_and_the_host_survives() {
     let host = Host::start(&["--max-instance-memory-mb", "64"], &[]);
-    assert_eq!(host.get("/probe/oom").0, 500);
+    let (status, body) = host.get("/probe/oom");
+    assert_eq!(status, 500, "{body}");
+    // Told apart from other failures: the host's problem+json for the memory cap.
+    assert!(
+        body.contains("urn:edge-host:problem:memory-limit"),
+        "{body}"
+    );
     assert_eq!(host.get("/probe/headers").0, 200);
 }
 
 #[test]
 fn a_busy_loop_is_cut_off_at_the_execution_timeout() {
+    // `--execution-timeout-secs` is kept as an alias of `--request-timeout`.
     let host = Host::start(&["--execution-timeout-secs", "1"], &[]);
     let started = Instant::now();
-    assert_eq!(host.get("/probe/busy").0, 500);
+    assert_eq!(host.get("/probe/busy").0, 504);
     assert!(
         started.elapsed() < Duration::from_secs(20),
         "timeout not enforced"

@@ -3,10 +3,13 @@
 
 mod admission;
 mod broken_clients;
+mod deadlines;
+mod drain;
 mod harness;
 mod http_trigger;
 mod instance_reuse;
 mod manifest_errors;
+mod memory_cap;
 mod metrics;
 mod redis_trigger;
 mod tls;

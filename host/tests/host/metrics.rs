@@ -56,12 +56,7 @@ fn metrics_counters_move_with_requests_traps_timeouts_and_memory_limits() {
     let host = Host::start(
         &[
             &METRICS[..],
-            &[
-                "--execution-timeout-secs",
-                "1",
-                "--max-instance-memory-mb",
-                "64",
-            ],
+            &["--request-timeout", "1s", "--max-instance-memory-mb", "64"],
         ]
         .concat(),
         &[],
@@ -78,7 +73,7 @@ fn metrics_counters_move_with_requests_traps_timeouts_and_memory_limits() {
     assert_eq!(host.get("/probe/headers").0, 200);
     assert_eq!(host.get("/probe/headers").0, 200);
     assert_eq!(host.get("/probe/trap").0, 500);
-    assert_eq!(host.get("/probe/busy").0, 500);
+    assert_eq!(host.get("/probe/busy").0, 504);
     assert_eq!(host.get("/probe/oom").0, 500);
     assert_eq!(host.get("/nothing/here").0, 404);
 
@@ -86,7 +81,12 @@ fn metrics_counters_move_with_requests_traps_timeouts_and_memory_limits() {
     let probe = [("component", "probe")];
     assert_eq!(value(&after, "edge_host_http_requests_total", &ok), 2.0);
     let failed = [("route", "/probe/..."), ("status", "500")];
-    assert_eq!(value(&after, "edge_host_http_requests_total", &failed), 3.0);
+    assert_eq!(value(&after, "edge_host_http_requests_total", &failed), 2.0);
+    let cut_off = [("route", "/probe/..."), ("status", "504")];
+    assert_eq!(
+        value(&after, "edge_host_http_requests_total", &cut_off),
+        1.0
+    );
     // An unrouted path is counted without its raw path: the route label stays bounded.
     assert_eq!(
         value(

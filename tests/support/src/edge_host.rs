@@ -6,7 +6,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -189,6 +189,41 @@ impl EdgeHost {
                 .count()
                 >= count
         })
+    }
+}
+
+/// Stopping the process the way an orchestrator does (the graceful-drain tests).
+impl EdgeHost {
+    /// Sends `signal` (a name `kill -s` knows: `TERM`, `INT`, `KILL`) to the host.
+    pub fn signal(&self, signal: &str) -> Result<()> {
+        let status = Command::new("kill")
+            .args(["-s", signal, &self.child.id().to_string()])
+            .status()
+            .context("running kill")?;
+        if !status.success() {
+            bail!("kill -s {signal} {} failed: {status}", self.child.id());
+        }
+        Ok(())
+    }
+
+    /// The exit status if the host has exited, without waiting.
+    pub fn exit_status(&mut self) -> Result<Option<ExitStatus>> {
+        Ok(self.child.try_wait()?)
+    }
+
+    /// Waits up to `timeout` for the host to exit; `None` if it is still running.
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> Result<Option<ExitStatus>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                self.output.wait_for_end(Duration::from_secs(2));
+                return Ok(Some(status));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 
