@@ -266,18 +266,14 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
             delay: args.shutdown_delay,
             timeout: args.shutdown_timeout,
         };
-        serve(
-            app,
-            args.listen,
+        let http = HttpSettings {
+            listen: args.listen,
             admission,
-            args.max_request_body_mb << 20,
+            max_request_body: args.max_request_body_mb << 20,
             limits,
             reuse,
-            args.ready_file.as_deref(),
-            metrics,
-            drain,
-        )
-        .await
+        };
+        serve(app, http, args.ready_file.as_deref(), metrics, drain).await
     })
 }
 
@@ -289,17 +285,29 @@ struct Admission {
     listen_backlog: u32,
 }
 
-async fn serve(
-    app: Arc<app::App>,
+/// The HTTP trigger's settings from the flags.
+struct HttpSettings {
     listen: SocketAddr,
     admission: Admission,
     max_request_body: u64,
     limits: triggers::http::ClientLimits,
     reuse: ReuseConfig,
+}
+
+async fn serve(
+    app: Arc<app::App>,
+    settings: HttpSettings,
     ready_file: Option<&Path>,
     metrics: Option<edge_host::metrics::MetricsServer>,
     drain: Drain,
 ) -> anyhow::Result<()> {
+    let HttpSettings {
+        listen,
+        admission,
+        max_request_body,
+        limits,
+        reuse,
+    } = settings;
     let http = Arc::new(
         triggers::http::HttpTrigger::new(app.clone(), max_request_body, reuse)?
             .with_client_limits(limits)
