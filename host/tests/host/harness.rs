@@ -102,3 +102,46 @@ impl std::ops::DerefMut for Host {
         &mut self.process
     }
 }
+
+/// Accepts the probe's call to the test's gate (made from inside the running request)
+/// and reads its request head; answering it ends the held request.
+pub fn accept_gate(
+    gate: &std::net::TcpListener,
+    holder: &std::thread::JoinHandle<anyhow::Result<(u16, String)>>,
+) -> std::net::TcpStream {
+    gate.set_nonblocking(true).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut held = loop {
+        match gate.accept() {
+            Ok((stream, _)) => break stream,
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(
+                    !holder.is_finished(),
+                    "the hold request ended before calling the gate"
+                );
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the probe never called the gate"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(err) => panic!("accepting the probe's call: {err}"),
+        }
+    };
+    held.set_nonblocking(false).unwrap();
+    held.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    // Read the probe's whole request (a GET: the head only), so answering and closing
+    // later is a clean end of the exchange and not a reset.
+    let mut request = Vec::new();
+    while !request.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        assert_eq!(
+            std::io::Read::read(&mut held, &mut byte).unwrap(),
+            1,
+            "the probe's call ended early"
+        );
+        request.push(byte[0]);
+    }
+    held
+}

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::Host;
+use crate::harness::{accept_gate, Host};
 
 fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|err| panic!("not JSON ({err}): {body}"))
@@ -183,38 +183,7 @@ fn requests_beyond_the_instance_limit_wait_for_a_slot() {
     );
     let holder = std::thread::spawn(move || test_support::raw_get(&hold_url).send());
     // The call arrives from inside the running instance: from now on the slot is taken.
-    gate.set_nonblocking(true).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut held = loop {
-        match gate.accept() {
-            Ok((stream, _)) => break stream,
-            Err(err) if err.kind() == ErrorKind::WouldBlock => {
-                assert!(
-                    !holder.is_finished(),
-                    "the hold request ended before calling the gate: {:?}",
-                    holder.join()
-                );
-                assert!(Instant::now() < deadline, "the probe never called the gate");
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(err) => panic!("accepting the probe's call: {err}"),
-        }
-    };
-    held.set_nonblocking(false).unwrap();
-    held.set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    // Read the probe's whole request (a GET: the head only), so answering and closing
-    // later is a clean end of the exchange and not a reset.
-    let mut request = Vec::new();
-    while !request.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        assert_eq!(
-            held.read(&mut byte).unwrap(),
-            1,
-            "the probe's call ended early"
-        );
-        request.push(byte[0]);
-    }
+    let mut held = accept_gate(&gate, &holder);
 
     // A second request while the slot is held is not answered: none of it within a
     // second (a host that ignored the limit answers this route in milliseconds)...

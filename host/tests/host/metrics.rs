@@ -2,14 +2,13 @@
 //! (requests, traps, timeouts, memory-limit hits, a PostgreSQL pool wait), never on the
 //! app's port, and the admin readiness details (`GET /ready`).
 
-use std::io::{ErrorKind, Read as _, Write as _};
-use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::io::Write as _;
+use std::time::Duration;
 
 use test_support::raw_get;
 use test_support::wait::poll_until;
 
-use crate::harness::{build_probe, repo_root, Host};
+use crate::harness::{accept_gate, build_probe, repo_root, Host};
 
 /// The metrics flags every test here starts the host with.
 const METRICS: [&str; 2] = ["--metrics-listen", "127.0.0.1:0"];
@@ -144,44 +143,6 @@ fn metrics_are_not_served_on_the_app_port_nor_without_the_flag() {
         .output()
         .iter()
         .any(|line| line.contains("Metrics at")));
-}
-
-/// Accepts the probe's call to the test's gate (made from inside the running request)
-/// and reads its request head; answering it ends the held request.
-fn accept_gate(
-    gate: &std::net::TcpListener,
-    holder: &std::thread::JoinHandle<anyhow::Result<(u16, String)>>,
-) -> TcpStream {
-    gate.set_nonblocking(true).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut held = loop {
-        match gate.accept() {
-            Ok((stream, _)) => break stream,
-            Err(err) if err.kind() == ErrorKind::WouldBlock => {
-                assert!(
-                    !holder.is_finished(),
-                    "the hold request ended before calling the gate"
-                );
-                assert!(Instant::now() < deadline, "the probe never called the gate");
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(err) => panic!("accepting the probe's call: {err}"),
-        }
-    };
-    held.set_nonblocking(false).unwrap();
-    held.set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let mut request = Vec::new();
-    while !request.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        assert_eq!(
-            held.read(&mut byte).unwrap(),
-            1,
-            "the probe's call ended early"
-        );
-        request.push(byte[0]);
-    }
-    held
 }
 
 #[test]
