@@ -1,6 +1,6 @@
-//! The fuzzing smoke pass `scripts/test` runs: every target over its stored corpus
-//! (`fuzz/corpus/<target>/`, the inputs libFuzzer kept for new coverage in `scripts/fuzz`
-//! runs), every regression input (`fuzz/regressions/<target>/`, each a crash once found
+//! The fuzzing smoke pass `scripts/test` runs: every target over its hand-written seeds
+//! (`fuzz/seeds/<target>/`), its stored corpus (`fuzz/corpus/<target>/`, a sample of the
+//! inputs libFuzzer kept for new coverage in the last `scripts/fuzz` run), every regression input (`fuzz/regressions/<target>/`, each a crash once found
 //! and fixed), and a fixed set of pseudo-random inputs. A target that panics fails the test
 //! with the input's file named, so a regression is reproduced with
 //! `scripts/fuzz --reproduce fuzz/regressions/<target>/<file>`.
@@ -17,7 +17,7 @@ fn fuzz_dir() -> PathBuf {
 
 fn stored_inputs(target: &str) -> Vec<PathBuf> {
     let mut files = Vec::new();
-    for dir in ["corpus", "regressions"] {
+    for dir in ["seeds", "corpus", "regressions"] {
         let dir = fuzz_dir().join(dir).join(target);
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
@@ -60,15 +60,17 @@ fn every_target_passes_pseudo_random_inputs() {
 }
 
 #[test]
-fn every_target_has_a_binary_and_a_corpus() {
+fn every_target_has_a_binary_seeds_and_a_corpus() {
     for target in edge_fuzz::TARGETS {
         let binary = fuzz_dir().join("fuzz_targets").join(format!("{target}.rs"));
         assert!(binary.is_file(), "{} is missing", binary.display());
-        let corpus = fuzz_dir().join("corpus").join(target);
-        assert!(
-            std::fs::read_dir(&corpus).is_ok_and(|mut entries| entries.next().is_some()),
-            "{} is missing or empty: run scripts/fuzz {target}",
-            corpus.display()
-        );
+        for dir in ["seeds", "corpus"] {
+            let inputs = fuzz_dir().join(dir).join(target);
+            assert!(
+                std::fs::read_dir(&inputs).is_ok_and(|mut entries| entries.next().is_some()),
+                "{} is missing or empty (the corpus is made by scripts/fuzz {target})",
+                inputs.display()
+            );
+        }
     }
 }

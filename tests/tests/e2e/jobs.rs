@@ -529,7 +529,20 @@ async fn leased_and_finished_jobs_are_not_sent_again_until_a_lease_ends() {
         .expect("end the lease");
     let resp = world.sweep(&app, Some(&world.sweep_token)).await;
     let tally: Value = resp.json().await.expect("sweep body");
-    assert_eq!(tally["delivered"], 1, "{tally}");
+    // The sweep sends it, unless a message for the fresh job that was still being handled
+    // got there first (each message's handler also claims due jobs, `DRAIN_BATCH`):
+    // either way it goes out exactly once, with the job's idempotency key.
+    let by_sweep = tally["delivered"].as_u64().expect("a delivered count");
+    assert!(by_sweep <= 1, "{tally}");
+    if by_sweep == 0 {
+        eventually(Duration::from_secs(10), "the drain's delivery", || async {
+            match world.sink.delivered().len() {
+                2 => Ok(()),
+                n => anyhow::bail!("{n} deliveries"),
+            }
+        })
+        .await;
+    }
     let delivered = world.sink.delivered();
     assert_eq!(delivered.len(), 2);
     assert_eq!(delivered[1].body["to"], leased.as_str());

@@ -262,8 +262,13 @@ fn date_from_wit((year, month, day): (i32, u8, u8)) -> Result<NaiveDate, String>
         .ok_or_else(|| format!("invalid date {year:04}-{month:02}-{day:02}"))
 }
 
+/// PostgreSQL keeps whole microseconds: the nanoseconds below them are dropped here, so
+/// every value is truncated toward the earlier instant. (Left to the wire encoding, which
+/// counts microseconds from 2000-01-01 and truncates toward that date, a date-time before
+/// 2000 was rounded up and one after it down: found by the `pg_values` fuzz target.)
 fn time_from_wit((hour, minute, second, nanos): (u8, u8, u8, u32)) -> Result<NaiveTime, String> {
-    NaiveTime::from_hms_nano_opt(hour.into(), minute.into(), second.into(), nanos)
+    let whole_micros = nanos - nanos % 1_000;
+    NaiveTime::from_hms_nano_opt(hour.into(), minute.into(), second.into(), whole_micros)
         .ok_or_else(|| format!("invalid time {hour:02}:{minute:02}:{second:02}.{nanos:09}"))
 }
 
