@@ -145,3 +145,15 @@ pub fn accept_gate(
     }
     held
 }
+
+/// `DATABASE_URL` and its `host:port`, what a fixture's `allowed_outbound_hosts` grants.
+pub fn database_url_and_host() -> (String, String) {
+    let database = std::env::var("DATABASE_URL").expect("DATABASE_URL");
+    let parsed = url::Url::parse(&database).expect("DATABASE_URL is a URL");
+    let db_host = format!(
+        "{}:{}",
+        parsed.host_str().expect("host"),
+        parsed.port().unwrap_or(5432)
+    );
+    (database, db_host)
+}

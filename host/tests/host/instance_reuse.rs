@@ -1,7 +1,7 @@
 //! Instance reuse (`--max-instance-reuse-count`): off by default, and when on, no host
 //! state crosses from one request to the next.
 
-use crate::harness::{build_probe, repo_root, Host};
+use crate::harness::{build_probe, database_url_and_host, repo_root, Host};
 
 /// Requests served so far by the instance that answered.
 fn served(host: &Host) -> u64 {
@@ -101,13 +101,7 @@ fn bad_reuse_flags_are_refused_with_the_flag_named() {
 #[test]
 #[ignore = "needs DATABASE_URL (run through scripts/test)"]
 fn a_postgres_connection_left_open_does_not_reach_the_next_request() {
-    let database = std::env::var("DATABASE_URL").expect("DATABASE_URL");
-    let parsed = url::Url::parse(&database).expect("DATABASE_URL is a URL");
-    let db_host = format!(
-        "{}:{}",
-        parsed.host_str().expect("host"),
-        parsed.port().unwrap_or(5432)
-    );
+    let (database, db_host) = database_url_and_host();
     build_probe();
     let host = Host::start_manifest(
         &repo_root().join("host/tests/fixtures/reuse.toml"),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use test_support::raw_get;
 use test_support::wait::poll_until;
 
-use crate::harness::{accept_gate, build_probe, repo_root, Host};
+use crate::harness::{accept_gate, build_probe, database_url_and_host, repo_root, Host};
 
 /// The metrics flags every test here starts the host with.
 const METRICS: [&str; 2] = ["--metrics-listen", "127.0.0.1:0"];
@@ -148,13 +148,8 @@ fn metrics_are_not_served_on_the_app_port_nor_without_the_flag() {
 #[test]
 #[ignore = "needs DATABASE_URL (run through scripts/test)"]
 fn a_postgres_pool_wait_shows_in_the_pool_gauges_and_the_admin_readiness() {
-    let database = std::env::var("DATABASE_URL").expect("DATABASE_URL");
+    let (database, db_host) = database_url_and_host();
     let parsed = url::Url::parse(&database).expect("DATABASE_URL is a URL");
-    let db_host = format!(
-        "{}:{}",
-        parsed.host_str().expect("host"),
-        parsed.port().unwrap_or(5432)
-    );
     let config = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(config.path(), "[edge_host.postgres]\nmax_connections = 1\n").unwrap();
     build_probe();
