@@ -179,11 +179,14 @@ impl RedisTrigger {
         in_flight: &Arc<Semaphore>,
         stop: &CancellationToken,
     ) -> anyhow::Result<()> {
-        let client = redis::Client::open(address).context("invalid Redis address")?;
+        let client = self.app.capabilities.redis.client(address)?;
         let mut pubsub = tokio::select! {
             () = stop.cancelled() => return Ok(()),
             connected = tokio::time::timeout(Duration::from_secs(5), client.get_async_pubsub()) => {
-                connected.context("connecting timed out")??
+                // redis-rs's error repeats its detail as its own source: show it once.
+                connected
+                    .context("connecting timed out")?
+                    .map_err(|err| anyhow::anyhow!("cannot connect: {err}"))?
             }
         };
         for subscription in subscriptions {

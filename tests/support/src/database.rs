@@ -96,6 +96,12 @@ impl Drop for TestDatabase {
     }
 }
 
+/// Applies every migration to the database at `url` (`scripts/migrate`), e.g. one on a
+/// [`TlsPostgres`](crate::TlsPostgres) rather than the project's server.
+pub async fn migrate_url(url: &str) -> Result<()> {
+    run_migrate(url, None).await
+}
+
 /// `scripts/migrate` on `url`: every migration, or (with `last`) those up to `last`, from a
 /// copy of the directory holding only them.
 async fn run_migrate(url: &str, last: Option<&str>) -> Result<()> {

@@ -18,5 +18,6 @@ mod idempotency;
 mod jobs;
 mod migrations;
 mod openapi;
+mod tls;
 mod todo_fields;
 mod todos;

@@ -306,8 +306,9 @@ impl RedisConnections {
     /// system's roots (rustls-native-certs), or `ca_cert_path`'s when set, as Spin's
     /// `redis::Client::open` does for `rediss://` (spinframework/spin
     /// `crates/factor-outbound-redis/src/host.rs`). redis-rs's `#insecure` fragment, which
-    /// turns verification off, is refused.
-    fn client(&self, address: &str) -> Result<redis::Client, RedisFailure> {
+    /// turns verification off, is refused. The Redis trigger's subscriber connections are
+    /// made here too, so `rediss://` trigger addresses are verified the same way.
+    pub fn client(&self, address: &str) -> Result<redis::Client, RedisFailure> {
         let info = redis::IntoConnectionInfo::into_connection_info(address)
             .map_err(|_| RedisFailure::InvalidAddress)?;
         let tls = matches!(info.addr, redis::ConnectionAddr::TcpTls { .. });

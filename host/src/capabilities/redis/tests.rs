@@ -486,75 +486,6 @@ async fn outbound_redis_max_connections_caps_handles_and_bounds_waiters() {
     assert!(text.contains("connected_clients:1\r"), "{text}");
 }
 
-/// A `redis-server` of this test's own serving TLS only, with certificates from
-/// `scripts/test-certs`; killed and its directory removed on drop.
-struct TlsRedis {
-    dir: std::path::PathBuf,
-    port: u16,
-    child: Child,
-}
-
-impl TlsRedis {
-    async fn start() -> Self {
-        let dir = test_support::unique_temp_dir("edge-host-tls-redis").unwrap();
-        let certs = Command::new(test_support::repo_root().join("scripts/test-certs"))
-            .arg(&dir)
-            .status()
-            .expect("running scripts/test-certs");
-        assert!(certs.success(), "scripts/test-certs failed");
-        let port = test_support::free_port().unwrap();
-        let file = |name: &str| dir.join(name).display().to_string();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                "0",
-                "--bind",
-                "127.0.0.1",
-                "--tls-port",
-                &port.to_string(),
-            ])
-            .args(["--tls-cert-file", &file("server.crt")])
-            .args(["--tls-key-file", &file("server.key")])
-            .args(["--tls-ca-cert-file", &file("ca.crt")])
-            .args([
-                "--tls-auth-clients",
-                "no",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .args(["--requirepass", "not-a-secret"])
-            .arg("--dir")
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        let server = Self { dir, port, child };
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "TLS redis-server did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        server
-    }
-}
-
-impl Drop for TlsRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 fn app_with_ca(ca: Option<std::path::PathBuf>) -> Arc<AppCapabilities> {
     let mut config = crate::capabilities::EdgeHostConfig::default();
     config.redis.ca_cert_path = ca;
@@ -567,8 +498,8 @@ fn app_with_ca(ca: Option<std::path::PathBuf>) -> Arc<AppCapabilities> {
 #[tokio::test]
 #[ignore = "needs redis-server (run through scripts/test)"]
 async fn rediss_is_verified_against_the_configured_ca() {
-    let server = TlsRedis::start().await;
-    let url = format!("rediss://:not-a-secret@127.0.0.1:{}", server.port);
+    let server = test_support::TlsRedis::start();
+    let url = server.url();
     let component = component_with(
         &[format!("rediss://127.0.0.1:{}", server.port).as_str()],
         Default::default(),
