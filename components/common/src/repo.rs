@@ -699,7 +699,7 @@ pub fn list_todos(
             " AND search @@ websearch_to_tsquery('simple', ${n}::text)"
         ));
     }
-    let due_key = format!("coalesce(due_at, '{NO_DUE_DATE}'::timestamptz)");
+    let due_key = due_sort_key();
     let mut cursor_sql = String::new();
     let mut tomb_cursor = String::new();
     if let Some(Cursor {
@@ -753,6 +753,12 @@ pub fn list_todos(
         todos.push(Ok(todo_from(&r, 1)?));
     }
     Ok(Some((version, todos)))
+}
+
+/// The `sort=due` key: todos without a due date last. Migration 0007 indexes exactly this
+/// expression (PostgreSQL matches index expressions by their text), so keep them equal.
+fn due_sort_key() -> String {
+    format!("coalesce(due_at, '{NO_DUE_DATE}'::timestamptz)")
 }
 
 /// The `updated_since` page: todos changed and tombstones written after the instant,
@@ -1116,4 +1122,19 @@ pub fn delete_old_tombstones(db: &Db) -> Result<u64, ApiError> {
         ),
         &[],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    /// The due-date order can use its index only while the query's expression and the
+    /// migration's are the same text.
+    #[test]
+    fn the_due_sort_key_is_the_indexed_expression() {
+        let migration = include_str!("../../../migrations/0007_todo_sort_indexes.sql");
+        assert!(
+            migration.contains(&super::due_sort_key()),
+            "migration 0007 does not index {}",
+            super::due_sort_key()
+        );
+    }
 }

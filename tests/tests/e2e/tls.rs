@@ -78,6 +78,17 @@ impl TlsWorld {
             .arg("--runtime-config-file")
             .arg(self.runtime_config(&self.redis.cert(ca)))
     }
+
+    /// Neither server's password appears in the host's output.
+    fn assert_no_password_in(&self, output: &[String]) {
+        let output = output.join("\n");
+        for password in [TLS_REDIS_PASSWORD, self.postgres.password.as_str()] {
+            assert!(
+                !output.contains(password),
+                "a password in the logs:\n{output}"
+            );
+        }
+    }
 }
 
 /// Registration (outbox row + job id published over `rediss://`, delivered by the
@@ -109,15 +120,7 @@ async fn the_app_works_over_tls_to_postgres_and_redis() {
     })
     .await;
     assert_eq!(welcome.len(), 1, "one welcome e-mail: {welcome:?}");
-    let output = app.output().join("\n");
-    assert!(
-        !output.contains(TLS_REDIS_PASSWORD),
-        "a password in the logs:\n{output}"
-    );
-    assert!(
-        !output.contains(&world.postgres.password),
-        "a password in the logs:\n{output}"
-    );
+    world.assert_no_password_in(&app.output());
 }
 
 /// With a CA that did not sign the servers' certificates, readiness answers 503 and the
@@ -152,13 +155,5 @@ async fn a_wrong_ca_is_a_clear_error_naming_the_address() {
         .await;
         eprintln!("clear error: {line}");
     }
-    let output = app.output().join("\n");
-    assert!(
-        !output.contains(TLS_REDIS_PASSWORD),
-        "a password in the logs:\n{output}"
-    );
-    assert!(
-        !output.contains(&world.postgres.password),
-        "a password in the logs:\n{output}"
-    );
+    world.assert_no_password_in(&app.output());
 }
