@@ -102,24 +102,17 @@ impl PrivateRedis {
     }
 
     async fn launch(&mut self) -> Result<()> {
-        let bin = std::env::var_os("REDIS_SERVER_BIN").unwrap_or_else(|| "redis-server".into());
-        let mut command = Command::new(&bin);
-        command
-            .args(["--bind", "127.0.0.1", "--port"])
-            .arg(self.port.to_string());
+        let mut command = redis_server(&std::env::temp_dir());
+        command.args(["--port", &self.port.to_string()]);
         if let Some(password) = &self.password {
             command.arg("--requirepass").arg(password);
         }
-        let mut child = command
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .args(["--protected-mode", "yes", "--loglevel", "warning"])
-            .arg("--dir")
-            .arg(std::env::temp_dir())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("running {bin:?} (install Redis, or set REDIS_SERVER_BIN)"))?;
+        let mut child = command.spawn().with_context(|| {
+            format!(
+                "running {:?} (install Redis, or set REDIS_SERVER_BIN)",
+                command.get_program()
+            )
+        })?;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(status) = child.try_wait()? {
@@ -150,6 +143,24 @@ impl Drop for PrivateRedis {
             let _ = child.wait();
         }
     }
+}
+
+/// A `redis-server` command (`REDIS_SERVER_BIN` when set) on loopback, in the foreground,
+/// without persistence, writing into `dir`, its output discarded; the caller adds the ports
+/// and anything else. Shared by [`PrivateRedis`] and [`TlsRedis`](crate::TlsRedis).
+pub(crate) fn redis_server(dir: &std::path::Path) -> Command {
+    let bin = std::env::var_os("REDIS_SERVER_BIN").unwrap_or_else(|| "redis-server".into());
+    let mut command = Command::new(bin);
+    command
+        .args(["--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+        .args(["--protected-mode", "yes", "--loglevel", "warning"])
+        .arg("--dir")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
 }
 
 /// Connects to the server on `port`, authenticates when there is a password, sends one

@@ -2,10 +2,11 @@
 
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use crate::paths::{free_port, repo_root, unique_temp_dir};
+use crate::redis::redis_server;
 
 /// The password every [`TlsRedis`] requires (a throwaway server's, not a secret).
 pub const TLS_REDIS_PASSWORD: &str = "not-a-secret";
@@ -32,22 +33,16 @@ impl TlsRedis {
         assert!(certs.success(), "scripts/test-certs failed");
         let port = free_port().expect("a free loopback port");
         let file = |name: &str| dir.join(name).display().to_string();
-        let child = Command::new("redis-server")
-            .args(["--port", "0", "--bind", "127.0.0.1"])
-            .args(["--tls-port", &port.to_string()])
+        let child = redis_server(&dir)
+            .args(["--port", "0", "--tls-port", &port.to_string()])
             .args(["--tls-cert-file", &file("server.crt")])
             .args(["--tls-key-file", &file("server.key")])
             .args(["--tls-ca-cert-file", &file("ca.crt")])
             .args(["--tls-auth-clients", "no"])
-            .args(["--save", "", "--appendonly", "no"])
             .args(["--notify-keyspace-events", "Ex"])
             .args(["--requirepass", TLS_REDIS_PASSWORD])
-            .arg("--dir")
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
             .spawn()
-            .expect("redis-server starts (scripts/services installs it)");
+            .expect("redis-server starts (scripts/services installs it, or set REDIS_SERVER_BIN)");
         let server = TlsRedis { dir, port, child };
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {

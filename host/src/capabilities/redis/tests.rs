@@ -501,7 +501,7 @@ async fn rediss_is_verified_against_the_configured_ca() {
     let server = test_support::TlsRedis::start();
     let url = server.url();
     let component = component_with(
-        &[format!("rediss://127.0.0.1:{}", server.port).as_str()],
+        &[format!("rediss://{}", server.host()).as_str()],
         Default::default(),
         &[],
     );
