@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Offline validation of the SpinKube manifests in k8s/ against the app's spin.toml.
+"""Offline validation of the Kubernetes manifests in k8s/ against the app's spin.toml.
 
 Run through `scripts/validate-k8s`, which provides the dependencies (k8s/requirements.txt) and
 `kubectl` (for `kubectl kustomize`). No cluster is contacted. Which route serves a path (probe
@@ -16,16 +16,23 @@ What is checked, for the base and every overlay in k8s/overlays/:
   * every rendered object validates against its schema: Kubernetes built-in kinds with the
     schemas `kubernetes-validate` ships (strict: unknown fields are errors), SpinApp,
     SpinAppExecutor and ScaledObject with the CRD schemas kept in k8s/schemas/;
-  * the SpinApps agree with spin.toml: components exist, every triggered component is deployed,
-    a Redis-triggered component runs in exactly one SpinApp with a fixed replica count, every
-    variable spin.toml requires is bound, no binding names an undeclared variable, secret
-    variables come from Secrets only, probe paths are routed to a deployed component;
+  * the workloads (SpinApps, and Deployments that run `edge-host up` as k8s/overlays/edge-host
+    does) agree with spin.toml: components exist, every triggered component is deployed, a
+    Redis-triggered component runs in exactly one workload with a fixed replica count, every
+    variable spin.toml requires is bound (`SPIN_VARIABLE_*` for edge-host), no binding names an
+    undeclared variable, secret variables come from Secrets only, probe paths are routed to a
+    deployed component;
+  * an edge-host Deployment's flags agree with its pod: the grace period is longer than
+    --shutdown-delay + --shutdown-timeout, probes and a Service reach the --listen port, the
+    container port named `metrics` is --metrics-listen's, the pods carry the PodMonitor's label,
+    and --from is where the Containerfile puts the packaged spin.toml;
   * every secretKeyRef / loadFromSecret names a Secret and key defined in k8s/secret.example.yaml,
     every configMapKeyRef a ConfigMap and key in the render;
-  * the Ingress sends every public route to the SpinApp serving it on the operator's Service
-    port (80) and no /internal/ route at all; autoscalers target autoscaled SpinApps only;
+  * the Ingress sends every public route to the workload serving it, on a port of its Service
+    (the operator's port 80 for a SpinApp), and no /internal/ route at all; autoscalers target
+    autoscaled SpinApps or edge-host Deployments that leave `replicas` to them;
   * the migration Job runs scripts/migrate with exactly the repository's migrations/*.sql;
-  * the sweep CronJob calls a route that a SpinApp serves, with a token bound to that app;
+  * the sweep CronJob calls a route that a workload serves, with a token bound to that workload;
   * k8s/monitoring/: every Grafana dashboard JSON parses and every panel's PromQL names only
     metrics edge-host exports (`edge-host metrics`), and the PodMonitor scrapes the path and
     port name edge-host's `--metrics-listen` serves (`/metrics`, container port `metrics`).
@@ -360,22 +367,276 @@ def load_example_secrets(path: Path) -> dict[str, dict[str, str]]:
     return secrets
 
 
-def spinapp_components(app: dict, manifest: SpinManifest) -> set[str]:
-    """The components a SpinApp runs: `spec.components`, or all of them when unset."""
-    listed = app.get("spec", {}).get("components")
-    return set(listed) if listed else set(manifest.components)
+# --------------------------------------------------------------------------------------------
+# Workloads: what runs the app's components
+
+
+# The pod label k8s/monitoring/podmonitor-edge-host.yaml selects, carried by every pod that
+# runs edge-host (and by no SpinKube pod, which runs Spin and has no metrics listener).
+EDGE_HOST_POD_LABEL = ("app.kubernetes.io/runtime", "edge-host")
+# The image that runs edge-host (k8s/overlays/edge-host) is built from this file.
+CONTAINERFILE = "Containerfile"
+# Kubernetes' default terminationGracePeriodSeconds, and edge-host's defaults for the drain.
+DEFAULT_GRACE_S = 30
+DEFAULT_SHUTDOWN_TIMEOUT_S = 30.0
+DEFAULT_LISTEN = "127.0.0.1:3000"
+
+
+@dataclass
+class Workload:
+    """Pods that run some of the app's components: a SpinApp (spin-operator makes its
+    Deployment and a Service of the same name) or a Deployment whose container runs
+    `edge-host up` (k8s/overlays/edge-host)."""
+
+    obj: dict
+    components: set[str]
+    # Variable bindings as {"name": spin variable, "valueFrom" | "value": ...}.
+    bindings: list[dict]
+    # Probe kind ("liveness", "readiness", "startup") -> (path, port or None).
+    probes: dict[str, tuple[str, Any]]
+    # `edge-host up` flags (name -> values) for an edge-host Deployment; None for a SpinApp.
+    flags: dict[str, list[str]] | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.obj.get("kind", "?")
+
+    @property
+    def name(self) -> str:
+        return _name(self.obj)
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.name}"
+
+    @property
+    def pod_labels(self) -> dict:
+        if self.flags is None:
+            return self.obj.get("spec", {}).get("podLabels") or {}
+        return (self.obj.get("spec", {}).get("template", {}).get("metadata") or {}).get("labels") or {}
+
+    @property
+    def container(self) -> dict:
+        return edge_host_container(self.obj) or {}
+
+
+def edge_host_container(obj: dict) -> dict | None:
+    """The container of a Deployment that runs `edge-host up` (the image's entrypoint is
+    edge-host, so its args start with `up`), or None."""
+    if obj.get("kind") != "Deployment":
+        return None
+    for container in _pod_spec(obj).get("containers", []):
+        args = [str(a) for a in container.get("command", []) + container.get("args", [])]
+        if args[:1] == ["up"] or args[1:2] == ["up"] and args[0].endswith("edge-host"):
+            return container
+    return None
+
+
+# `edge-host up` options that take a value, by every name they go by.
+EDGE_HOST_VALUE_FLAGS = {"-f": "--from", "--from": "--from", "-c": "--component-id",
+                         "--component-id": "--component-id", "--listen": "--listen",
+                         "--metrics-listen": "--metrics-listen", "--shutdown-delay": "--shutdown-delay",
+                         "--shutdown-timeout": "--shutdown-timeout", "--variable": "--variable",
+                         "--runtime-config-file": "--runtime-config-file"}
+
+
+def edge_host_flags(args: list[str]) -> dict[str, list[str]]:
+    """`--name=value`, `--name value` and `-c value` pairs of an `edge-host up` command line,
+    by canonical name; flags this check does not need are kept under their own name."""
+    flags: dict[str, list[str]] = {}
+    args = args[args.index("up") + 1:] if "up" in args else args
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        name, eq, value = arg.partition("=")
+        canonical = EDGE_HOST_VALUE_FLAGS.get(name)
+        if canonical and not eq and index + 1 < len(args):
+            value, index = args[index + 1], index + 1
+        flags.setdefault(canonical or name, []).append(value)
+        index += 1
+    return flags
+
+
+def parse_duration_s(text: str) -> float | None:
+    """edge-host's duration syntax (seconds, or a number with s, ms, us or ns) in seconds."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(s|ms|us|ns)?", text.strip())
+    if not match:
+        return None
+    scale = {"s": 1.0, None: 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}[match.group(2)]
+    return float(match.group(1)) * scale
+
+
+def listen_port(address: str) -> int | None:
+    host, _, port = address.rpartition(":")
+    return int(port) if host and port.isdigit() else None
+
+
+def container_port(container: dict, port: Any) -> int | None:
+    """A probe's or Service's port (number or container-port name) as a number."""
+    if isinstance(port, int):
+        return port
+    for declared in container.get("ports", []):
+        if declared.get("name") == port:
+            return declared.get("containerPort")
+    return int(port) if isinstance(port, str) and port.isdigit() else None
+
+
+def workloads(render: Render, manifest: SpinManifest) -> list[Workload]:
+    found = []
+    for app in render.of_kind("SpinApp"):
+        spec = app.get("spec", {})
+        listed = spec.get("components")
+        probes = {kind: ((probe.get("httpGet") or {}).get("path", ""), None)
+                  for kind, probe in (spec.get("checks") or {}).items() if probe is not None}
+        found.append(Workload(app, set(listed) if listed else set(manifest.components),
+                              list(spec.get("variables") or []), probes))
+    for deployment in render.of_kind("Deployment"):
+        container = edge_host_container(deployment)
+        if container is None:
+            continue
+        flags = edge_host_flags([str(a) for a in container.get("command", []) + container.get("args", [])])
+        selected = flags.get("--component-id")
+        bindings = []
+        for env in container.get("env", []):
+            name = str(env.get("name", ""))
+            if name.startswith("SPIN_VARIABLE_"):
+                bindings.append({"name": name.removeprefix("SPIN_VARIABLE_").lower(),
+                                 **{k: v for k, v in env.items() if k != "name"}})
+        for assignment in flags.get("--variable", []):
+            bindings.append({"name": assignment.partition("=")[0], "value": assignment.partition("=")[2]})
+        probes = {}
+        for kind in ("liveness", "readiness", "startup"):
+            probe = container.get(f"{kind}Probe")
+            if probe is not None:
+                get = probe.get("httpGet") or {}
+                probes[kind] = (get.get("path", ""), get.get("port"))
+        found.append(Workload(deployment, set(selected) if selected else set(manifest.components),
+                              bindings, probes, flags))
+    return found
+
+
+def services_of(render: Render, workload: Workload) -> dict[str, dict]:
+    """Service name -> Service for the Services in front of a workload: for a SpinApp the one
+    spin-operator makes, for an edge-host Deployment those selecting its pods."""
+    if workload.flags is None:
+        return {workload.name: {"spec": {"ports": [{"port": SPINAPP_SERVICE_PORT}]}}}
+    labels = workload.pod_labels
+    return {_name(s): s for s in render.of_kind("Service")
+            if (selector := s.get("spec", {}).get("selector")) and selector.items() <= labels.items()}
+
+
+def service_ports(render: Render, workload: Workload) -> dict[str, set[int]]:
+    """Service name -> the ports on it that reach the workload's HTTP listener."""
+    out: dict[str, set[int]] = {}
+    listen = None if workload.flags is None else listen_port((workload.flags.get("--listen") or [DEFAULT_LISTEN])[-1])
+    for name, service in services_of(render, workload).items():
+        ports = set()
+        for port in service.get("spec", {}).get("ports", []):
+            if workload.flags is None:
+                ports.add(port.get("port"))
+            elif container_port(workload.container, port.get("targetPort", port.get("port"))) == listen:
+                ports.add(port.get("port"))
+        out[name] = ports
+    return out
+
+
+def workload_for_service(render: Render, loads: list[Workload], service: str) -> Workload | None:
+    return next((w for w in loads if service in services_of(render, w)), None)
+
+
+def autoscalers_of(render: Render, name: str) -> list[dict]:
+    return [s for s in render.of_kind("HorizontalPodAutoscaler") + render.of_kind("ScaledObject")
+            if s.get("spec", {}).get("scaleTargetRef", {}).get("name") == name]
+
+
+def has_fixed_replicas(render: Render, workload: Workload) -> bool:
+    spec = workload.obj.get("spec", {})
+    if workload.flags is None:
+        return not spec.get("enableAutoscaling") and "replicas" in spec
+    return "replicas" in spec and not autoscalers_of(render, workload.name)
+
+
+def containerfile_app_dir(repo: Path) -> tuple[str | None, list[str]]:
+    """Where Containerfile puts the packaged app (target/package/), and its problems."""
+    path = repo / CONTAINERFILE
+    if not path.is_file():
+        return None, [f"{CONTAINERFILE} is missing: k8s/overlays/edge-host runs the image it builds"]
+    problems, app_dir = [], None
+    copies = re.findall(r"^COPY\s+(\S+)\s+(\S+)\s*$", path.read_text(), flags=re.MULTILINE)
+    sources = {source.rstrip("/"): dest for source, dest in copies}
+    if "target/release/edge-host" not in sources:
+        problems.append(f"{CONTAINERFILE}: does not COPY target/release/edge-host (the release host)")
+    if "target/package" in sources:
+        app_dir = sources["target/package"].rstrip("/") + "/"
+    else:
+        problems.append(f"{CONTAINERFILE}: does not COPY target/package/ (what scripts/package lays out)")
+    if not re.search(r'^ENTRYPOINT\s+\["[^"]*edge-host"\]', path.read_text(), flags=re.MULTILINE):
+        problems.append(f"{CONTAINERFILE}: ENTRYPOINT is not edge-host, so the Deployments' `up` args would not run it")
+    return app_dir, problems
+
+
+def check_edge_host_deployments(render: Render, manifest: SpinManifest, repo: Path) -> None:
+    """What only a Deployment running edge-host has: its flags against its pod spec (ports,
+    probes, grace period, the image's layout, the PodMonitor's label)."""
+    loads = [w for w in workloads(render, manifest) if w.flags is not None]
+    if not loads:
+        return
+    app_dir, problems = containerfile_app_dir(repo)
+    for problem in problems:
+        render.problem(None, problem)
+    for load in loads:
+        flags, container, obj = load.flags, load.container, load.obj
+        source = (flags.get("--from") or ["spin.toml"])[-1]
+        if app_dir is not None and source != app_dir + "spin.toml":
+            render.problem(obj, f"--from {source}, but {CONTAINERFILE} puts the app's spin.toml at {app_dir}spin.toml")
+        address = (flags.get("--listen") or [DEFAULT_LISTEN])[-1]
+        port = listen_port(address)
+        if port is None or address.startswith(("127.", "[::1]", "localhost")):
+            render.problem(obj, f"--listen {address}: the kubelet and Services cannot reach a loopback listener")
+        declared = {p.get("containerPort") for p in container.get("ports", [])}
+        if port is not None and port not in declared:
+            render.problem(obj, f"--listen port {port} is not a container port ({sorted(map(str, declared))})")
+        for kind, (path, probe_port) in load.probes.items():
+            if container_port(container, probe_port) != port:
+                render.problem(obj, f"{kind} probe port {probe_port!r} is not the --listen port {port}")
+        metrics = flags.get("--metrics-listen")
+        metrics_port = listen_port(metrics[-1]) if metrics else None
+        if metrics_port is None:
+            render.problem(obj, "no --metrics-listen: the pods cannot be scraped (k8s/monitoring/)")
+        elif container_port(container, METRICS_PORT_NAME) != metrics_port:
+            render.problem(obj, f"--metrics-listen port {metrics_port} is not the container port named "
+                                f"{METRICS_PORT_NAME!r}, which the PodMonitor scrapes")
+        annotations = (obj.get("spec", {}).get("template", {}).get("metadata") or {}).get("annotations") or {}
+        if "prometheus.io/port" in annotations and str(annotations["prometheus.io/port"]) != str(metrics_port):
+            render.problem(obj, f"annotation prometheus.io/port {annotations['prometheus.io/port']} is not the "
+                                f"--metrics-listen port {metrics_port}")
+        key, value = EDGE_HOST_POD_LABEL
+        if load.pod_labels.get(key) != value:
+            render.problem(obj, f"pods lack the label {key}: {value}, which the PodMonitor selects")
+        delay = parse_duration_s((flags.get("--shutdown-delay") or ["0s"])[-1])
+        timeout = parse_duration_s((flags.get("--shutdown-timeout") or [f"{DEFAULT_SHUTDOWN_TIMEOUT_S}s"])[-1])
+        grace = _pod_spec(obj).get("terminationGracePeriodSeconds", DEFAULT_GRACE_S)
+        if delay is None or timeout is None:
+            render.problem(obj, "--shutdown-delay / --shutdown-timeout is not a duration")
+        elif grace <= delay + timeout:
+            render.problem(obj, f"terminationGracePeriodSeconds {grace} is not more than --shutdown-delay + "
+                                f"--shutdown-timeout ({delay:g} s + {timeout:g} s): the kubelet would kill "
+                                "the host in the middle of its drain")
+        if not any(service_ports(render, load).values()):
+            render.problem(obj, f"no Service in the render reaches its --listen port {port}")
 
 
 def check_render(render: Render, manifest: SpinManifest, secrets: dict[str, dict[str, str]],
                  repo: Path, is_base: bool) -> None:
     check_references(render, secrets)
-    check_spinapps(render, manifest, is_base)
+    check_workloads(render, manifest, is_base)
+    check_edge_host_deployments(render, manifest, repo)
     check_ingress(render, manifest)
-    check_autoscaling(render)
-    check_migration_job(render, repo, secrets)
+    check_autoscaling(render, manifest)
+    check_migration_job(render, manifest, repo, secrets)
     check_sweep_cronjob(render, manifest)
     check_selectors(render)
-    check_shared_bindings(render)
+    check_shared_bindings(render, manifest)
     check_redis_notifications(render, manifest)
     check_redis_memory(render)
     if not is_base:
@@ -423,122 +684,127 @@ def check_references(render: Render, secrets: dict[str, dict[str, str]]) -> None
                                 f"is not in k8s/{EXAMPLE_SECRETS_FILE}")
 
 
-def check_spinapps(render: Render, manifest: SpinManifest, is_base: bool) -> None:
-    apps = render.of_kind("SpinApp")
-    if not apps:
-        render.problem(None, "no SpinApp")
+def check_workloads(render: Render, manifest: SpinManifest, is_base: bool) -> None:
+    loads = workloads(render, manifest)
+    if not loads:
+        render.problem(None, "no SpinApp and no Deployment running edge-host")
         return
+    apps = render.of_kind("SpinApp")
     executors = {_name(e) for e in render.of_kind("SpinAppExecutor")}
-    images = {app.get("spec", {}).get("image") for app in apps}
-    if len(images) != 1:
-        render.problem(None, f"the SpinApps run different images {sorted(map(str, images))}; they are one app")
-    if is_base:
-        for image in images:
-            repository = re.sub(r"(@sha256:[0-9a-f]+|:[\w][\w.-]*)$", "", str(image))
-            if repository.rsplit("/", 1)[-1] != manifest.app_name:
-                render.problem(None, f"image {image!r} should be named after spin.toml's application "
-                                     f"{manifest.app_name!r} (…/{manifest.app_name}:TAG)")
-    runs: dict[str, list[str]] = {}
-    for app in apps:
-        spec = app.get("spec", {})
-        if spec.get("executor") not in executors:
-            render.problem(app, f"executor {spec.get('executor')!r} is not a SpinAppExecutor in the render")
-        unknown = set(spec.get("components") or []) - manifest.components
+    for kind, images in (("SpinApps", {a.get("spec", {}).get("image") for a in apps}),
+                         ("edge-host Deployments", {w.container.get("image") for w in loads if w.flags is not None})):
+        if len(images) > 1:
+            render.problem(None, f"the {kind} run different images {sorted(map(str, images))}; they are one app")
+        if is_base and kind == "SpinApps":
+            for image in images:
+                repository = re.sub(r"(@sha256:[0-9a-f]+|:[\w][\w.-]*)$", "", str(image))
+                if repository.rsplit("/", 1)[-1] != manifest.app_name:
+                    render.problem(None, f"image {image!r} should be named after spin.toml's application "
+                                         f"{manifest.app_name!r} (…/{manifest.app_name}:TAG)")
+    runs: dict[str, list[Workload]] = {}
+    for load in loads:
+        spec = load.obj.get("spec", {})
+        if load.flags is None:
+            if spec.get("executor") not in executors:
+                render.problem(load.obj, f"executor {spec.get('executor')!r} is not a SpinAppExecutor in the render")
+            if spec.get("enableAutoscaling") and "replicas" in spec:
+                render.problem(load.obj, "sets replicas together with enableAutoscaling (the operator rejects that)")
+            listed = set(spec.get("components") or [])
+        else:
+            listed = set(load.flags.get("--component-id") or [])
+        unknown = listed - manifest.components
         if unknown:
-            render.problem(app, f"components {sorted(unknown)} are not in spin.toml")
-        components = spinapp_components(app, manifest) & manifest.components
-        for component in components:
-            runs.setdefault(component, []).append(_name(app))
-        if spec.get("enableAutoscaling") and "replicas" in spec:
-            render.problem(app, "sets replicas together with enableAutoscaling (the operator rejects that)")
-        check_variables(render, app, manifest)
-        check_probes(render, app, manifest, components)
+            render.problem(load.obj, f"components {sorted(unknown)} are not in spin.toml")
+        for component in load.components & manifest.components:
+            runs.setdefault(component, []).append(load)
+        check_variables(render, load, manifest)
+        check_probes(render, load, manifest)
     triggered = {r.component for r in manifest.http_routes} | manifest.redis_components
     for component in sorted(triggered - set(runs)):
-        render.problem(None, f"component {component!r} has a trigger in spin.toml but no SpinApp runs it")
+        render.problem(None, f"component {component!r} has a trigger in spin.toml but no SpinApp "
+                             "or edge-host Deployment runs it")
     for component in sorted(manifest.redis_components):
         holders = runs.get(component, [])
         if len(holders) > 1:
-            render.problem(None, f"Redis-triggered component {component!r} runs in {holders}: each would "
-                                 "subscribe; it must run in exactly one SpinApp")
+            render.problem(None, f"Redis-triggered component {component!r} runs in "
+                                 f"{sorted(h.label for h in holders)}: each would subscribe; it must run "
+                                 "in exactly one of them")
         for holder in holders:
-            app = render.named("SpinApp", holder)
-            if app and (app["spec"].get("enableAutoscaling") or "replicas" not in app["spec"]):
-                render.problem(app, f"runs Redis-triggered {component!r}: give it a fixed `replicas` "
-                                    "and no autoscaling, so the subscriber count is deliberate")
+            if not has_fixed_replicas(render, holder):
+                render.problem(holder.obj, f"runs Redis-triggered {component!r}: give it a fixed `replicas` "
+                                           "and no autoscaling, so the subscriber count is deliberate")
 
 
-def check_variables(render: Render, app: dict, manifest: SpinManifest) -> None:
+def check_variables(render: Render, load: Workload, manifest: SpinManifest) -> None:
     bound: dict[str, dict] = {}
-    for binding in app.get("spec", {}).get("variables") or []:
+    for binding in load.bindings:
         name = binding.get("name")
         if name in bound:
-            render.problem(app, f"variable {name!r} is bound twice")
+            render.problem(load.obj, f"variable {name!r} is bound twice")
         bound[name] = binding
         declared = manifest.variables.get(name)
         if declared is None:
-            render.problem(app, f"variable {name!r} is not declared in spin.toml's [variables]")
+            render.problem(load.obj, f"variable {name!r} is not declared in spin.toml's [variables]")
             continue
         source = binding.get("valueFrom") or {}
         if declared.secret and "secretKeyRef" not in source:
-            render.problem(app, f"variable {name!r} is secret in spin.toml: bind it with valueFrom.secretKeyRef")
+            render.problem(load.obj, f"variable {name!r} is secret in spin.toml: bind it with valueFrom.secretKeyRef")
     for variable in manifest.variables.values():
         if variable.must_be_bound and variable.name not in bound:
-            render.problem(app, f"variable {variable.name!r} is required by spin.toml "
-                                "(required = true or no default) but not bound")
+            render.problem(load.obj, f"variable {variable.name!r} is required by spin.toml "
+                                     "(required = true or no default) but not bound")
 
 
-def check_probes(render: Render, app: dict, manifest: SpinManifest, components: set[str]) -> None:
+def check_probes(render: Render, load: Workload, manifest: SpinManifest) -> None:
     # Pods that take public traffic need both probes; a pod serving only /internal/ routes
     # (e.g. a sweep endpoint beside a Redis trigger) may rely on the process being up.
-    serves_http = any(not _is_internal(r.route) for r in manifest.routes_of(components))
-    checks = app.get("spec", {}).get("checks") or {}
-    for kind in ("liveness", "readiness"):
-        probe = checks.get(kind)
-        if probe is None:
-            if serves_http:
-                render.problem(app, f"serves public HTTP routes but has no {kind} check")
+    serves_http = any(not _is_internal(r.route) for r in manifest.routes_of(load.components))
+    for kind in ("liveness", "readiness", "startup"):
+        if kind not in load.probes:
+            if serves_http and kind != "startup":
+                render.problem(load.obj, f"serves public HTTP routes but has no {kind} check")
             continue
-        path = (probe.get("httpGet") or {}).get("path", "")
+        path = load.probes[kind][0]
         route = manifest.route_for_path(path)
         if route is None:
-            render.problem(app, f"{kind} check path {path!r} matches no route in spin.toml")
-        elif route.component not in components:
-            render.problem(app, f"{kind} check path {path!r} is served by {route.component!r}, "
-                                "which this SpinApp does not run")
+            render.problem(load.obj, f"{kind} check path {path!r} matches no route in spin.toml")
+        elif route.component not in load.components:
+            render.problem(load.obj, f"{kind} check path {path!r} is served by {route.component!r}, "
+                                     f"which this {load.kind} does not run")
 
 
 def check_ingress(render: Render, manifest: SpinManifest) -> None:
-    apps = {_name(a): a for a in render.of_kind("SpinApp")}
+    loads = workloads(render, manifest)
     services = {_name(s) for s in render.of_kind("Service")}
     ingresses = render.of_kind("Ingress")
     if not ingresses:
-        render.problem(None, "no Ingress: SpinKube Services are cluster-internal")
+        render.problem(None, "no Ingress: the app's Services are cluster-internal")
         return
-    # (path, pathType, SpinApp name) for every rule that points at a SpinApp.
-    entrances: list[tuple[str, str, str]] = []
+    # (path, pathType, workload) for every rule that points at a workload's Service.
+    entrances: list[tuple[str, str, Workload]] = []
     for ingress in ingresses:
         for rule in ingress.get("spec", {}).get("rules", []):
             for http_path in (rule.get("http") or {}).get("paths", []):
                 service = (http_path.get("backend") or {}).get("service") or {}
                 name, port = service.get("name"), (service.get("port") or {})
                 path, path_type = http_path.get("path", "/"), http_path.get("pathType")
-                if name in apps:
-                    if port.get("number") != SPINAPP_SERVICE_PORT:
-                        render.problem(ingress, f"path {path!r} -> {name}: the operator's Service "
-                                                f"listens on port {SPINAPP_SERVICE_PORT}, not {port}")
-                    components = spinapp_components(apps[name], manifest)
-                    served = [s for r in manifest.routes_of(components) for s in route_sample_paths(r.route)]
+                load = workload_for_service(render, loads, name)
+                if load is not None:
+                    ports = service_ports(render, load)[name]
+                    if port.get("number") not in ports:
+                        render.problem(ingress, f"path {path!r} -> {name}: the Service listens on "
+                                                f"port {', '.join(map(str, sorted(ports)))}, not {port}")
+                    served = [s for r in manifest.routes_of(load.components) for s in route_sample_paths(r.route)]
                     if not any(ingress_path_matches(path, path_type, s) for s in served):
-                        render.problem(ingress, f"path {path!r} reaches no route that SpinApp {name} serves")
-                    entrances.append((path, path_type, name))
+                        render.problem(ingress, f"path {path!r} reaches no route that {load.label} serves")
+                    entrances.append((path, path_type, load))
                 elif name not in services:
                     render.problem(ingress, f"path {path!r} -> Service {name!r}, which is neither a "
                                             "SpinApp nor a Service in the render")
     for route in manifest.http_routes:
         internal = _is_internal(route.route)
         for sample in route_sample_paths(route.route):
-            owners = [app for (p, t, app) in entrances if ingress_path_matches(p, t, sample)]
+            owners = [load for (p, t, load) in entrances if ingress_path_matches(p, t, sample)]
             if internal and owners:
                 render.problem(None, f"internal route {route.route!r} is reachable through the Ingress")
             if internal:
@@ -547,8 +813,8 @@ def check_ingress(render: Render, manifest: SpinManifest) -> None:
                 render.problem(None, f"public route {route.route!r} ({route.component}) is not reachable "
                                      "through the Ingress")
             for owner in owners:
-                if route.component not in spinapp_components(apps[owner], manifest):
-                    render.problem(None, f"route {route.route!r} goes to SpinApp {owner}, which does not "
+                if route.component not in owner.components:
+                    render.problem(None, f"route {route.route!r} goes to {owner.label}, which does not "
                                          f"run {route.component!r}")
 
 
@@ -572,18 +838,18 @@ def check_in_cluster_hosts(render: Render) -> None:
                 render.problem(configmap, f"{key}={value!r}: Service {host} does not listen on {port}")
 
 
-def check_shared_bindings(render: Render) -> None:
-    """A variable bound in several SpinApps must be bound the same way in each (e.g. the Redis
+def check_shared_bindings(render: Render, manifest: SpinManifest) -> None:
+    """A variable bound in several workloads must be bound the same way in each (e.g. the Redis
     channel `auth` publishes on and the notifier subscribes to)."""
     seen: dict[str, tuple[str, Any]] = {}
-    for app in render.of_kind("SpinApp"):
-        for binding in app.get("spec", {}).get("variables") or []:
+    for load in workloads(render, manifest):
+        for binding in load.bindings:
             name = binding.get("name")
             value = {k: v for k, v in binding.items() if k != "name"}
             if name in seen and seen[name][1] != value:
-                render.problem(app, f"variable {name!r} is bound as {value}, but SpinApp {seen[name][0]} "
-                                    f"binds it as {seen[name][1]}: one app, one value")
-            seen.setdefault(name, (_name(app), value))
+                render.problem(load.obj, f"variable {name!r} is bound as {value}, but {seen[name][0]} "
+                                         f"binds it as {seen[name][1]}: one app, one value")
+            seen.setdefault(name, (load.label, value))
 
 
 def check_redis_notifications(render: Render, manifest: SpinManifest) -> None:
@@ -635,7 +901,7 @@ def check_selectors(render: Render) -> None:
     """PodDisruptionBudgets and NetworkPolicies must select pods the render creates (a typo in a
     label silently protects nothing)."""
     pod_labels = [a.get("spec", {}).get("podLabels") or {} for a in render.of_kind("SpinApp")]
-    for kind in ("StatefulSet", "Job", "CronJob"):
+    for kind in ("Deployment", "StatefulSet", "Job", "CronJob"):
         for obj in render.of_kind(kind):
             template = obj.get("spec", {})
             if kind == "CronJob":
@@ -664,28 +930,33 @@ def _is_internal(route: str) -> bool:
     return route == "/internal" or route.startswith("/internal/")
 
 
-def check_autoscaling(render: Render) -> None:
-    apps = {_name(a): a for a in render.of_kind("SpinApp")}
-    scaled: dict[str, list[str]] = {}
+def check_autoscaling(render: Render, manifest: SpinManifest) -> None:
+    loads = {w.name: w for w in workloads(render, manifest)}
     for scaler in render.of_kind("HorizontalPodAutoscaler") + render.of_kind("ScaledObject"):
         target = scaler.get("spec", {}).get("scaleTargetRef", {})
         name = target.get("name")
         if target.get("kind", "Deployment") != "Deployment" or target.get("apiVersion", "apps/v1") != "apps/v1":
-            render.problem(scaler, "must target the apps/v1 Deployment spin-operator creates for a SpinApp")
-        if name not in apps:
-            render.problem(scaler, f"targets {name!r}, which is not a SpinApp's Deployment")
-            continue
-        if not apps[name]["spec"].get("enableAutoscaling"):
+            render.problem(scaler, "must target the apps/v1 Deployment of a SpinApp or of edge-host")
+        load = loads.get(name)
+        if load is None:
+            render.problem(scaler, f"targets {name!r}, which is neither a SpinApp's Deployment nor an "
+                                   "edge-host Deployment")
+        elif load.flags is None and not load.obj["spec"].get("enableAutoscaling"):
             render.problem(scaler, f"targets SpinApp {name}, which does not set enableAutoscaling "
                                    "(the operator would fight the autoscaler over replicas)")
-        scaled.setdefault(name, []).append(f"{scaler['kind']}/{_name(scaler)}")
-    for name, app in apps.items():
-        owners = scaled.get(name, [])
-        if app["spec"].get("enableAutoscaling") and len(owners) != 1:
-            render.problem(app, f"enableAutoscaling needs exactly one autoscaler, found {owners}")
+        elif load.flags is not None and "replicas" in load.obj.get("spec", {}):
+            render.problem(scaler, f"targets Deployment {name}, which sets replicas (every apply would "
+                                   "reset what the autoscaler chose)")
+    for name, load in loads.items():
+        owners = [f"{s['kind']}/{_name(s)}" for s in autoscalers_of(render, name)]
+        if load.flags is None and load.obj["spec"].get("enableAutoscaling") and len(owners) != 1:
+            render.problem(load.obj, f"enableAutoscaling needs exactly one autoscaler, found {owners}")
+        if load.flags is not None and len(owners) > 1:
+            render.problem(load.obj, f"more than one autoscaler targets it: {owners}")
 
 
-def check_migration_job(render: Render, repo: Path, secrets: dict[str, dict[str, str]]) -> None:
+def check_migration_job(render: Render, manifest: SpinManifest, repo: Path,
+                        secrets: dict[str, dict[str, str]]) -> None:
     jobs = [j for j in render.of_kind("Job")
             if any("scripts/migrate" in " ".join(c.get("command", []) + c.get("args", []))
                    for c in _pod_spec(j).get("containers", []))]
@@ -729,17 +1000,17 @@ def check_migration_job(render: Render, repo: Path, secrets: dict[str, dict[str,
     if not ref:
         render.problem(job, "DATABASE_URL must come from a secretKeyRef (the same key as db_url)")
     else:
-        for app in render.of_kind("SpinApp"):
-            for binding in app["spec"].get("variables") or []:
+        for load in workloads(render, manifest):
+            for binding in load.bindings:
                 if binding.get("name") == "db_url":
                     app_ref = (binding.get("valueFrom") or {}).get("secretKeyRef")
                     if app_ref != ref:
-                        render.problem(job, f"DATABASE_URL comes from {ref}, SpinApp {_name(app)}'s db_url "
+                        render.problem(job, f"DATABASE_URL comes from {ref}, {load.label}'s db_url "
                                             f"from {app_ref}: the Job would migrate another database")
 
 
 def check_sweep_cronjob(render: Render, manifest: SpinManifest) -> None:
-    apps = {_name(a): a for a in render.of_kind("SpinApp")}
+    loads = workloads(render, manifest)
     for cronjob in render.of_kind("CronJob"):
         pod = _pod_spec(cronjob)
         for container in pod.get("containers", []):
@@ -749,25 +1020,27 @@ def check_sweep_cronjob(render: Render, manifest: SpinManifest) -> None:
                 continue
             parts = urlsplit(url)
             host = parts.hostname or ""
-            app = apps.get(host.split(".")[0])
-            if app is None:
-                render.problem(cronjob, f"SWEEP_URL host {host!r} is not a SpinApp's Service")
+            service = host.split(".")[0]
+            load = workload_for_service(render, loads, service)
+            if load is None:
+                render.problem(cronjob, f"SWEEP_URL host {host!r} is not the Service of a SpinApp or an "
+                                        "edge-host Deployment")
                 continue
-            if (parts.port or 80) != SPINAPP_SERVICE_PORT:
-                render.problem(cronjob, f"SWEEP_URL port {parts.port} is not the SpinApp Service port {SPINAPP_SERVICE_PORT}")
+            ports = service_ports(render, load)[service]
+            if (parts.port or 80) not in ports:
+                render.problem(cronjob, f"SWEEP_URL port {parts.port or 80} is not the Service's port {', '.join(map(str, sorted(ports)))}")
             route = manifest.route_for_path(parts.path)
-            components = spinapp_components(app, manifest)
             if route is None:
                 render.problem(cronjob, f"SWEEP_URL path {parts.path!r} matches no route in spin.toml")
-            elif route.component not in components:
+            elif route.component not in load.components:
                 render.problem(cronjob, f"SWEEP_URL path {parts.path!r} is served by {route.component!r}, "
-                                        f"which SpinApp {_name(app)} does not run")
+                                        f"which {load.label} does not run")
             token_ref = ((env.get("SWEEP_TOKEN") or {}).get("valueFrom") or {}).get("secretKeyRef")
-            app_refs = [(b.get("valueFrom") or {}).get("secretKeyRef") for b in app["spec"].get("variables") or []
+            app_refs = [(b.get("valueFrom") or {}).get("secretKeyRef") for b in load.bindings
                         if manifest.variables.get(b.get("name"), SpinVariable("", False, False, False)).secret]
             if token_ref is None or token_ref not in app_refs:
                 render.problem(cronjob, f"SWEEP_TOKEN ({token_ref}) is not the Secret key of any secret "
-                                        f"variable of SpinApp {_name(app)}: the app could not check it")
+                                        f"variable of {load.label}: the app could not check it")
 
 
 def _pod_spec(obj: dict) -> dict:
@@ -861,6 +1134,10 @@ def check_monitoring(repo: Path, host_binary: Path | None) -> list[str]:
     if not pod_monitors:
         problems.append("k8s/monitoring/ has no PodMonitor/ServiceMonitor")
     for monitor in pod_monitors:
+        wanted = (monitor.get("spec", {}).get("selector") or {}).get("matchLabels") or {}
+        if wanted != dict([EDGE_HOST_POD_LABEL]):
+            problems.append(f"{monitor['kind']}/{_name(monitor)}: selects {wanted}, but the pods that run "
+                            f"edge-host are the ones labelled {dict([EDGE_HOST_POD_LABEL])}")
         endpoints = monitor.get("spec", {}).get("podMetricsEndpoints") or monitor.get("spec", {}).get("endpoints") or []
         if not endpoints:
             problems.append(f"{monitor['kind']}/{_name(monitor)}: no endpoints")

@@ -46,6 +46,11 @@ struct UpArgs {
     /// The application manifest.
     #[arg(short = 'f', long = "from", default_value = "spin.toml")]
     from: PathBuf,
+    /// Run only this component and its triggers (repeatable; default: all), as Spin's
+    /// `spin up --component-id`: e.g. the HTTP API in one deployment and the
+    /// Redis-triggered notifier in another, from the same manifest.
+    #[arg(short = 'c', long = "component-id", value_name = "ID")]
+    components: Vec<String>,
     /// Address to listen on; port 0 picks a free port (printed as `Serving http://...`).
     #[arg(long, default_value = "127.0.0.1:3000")]
     listen: SocketAddr,
@@ -205,7 +210,10 @@ const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn up(args: UpArgs) -> anyhow::Result<()> {
     logs::init(args.log_format);
-    let manifest = manifest::load(&args.from)?;
+    let mut manifest = manifest::load(&args.from)?;
+    manifest.retain_components(&args.components).context(
+        "failed to resolve application with only components selected with --component-id",
+    )?;
     let env: HashMap<String, String> = std::env::vars().collect();
     let variables =
         variables::ResolvedVariables::resolve(&manifest.manifest, &args.variables, &env)?;

@@ -235,6 +235,22 @@ pub struct LoadedManifest {
     pub http_triggers: Vec<HttpTriggerSpec>,
     /// `[[trigger.redis]]`, typed: what the Redis trigger subscribes to.
     pub redis_triggers: Vec<RedisTriggerSpec>,
+    /// Components left out by [`LoadedManifest::retain_components`] (`--component-id`):
+    /// still in `manifest`, so per-component settings shared by every deployment of the
+    /// app stay valid, but no trigger runs them.
+    pub deselected: std::collections::BTreeSet<String>,
+}
+
+/// Why `--component-id` could not select components. The wording is Spin's
+/// (`spin_app::retain_components` and `validate_service_chaining_for_components`).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SelectionError {
+    #[error("Specified component \"{0}\" not found in application")]
+    NotFound(String),
+    #[error("Selected component '{0}' cannot use wildcard service chaining: allowed_outbound_hosts = [\"http://*.spin.internal\"]")]
+    WildcardChaining(String),
+    #[error("Selected component '{component}' cannot use service chaining to unselected component: allowed_outbound_hosts = [\"http://{target}.spin.internal\"]")]
+    ChainsToUnselected { component: String, target: String },
 }
 
 /// One `[[trigger.http]]` as the HTTP trigger needs it, its route already parsed.
@@ -268,6 +284,63 @@ impl LoadedManifest {
         let redis = self.redis_triggers.iter().map(|t| t.component.as_str());
         http.chain(redis).collect()
     }
+
+    /// Keeps only the triggers of `selected` components, as `spin up --component-id`
+    /// (Spin's selective deployment, which SpinKube's `spec.components` uses): so one app
+    /// can run as several deployments, e.g. the HTTP API without the Redis-triggered
+    /// notifier. An empty selection keeps everything. As in Spin, every id must name a
+    /// component, and a selected component may not chain (`http://X.spin.internal`) to
+    /// one left out; templated hosts are not checked.
+    pub fn retain_components(&mut self, selected: &[String]) -> Result<(), SelectionError> {
+        if selected.is_empty() {
+            return Ok(());
+        }
+        if let Some(missing) = selected
+            .iter()
+            .find(|id| !self.manifest.component.contains_key(*id))
+        {
+            return Err(SelectionError::NotFound(missing.clone()));
+        }
+        let is_selected = |id: &str| selected.iter().any(|s| s == id);
+        for id in self
+            .triggered_components()
+            .into_iter()
+            .filter(|id| is_selected(id))
+        {
+            let hosts = &self.manifest.component[id].get_ref().allowed_outbound_hosts;
+            for target in hosts.iter().filter_map(|host| chaining_target(host)) {
+                if target == "*" {
+                    return Err(SelectionError::WildcardChaining(id.to_owned()));
+                }
+                if !is_selected(target) {
+                    return Err(SelectionError::ChainsToUnselected {
+                        component: id.to_owned(),
+                        target: target.to_owned(),
+                    });
+                }
+            }
+        }
+        self.http_triggers.retain(|t| is_selected(&t.component));
+        self.redis_triggers.retain(|t| is_selected(&t.component));
+        let kept = self.triggered_components();
+        self.deselected = (self.manifest.component.keys())
+            .filter(|id| !kept.contains(id.as_str()))
+            .cloned()
+            .collect();
+        Ok(())
+    }
+}
+
+/// The component an `allowed_outbound_hosts` entry reaches by local service chaining
+/// (`scheme://<component>.spin.internal[:port]`), `*` for any; `None` for other hosts and
+/// for templated ones, which are not resolved yet.
+fn chaining_target(host: &str) -> Option<&str> {
+    if host.contains("{{") {
+        return None;
+    }
+    let authority = host.split_once("://").map_or(host, |(_, rest)| rest);
+    let name = authority.split(['/', ':']).next()?;
+    name.strip_suffix(".spin.internal")
 }
 
 /// Reads, parses and checks `path`.
@@ -304,6 +377,7 @@ pub fn parse(path: &Path, text: &str) -> Result<LoadedManifest, ManifestError> {
         manifest,
         http_triggers,
         redis_triggers,
+        deselected: Default::default(),
     })
 }
 
@@ -642,5 +716,94 @@ watch = ["src/**/*.rs"]
             .unwrap_err()
             .to_string();
         assert!(err.contains("line 1") || err.contains("spin.toml"), "{err}");
+    }
+
+    const THREE_COMPONENTS: &str = r#"
+spin_manifest_version = 2
+
+[application]
+name = "todo"
+
+[variables]
+peer = { default = "health" }
+
+[[trigger.http]]
+route = "/health/..."
+component = "health"
+
+[[trigger.http]]
+route = "/todos/..."
+component = "todos"
+
+[[trigger.redis]]
+address = "redis://127.0.0.1:6379"
+channel = "jobs"
+component = "notifier"
+
+[component.health]
+source = "health.wasm"
+
+[component.todos]
+source = "todos.wasm"
+allowed_outbound_hosts = ["http://{{ peer }}.spin.internal"]
+
+[component.notifier]
+source = "notifier.wasm"
+"#;
+
+    fn selecting(text: &str, ids: &[&str]) -> Result<LoadedManifest, SelectionError> {
+        let mut loaded = parse_text(text).expect("valid manifest");
+        let ids: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
+        loaded.retain_components(&ids).map(|()| loaded)
+    }
+
+    #[test]
+    fn retain_components_keeps_only_the_selected_triggers() {
+        let loaded = selecting(THREE_COMPONENTS, &["health", "todos"]).unwrap();
+        let http: Vec<_> = loaded.http_triggers.iter().map(|t| &t.component).collect();
+        assert_eq!(http, ["health", "todos"]);
+        assert!(loaded.redis_triggers.is_empty());
+        assert_eq!(loaded.deselected, ["notifier".to_owned()].into());
+        assert_eq!(
+            loaded.manifest.component.len(),
+            3,
+            "settings stay checkable"
+        );
+
+        let loaded = selecting(THREE_COMPONENTS, &["notifier"]).unwrap();
+        assert!(loaded.http_triggers.is_empty());
+        assert_eq!(loaded.redis_triggers[0].component, "notifier");
+
+        let all = selecting(THREE_COMPONENTS, &[]).unwrap();
+        assert_eq!((all.http_triggers.len(), all.redis_triggers.len()), (2, 1));
+        assert!(all.deselected.is_empty());
+    }
+
+    #[test]
+    fn retain_components_refuses_what_spin_refuses() {
+        let err = selecting(THREE_COMPONENTS, &["health", "nope"]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"Specified component "nope" not found in application"#
+        );
+
+        let chaining = THREE_COMPONENTS.replace(
+            r#"source = "health.wasm""#,
+            r#"source = "health.wasm"
+allowed_outbound_hosts = ["http://todos.spin.internal:80"]"#,
+        );
+        let err = selecting(&chaining, &["health"]).unwrap_err();
+        assert_eq!(
+            err,
+            SelectionError::ChainsToUnselected {
+                component: "health".into(),
+                target: "todos".into()
+            }
+        );
+        assert!(selecting(&chaining, &["health", "todos"]).is_ok());
+
+        let wildcard = chaining.replace("todos.spin.internal:80", "*.spin.internal");
+        let err = selecting(&wildcard, &["health", "todos", "notifier"]).unwrap_err();
+        assert_eq!(err, SelectionError::WildcardChaining("health".into()));
     }
 }

@@ -36,6 +36,7 @@ def copy_tree(dest: Path) -> Path:
     """A copy of what the validator reads, without the generated k8s/migrations/."""
     (dest / "scripts").mkdir(parents=True)
     shutil.copyfile(REPO / "spin.toml", dest / "spin.toml")
+    shutil.copyfile(REPO / "Containerfile", dest / "Containerfile")
     shutil.copyfile(REPO / "scripts" / "migrate", dest / "scripts" / "migrate")
     shutil.copytree(REPO / "migrations", dest / "migrations")
     shutil.copytree(REPO / "k8s", dest / "k8s",
@@ -243,7 +244,7 @@ class BrokenCopies(unittest.TestCase):
         self.edit("spin.toml", "[[trigger.http]]\n",
                   '[[trigger.http]]\nroute = "/extra"\ncomponent = "extra"\n\n[component.extra]\n'
                   'source = "extra.wasm"\n\n[[trigger.http]]\n')
-        self.assertProblem("component 'extra' has a trigger in spin.toml but no SpinApp runs it")
+        self.assertProblem("component 'extra' has a trigger in spin.toml but no SpinApp or edge-host Deployment runs it")
 
     def test_image_not_named_after_the_application(self):
         self.edit("k8s/base/spinapp-api.yaml", "image: ghcr.io/example/", "image: ghcr.io/example/x")
@@ -306,7 +307,7 @@ class BrokenCopies(unittest.TestCase):
 
     def test_autoscaled_spinapp_without_autoscaler(self):
         self.edit("k8s/base/hpa.yaml", "    name: todo-api\n", "    name: todo-apiv2\n")
-        self.assertProblem("targets 'todo-apiv2', which is not a SpinApp", "enableAutoscaling needs exactly one autoscaler")
+        self.assertProblem("targets 'todo-apiv2', which is neither a SpinApp's Deployment nor an edge-host Deployment", "enableAutoscaling needs exactly one autoscaler")
 
     def test_optional_tuning_binding_may_lack_its_key_but_a_required_one_may_not(self):
         self.edit("k8s/base/kustomization.yaml", "      - redis_host=todo-redis:6379\n", "")

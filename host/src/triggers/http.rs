@@ -149,7 +149,8 @@ impl HttpTrigger {
     /// Replaces the default admission limits (`--max-queue-wait-ms` and friends) and
     /// reads `[edge_host.admission]`; `max_instances` is `--max-instances`, which sizes the
     /// default per-component cap. An admission table for a component no route leads to
-    /// is an error naming it.
+    /// is an error naming it, except for components `--component-id` left out: one
+    /// runtime config can serve every deployment of the app.
     pub fn with_admission(
         mut self,
         limits: AdmissionLimits,
@@ -161,9 +162,11 @@ impl HttpTrigger {
             .routes()
             .map(|(_, target)| target.component.id.clone())
             .collect();
+        let mut config = config.clone();
+        (config.component).retain(|id, _| !self.app.manifest.deselected.contains(id));
         self.admission = Admission::new(
             limits,
-            config,
+            &config,
             components.iter().map(String::as_str),
             max_instances,
         )?;
