@@ -607,8 +607,9 @@ def check_edge_host_deployments(render: Render, manifest: SpinManifest, repo: Pa
             render.problem(obj, f"--metrics-listen port {metrics_port} is not the container port named "
                                 f"{METRICS_PORT_NAME!r}, which the PodMonitor scrapes")
         annotations = (obj.get("spec", {}).get("template", {}).get("metadata") or {}).get("annotations") or {}
-        if "prometheus.io/port" in annotations and str(annotations["prometheus.io/port"]) != str(metrics_port):
-            render.problem(obj, f"annotation prometheus.io/port {annotations['prometheus.io/port']} is not the "
+        scraped = annotations.get("prometheus.io/port")
+        if metrics_port is not None and scraped is not None and str(scraped) != str(metrics_port):
+            render.problem(obj, f"annotation prometheus.io/port {scraped} is not the "
                                 f"--metrics-listen port {metrics_port}")
         key, value = EDGE_HOST_POD_LABEL
         if load.pod_labels.get(key) != value:

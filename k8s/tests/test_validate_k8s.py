@@ -345,6 +345,64 @@ class BrokenCopies(unittest.TestCase):
         self.edit("k8s/overlays/prod-keda/kustomization.yaml", "namespace: todo\n", "")
         self.assertProblem("[overlays/prod-keda]", "spread over namespaces")
 
+    # k8s/overlays/edge-host: Deployments that run edge-host itself.
+    API = "k8s/overlays/edge-host/deployment-api.yaml"
+    NOTIFIER = "k8s/overlays/edge-host/deployment-notifier.yaml"
+
+    def test_grace_period_shorter_than_the_drain(self):
+        self.edit(self.API, "terminationGracePeriodSeconds: 40", "terminationGracePeriodSeconds: 30")
+        self.assertProblem("[overlays/edge-host]", "Deployment/todo-api",
+                           "terminationGracePeriodSeconds 30 is not more than --shutdown-delay + --shutdown-timeout")
+
+    def test_probe_on_a_port_the_host_does_not_listen_on(self):
+        self.edit(self.API, "httpGet: {path: /health/ready, port: http}", "httpGet: {path: /health/ready, port: metrics}")
+        self.assertProblem("readiness probe port 'metrics' is not the --listen port 8080")
+
+    def test_probe_on_a_route_of_a_component_the_host_does_not_run(self):
+        self.edit(self.NOTIFIER, "            - --component-id=health\n", "")
+        self.assertProblem("Deployment/todo-notifier", "check path '/health/ready' is served by 'health', "
+                                                       "which this Deployment does not run")
+
+    def test_component_id_not_in_spin_toml(self):
+        self.edit(self.API, "--component-id=todos", "--component-id=todo")
+        self.assertProblem("components ['todo'] are not in spin.toml",
+                           "component 'todos' has a trigger in spin.toml but no SpinApp or edge-host Deployment runs it")
+
+    def test_notifier_selected_in_both_deployments(self):
+        self.edit(self.API, "            - --component-id=todos\n",
+                  "            - --component-id=todos\n            - --component-id=notifier\n")
+        self.assertProblem("Redis-triggered component 'notifier' runs in ['Deployment todo-api', "
+                           "'Deployment todo-notifier']")
+
+    def test_metrics_listener_on_an_undeclared_port(self):
+        self.edit(self.API, "--metrics-listen=0.0.0.0:9090", "--metrics-listen=0.0.0.0:9100")
+        self.assertProblem("--metrics-listen port 9100 is not the container port named 'metrics'",
+                           "annotation prometheus.io/port 9090 is not the --metrics-listen port 9100")
+
+    def test_no_metrics_listener(self):
+        self.edit(self.NOTIFIER, "            - --metrics-listen=0.0.0.0:9090\n", "")
+        self.assertProblem("Deployment/todo-notifier", "no --metrics-listen: the pods cannot be scraped")
+
+    def test_pods_the_podmonitor_does_not_select(self):
+        self.edit(self.API, "app.kubernetes.io/runtime: edge-host", "app.kubernetes.io/runtime: spin")
+        self.assertProblem("pods lack the label app.kubernetes.io/runtime: edge-host")
+
+    def test_loopback_listener(self):
+        self.edit(self.API, "--listen=0.0.0.0:8080", "--listen=127.0.0.1:8080")
+        self.assertProblem("--listen 127.0.0.1:8080: the kubelet and Services cannot reach a loopback listener")
+
+    def test_manifest_path_not_where_the_image_puts_it(self):
+        self.edit("Containerfile", "COPY target/package/ /app/", "COPY target/package/ /srv/todo/")
+        self.assertProblem("--from /app/spin.toml, but Containerfile puts the app's spin.toml at /srv/todo/spin.toml")
+
+    def test_image_without_the_release_host(self):
+        self.edit("Containerfile", "COPY target/release/edge-host /usr/local/bin/edge-host\n", "")
+        self.assertProblem("Containerfile: does not COPY target/release/edge-host")
+
+    def test_service_misses_the_hosts_port(self):
+        self.edit("k8s/overlays/edge-host/services.yaml", "targetPort: http}", "targetPort: 8081}", count=2)
+        self.assertProblem("no Service in the render reaches its --listen port 8080")
+
 
 class GeneratedMigrations(unittest.TestCase):
     def test_lists_every_migration_in_order(self):
@@ -439,6 +497,40 @@ def _missing_for_live_tests() -> str | None:
     return None
 
 
+def _migrated_database(prefix: str):
+    """A new database on DATABASE_URL's server with scripts/migrate applied: its URL, and a
+    function that drops it."""
+    import subprocess
+    from urllib.parse import urlsplit, urlunsplit
+
+    admin_url = os.environ["DATABASE_URL"]
+    database = f"{prefix}_{os.getpid()}"
+    psql = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", admin_url]
+    subprocess.run(psql + ["-c", f"CREATE DATABASE {database}"], check=True, capture_output=True)
+    db_url = urlunsplit(urlsplit(admin_url)._replace(path=f"/{database}"))
+
+    def drop() -> None:
+        subprocess.run(psql + ["-c", f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"], capture_output=True)
+
+    try:
+        subprocess.run([str(REPO / "scripts" / "migrate"), db_url], check=True, capture_output=True)
+    except BaseException:
+        drop()
+        raise
+    return db_url, drop
+
+
+def _http_status(url: str) -> int:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
 @unittest.skipIf(_missing_for_live_tests(), _missing_for_live_tests() or "")
 class AgainstTheRunningApp(unittest.TestCase):
     """The rendered probes and the sweep CronJob's command, run against the real app.
@@ -452,20 +544,13 @@ class AgainstTheRunningApp(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         import secrets
-        import subprocess
-        from urllib.parse import urlsplit, urlunsplit
 
         cls.tmp = tempfile.TemporaryDirectory(prefix="k8s-live-test-")
         work = copy_tree(Path(cls.tmp.name) / "repo")
         v.write_migrations_kustomization(work, work / "k8s" / "migrations")
         cls.objects = v.kustomize_build(work / "k8s" / "base")
 
-        admin_url = os.environ["DATABASE_URL"]
-        cls.database = f"k8s_live_test_{os.getpid()}"
-        cls.psql = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", admin_url]
-        subprocess.run(cls.psql + ["-c", f"CREATE DATABASE {cls.database}"], check=True, capture_output=True)
-        db_url = urlunsplit(urlsplit(admin_url)._replace(path=f"/{cls.database}"))
-        subprocess.run([str(REPO / "scripts" / "migrate"), db_url], check=True, capture_output=True)
+        db_url, cls.drop_database = _migrated_database("k8s_live_test")
 
         cls.token = secrets.token_hex(16)
         cls.host = None
@@ -481,27 +566,17 @@ class AgainstTheRunningApp(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        import subprocess
-
         if cls.host is not None:
             cls.host.stop()
-        subprocess.run(cls.psql + ["-c", f"DROP DATABASE IF EXISTS {cls.database} WITH (FORCE)"], capture_output=True)
+        cls.drop_database()
         cls.tmp.cleanup()
 
     def test_every_probe_path_answers_200(self):
-        import urllib.error
-        import urllib.request
-
         probed = 0
         for app in (o for o in self.objects if o["kind"] == "SpinApp"):
             for kind, probe in (app["spec"].get("checks") or {}).items():
                 url = self.base_url + probe["httpGet"]["path"]
-                try:
-                    with urllib.request.urlopen(url, timeout=10) as response:
-                        status = response.status
-                except urllib.error.HTTPError as err:
-                    status = err.code
-                self.assertEqual(status, 200, f"{app['metadata']['name']} {kind} probe {url}")
+                self.assertEqual(_http_status(url), 200, f"{app['metadata']['name']} {kind} probe {url}")
                 probed += 1
         self.assertGreater(probed, 0)
 
@@ -524,6 +599,94 @@ class AgainstTheRunningApp(unittest.TestCase):
     def test_sweep_cronjob_command_fails_with_another_token(self):
         result = self._run_sweep(self.token + "x")
         self.assertNotEqual(result.returncode, 0, result.stdout + result.stderr)
+
+
+@unittest.skipIf(_missing_for_live_tests(), _missing_for_live_tests() or "")
+class EdgeHostDeploymentsServe(unittest.TestCase):
+    """Each Deployment of k8s/overlays/edge-host, run as its pod would run it: the container's
+    own `edge-host up` arguments (components, drain, metrics), with only the addresses moved to
+    loopback and the app from the repository instead of the image. Its probes must answer 200,
+    its metrics port must serve Prometheus text, a route of a component it leaves out must be
+    404, and on SIGTERM it must keep serving through --shutdown-delay, then exit 0 within
+    the grace period the pod gives it."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory(prefix="k8s-edge-host-test-")
+        work = copy_tree(Path(cls.tmp.name) / "repo")
+        v.write_migrations_kustomization(work, work / "k8s" / "migrations")
+        cls.objects = v.kustomize_build(work / "k8s" / "overlays" / "edge-host")
+        cls.db_url, cls.drop_database = _migrated_database("k8s_edge_host_test")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.drop_database()
+        cls.tmp.cleanup()
+
+    def deployment(self, name: str) -> tuple[dict, dict]:
+        deployment = next(o for o in self.objects if o["kind"] == "Deployment" and o["metadata"]["name"] == name)
+        return deployment, v.edge_host_container(deployment)
+
+    def start(self, name: str) -> tuple[v.edge_host.RunningHost, dict, dict]:
+        """The Deployment's host on loopback; --from and --listen come from edge_host.start."""
+        deployment, container = self.deployment(name)
+        args = []
+        for arg in container["args"][1:]:  # after `up`
+            flag = arg.partition("=")[0]
+            if flag in ("--from", "--listen"):
+                continue
+            args.append("--metrics-listen=127.0.0.1:0" if flag == "--metrics-listen" else arg)
+        host = v.edge_host.start(
+            v.edge_host.default_binary(), REPO / "spin.toml", cwd=REPO,
+            log_path=Path(self.tmp.name) / f"{name}.log",
+            extra_args=args + ["--variable", f"db_url={self.db_url}",
+                               "--variable", "jobs_sweep_token=k8s-edge-host-test-token"])
+        self.addCleanup(host.stop)
+        return host, deployment, container
+
+    def probes_answer(self, host, container) -> None:
+        for kind in ("startup", "liveness", "readiness"):
+            path = container[f"{kind}Probe"]["httpGet"]["path"]
+            self.assertEqual(_http_status(host.url + path), 200, f"{kind} probe {path}\n{host.log_tail()}")
+
+    def drains_and_exits_0(self, host, deployment, container) -> None:
+        import signal
+        import time
+
+        flags = v.edge_host_flags(container["args"])
+        delay = v.parse_duration_s(flags["--shutdown-delay"][-1])
+        grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        signalled = time.monotonic()
+        host.process.send_signal(signal.SIGTERM)
+        # Inside --shutdown-delay the listener is still open: the endpoints are being removed.
+        self.assertEqual(_http_status(host.url + "/health"), 200, "served during --shutdown-delay")
+        self.assertLess(time.monotonic() - signalled, delay, "the check itself outlasted the delay")
+        self.assertEqual(host.process.wait(timeout=grace), 0, host.log_tail())
+        self.assertGreaterEqual(time.monotonic() - signalled, delay, "exited before --shutdown-delay ended")
+
+    def metrics_are_served(self, host) -> None:
+        import urllib.request
+
+        self.assertIsNotNone(host.metrics_url, "the ready file names no metrics listener")
+        with urllib.request.urlopen(host.metrics_url + "/metrics", timeout=10) as response:
+            text = response.read().decode()
+        self.assertIn("edge_host_http_requests_total", text)
+
+    def test_api_deployment(self):
+        host, deployment, container = self.start("todo-api")
+        self.probes_answer(host, container)
+        self.metrics_are_served(host)
+        self.assertEqual(_http_status(host.url + "/internal/jobs/sweep"), 404,
+                         "the notifier's sweep route is not this Deployment's")
+        self.drains_and_exits_0(host, deployment, container)
+
+    def test_notifier_deployment(self):
+        host, deployment, container = self.start("todo-notifier")
+        self.probes_answer(host, container)
+        self.metrics_are_served(host)
+        self.assertEqual(_http_status(host.url + "/todos"), 404, "the API's routes are not this Deployment's")
+        self.assertIn("Redis channel", host.log_tail(200), "the notifier subscribes")
+        self.drains_and_exits_0(host, deployment, container)
 
 
 class Package(unittest.TestCase):

@@ -66,6 +66,8 @@ class RunningHost:
     log_path: Path
     started_at: float
     ready_at: float
+    # The --metrics-listen address as a URL (`http://127.0.0.1:PORT`), None without the flag.
+    metrics_url: str | None = None
 
     @property
     def startup_s(self) -> float:
@@ -132,7 +134,7 @@ def start(binary: Path, manifest: Path, *, log_path: Path, extra_args: Sequence[
         # mid-write goes with the directory.
         shutil.rmtree(ready_dir, ignore_errors=True)
     return RunningHost(process=process, url=ready["url"], pid=ready["pid"], log_path=log_path,
-                       started_at=started_at, ready_at=time.monotonic())
+                       started_at=started_at, ready_at=time.monotonic(), metrics_url=ready.get("metrics_url"))
 
 
 def _wait_for_ready_file(process: subprocess.Popen, ready_file: Path, log_path: Path,
