@@ -60,6 +60,8 @@ pub struct AppComponent {
     max_memory: usize,
     /// `[edge_host.component.<id>] request_timeout_ms`, overriding `--request-timeout`.
     request_timeout: Option<Duration>,
+    /// The component's `files`, preopened read-only at `/` in every instance.
+    files: Option<crate::files::StagedFiles>,
 }
 
 impl App {
@@ -314,6 +316,19 @@ fn load_component(
         .iter()
         .map(|(name, template)| Ok((name.clone(), Template::parse(template)?)))
         .collect::<anyhow::Result<HashMap<_, _>>>()?;
+    let exclude = component
+        .exclude_files
+        .as_ref()
+        .map_or(&[][..], |e| e.get_ref());
+    let mounts = component.files.as_ref().map_or(&[][..], |f| f.get_ref());
+    let files = crate::files::stage(base_dir, mounts, exclude)?;
+    if let Some(files) = &files {
+        tracing::debug!(
+            component = id,
+            files = files.count(),
+            "staged the component's files"
+        );
+    }
     let capabilities = Arc::new(ComponentCapabilities {
         id: id.to_owned(),
         allowed_hosts,
@@ -335,6 +350,7 @@ fn load_component(
         stderr: ComponentOutput::new(id, Stream::Stderr),
         max_memory: limits.max_instance_memory,
         request_timeout: None,
+        files,
     })
 }
 
@@ -345,6 +361,15 @@ impl AppComponent {
         wasi.stdout(self.stdout.clone())
             .stderr(self.stderr.clone())
             .envs(&self.environment);
+        if let Some(files) = &self.files {
+            // One `openat` per instance; a failure (the staged directory removed under
+            // the host) leaves the guest without files, which it sees as ENOENT.
+            if let Err(err) =
+                wasi.preopened_dir(files.root(), "/", wasmtime_wasi::FsPerms::ReadOnly)
+            {
+                tracing::error!(component = %self.id, error = %err, "cannot open the component's files");
+            }
+        }
         let state = InstanceState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),

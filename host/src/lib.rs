@@ -5,13 +5,15 @@
 //!
 //! ```text
 //! main ─▶ triggers ─▶ app ─▶ engine
-//!                      │  ─▶ capabilities ─▶ variables ─▶ manifest ─▶ {template, routes}
+//!                      │  ─▶ capabilities ─▶ variables ─▶ manifest ─▶ {template, routes, files}
 //!                      └──────────────────────────────────▶ runtime_config, logs, metrics
 //! ```
 //!
 //! - [`template`], [`routes`]: leaf modules (`{{ var }}` templates, Spin route matching);
 //! - [`manifest`], [`variables`], [`runtime_config`]: what the app asks for; the manifest
 //!   yields typed trigger specs;
+//! - [`files`]: a component's `files` mounts, staged at load (a leaf the manifest types
+//!   its entries with);
 //! - [`engine`]: wasmtime, the pooling allocator and the compile cache;
 //! - [`capabilities`]: the Spin host interfaces, one module each, and the per-instance
 //!   state a `Store` holds;
@@ -27,6 +29,7 @@ pub mod app;
 pub mod bindings;
 pub mod capabilities;
 pub mod engine;
+pub mod files;
 pub mod logs;
 pub mod manifest;
 pub mod metrics;

@@ -167,10 +167,11 @@ pub struct Component {
     pub environment: BTreeMap<String, String>,
     #[serde(default)]
     pub build: Option<BuildConfig>,
+    /// Static files mounted read-only at `/` in the guest (see [`crate::files`]).
     #[serde(default)]
-    pub files: Option<Spanned<toml::Value>>,
+    pub files: Option<Spanned<Vec<crate::files::FileMount>>>,
     #[serde(default)]
-    pub exclude_files: Option<Spanned<toml::Value>>,
+    pub exclude_files: Option<Spanned<Vec<String>>>,
     #[serde(default)]
     pub key_value_stores: Option<Spanned<Vec<String>>>,
     #[serde(default)]
@@ -521,8 +522,6 @@ impl Checker<'_> {
         }
         let unsupported_values = [
             ("allowed_http_hosts", body.allowed_http_hosts.as_ref()),
-            ("files", body.files.as_ref()),
-            ("exclude_files", body.exclude_files.as_ref()),
             ("dependencies", body.dependencies.as_ref()),
             (
                 "dependencies_inherit_configuration",
@@ -533,6 +532,12 @@ impl Checker<'_> {
             if let Some(value) = value {
                 return Err(self.unsupported(value.span(), &format!("{prefix}.{field}")));
             }
+        }
+        if let Some(files) = &body.files {
+            let exclude = body.exclude_files.as_ref().map_or(&[][..], |e| e.get_ref());
+            crate::files::check(files.get_ref(), exclude).map_err(|err| {
+                self.error(files.span(), format!("field `{prefix}.files`: {err}"))
+            })?;
         }
         let unsupported_lists = [
             ("key_value_stores", body.key_value_stores.as_ref()),
@@ -670,11 +675,11 @@ watch = ["src/**/*.rs"]
     fn unsupported_fields_are_named() {
         let text = VALID.replace(
             "[component.health.variables]",
-            "files = [\"static/**\"]\n[component.health.variables]",
+            "dependencies = { \"a:b/c\" = \"1.0\" }\n[component.health.variables]",
         );
         let err = parse_text(&text).unwrap_err().to_string();
         assert!(
-            err.contains("component.health.files") && err.contains("not supported"),
+            err.contains("component.health.dependencies") && err.contains("not supported"),
             "{err}"
         );
     }

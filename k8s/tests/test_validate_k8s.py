@@ -705,6 +705,10 @@ class Package(unittest.TestCase):
             for cid, source in sources.items():
                 (repo / source).parent.mkdir(parents=True, exist_ok=True)
                 (repo / source).write_bytes(f"stand-in for {cid}".encode())
+            # The web component's `files` (the front end's build), one stand-in page.
+            page = repo / "web" / "dist" / "index.html"
+            page.parent.mkdir(parents=True, exist_ok=True)
+            page.write_text("<!doctype html>")
             result = subprocess.run([sys.executable, str(repo / "scripts" / "package"), "--no-build"],
                                     capture_output=True, text=True)
             self.assertEqual(result.returncode, 0, result.stderr)
@@ -712,6 +716,8 @@ class Package(unittest.TestCase):
             described = json.loads((out / "package.json").read_text())
             self.assertEqual(described["application"], manifest["application"]["name"])
             self.assertEqual({layer["component"] for layer in described["layers"]}, set(sources))
+            files = [layer for layer in described["layers"] if layer["role"] == "file"]
+            self.assertEqual([(f["component"], f["path"]) for f in files], [("web", "web/dist/index.html")])
             for layer in described["layers"]:
                 data = (out / layer["path"]).read_bytes()
                 self.assertEqual(layer["digest"], "sha256:" + hashlib.sha256(data).hexdigest())

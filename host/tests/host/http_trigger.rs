@@ -99,6 +99,40 @@ fn environment_reaches_the_component() {
 }
 
 #[test]
+fn files_are_mounted_read_only_where_the_manifest_puts_them() {
+    let host = Host::start(&[], &[]);
+    let read = |path: &str| {
+        let (status, body) = host.get(&format!("/probe/file?read={path}"));
+        (status, json(&body))
+    };
+    // `{ source = "probe-files", destination = "/static" }`: the tree under /static.
+    let (status, body) = read("/static/nested/inner.txt");
+    assert_eq!(
+        (status, body["text"].as_str()),
+        (200, Some("nested file\n"))
+    );
+    // `"probe-files/top.txt"`: the same relative path under /.
+    assert_eq!(read("/probe-files/top.txt").1["text"], "top file\n");
+    // exclude_files left the .skip file out; nothing outside the mounts is visible.
+    for hidden in [
+        "/static/nested/left.skip",
+        "/probe.toml",
+        "/../../Cargo.toml",
+        "/etc/passwd",
+    ] {
+        let (status, body) = read(hidden);
+        assert_eq!(status, 404, "{hidden} is visible: {body}");
+    }
+    let (status, body) = host.get("/probe/file?write=/static/new.txt");
+    assert_eq!(status, 404, "the mount must be read-only: {body}");
+    assert_ne!(
+        json(&body)["error"],
+        "NotFound",
+        "refused for the wrong reason: {body}"
+    );
+}
+
+#[test]
 fn unimplemented_interfaces_answer_with_their_own_error() {
     let host = Host::start(&[], &[]);
     let (status, body) = host.get("/probe/kv");

@@ -4,6 +4,6 @@
 //! place for its harness.
 
 pub use test_support::{
-    eventually, external_base_url, free_port, repo_root, service_setting, HostOptions, MailSink,
-    PrivateRedis, Received, TestApp, TestDatabase,
+    eventually, external_base_url, free_port, raw_get, repo_root, service_setting, HostOptions,
+    MailSink, PrivateRedis, Received, TestApp, TestDatabase,
 };

@@ -21,3 +21,4 @@ mod openapi;
 mod tls;
 mod todo_fields;
 mod todos;
+mod web;

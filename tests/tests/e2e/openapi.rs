@@ -1,12 +1,16 @@
 //! `openapi.yaml` and `spin.toml` agree: every route the manifest declares is described in
 //! the spec, and every path in the spec is routed by the manifest (with Spin's matching:
-//! exact routes, `:name` segments, trailing `/...` wildcards). No server needed.
+//! exact routes, `:name` segments, trailing `/...` wildcards). No server needed. The web
+//! component's routes (the pages and their assets, not the API) are left out.
 
 use std::fs;
 
 use crate::harness::repo_root;
 
-/// The HTTP routes of `spin.toml`.
+/// The component serving pages, whose routes are not API operations.
+const PAGES_COMPONENT: &str = "web";
+
+/// The HTTP routes of `spin.toml`'s API components.
 fn manifest_routes() -> Vec<String> {
     let text = fs::read_to_string(repo_root().join("spin.toml")).expect("spin.toml");
     let manifest: toml::Table = text.parse().expect("spin.toml is TOML");
@@ -14,6 +18,7 @@ fn manifest_routes() -> Vec<String> {
         .as_array()
         .expect("[[trigger.http]] entries")
         .iter()
+        .filter(|t| t.get("component").and_then(|c| c.as_str()) != Some(PAGES_COMPONENT))
         .filter_map(|t| t.get("route").and_then(|r| r.as_str()).map(str::to_string))
         .collect()
 }

@@ -10,13 +10,15 @@
 //! - `body`: the JSON request body reader ([`Ctx::json_body`], [`JsonObject`]);
 //! - `auth`: the bearer-token check ([`authenticate`], feature `tokens`);
 //! - `limits`: the rate-limit check and the "Redis failed, carry on" record
-//!   ([`check_rate_limit`], [`redis_degraded`]).
+//!   ([`check_rate_limit`], [`redis_degraded`]);
+//! - [`static_files`]: what the `web` component serves (paths, types, caching, CSP).
 
 #[cfg(feature = "tokens")]
 mod auth;
 mod body;
 pub mod conditional;
 mod limits;
+pub mod static_files;
 
 use std::time::Instant;
 

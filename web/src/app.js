@@ -1,0 +1,232 @@
+// The todo web app: sign up or log in, then add, filter, search, edit, complete and delete
+// todos through the API. Everything the page shows from the API is set as text
+// (`textContent`), never parsed as HTML.
+import "./style.css";
+import { ApiProblem, Client } from "./api.js";
+
+const $ = (selector, root = document) => root.querySelector(selector);
+const client = new Client(() => showSignedOut("Your session ended; please log in again."));
+const PRIORITY = ["", "low priority", "medium priority", "high priority"];
+let nextCursor = null;
+
+function setStatus(message, kind = "info") {
+  const status = $("#status");
+  status.textContent = message;
+  status.dataset.kind = kind;
+}
+
+/** What went wrong, in words: the problem's detail and its field errors. */
+function describe(err) {
+  if (err instanceof ApiProblem) {
+    return [err.message, ...err.fieldMessages].join(" — ");
+  }
+  return `The API could not be reached (${err.message}).`;
+}
+
+function fail(err) {
+  setStatus(describe(err), "error");
+}
+
+function showSignedOut(message = "") {
+  $("#auth").hidden = false;
+  $("#todos").hidden = true;
+  $("#logout").hidden = true;
+  $("#whoami").hidden = true;
+  $("#todo-list").replaceChildren();
+  setStatus(message, message ? "error" : "info");
+}
+
+function showSignedIn() {
+  $("#auth").hidden = true;
+  $("#todos").hidden = false;
+  $("#logout").hidden = false;
+  $("#whoami").hidden = false;
+  $("#whoami").textContent = client.session.username;
+  setStatus("");
+  return reload();
+}
+
+/** "work, Home ,work" -> ["work", "home"]: the API's normalisation, so the form shows it. */
+function parseTags(text) {
+  const tags = text
+    .split(",")
+    .map((tag) => tag.trim().toLowerCase())
+    .filter(Boolean);
+  return [...new Set(tags)];
+}
+
+/** A `datetime-local` value (the user's time zone) as an RFC 3339 instant, or null. */
+function toInstant(local) {
+  return local ? new Date(local).toISOString() : null;
+}
+
+/** An instant as a `datetime-local` value in the user's time zone. */
+function toLocalInput(instant) {
+  if (!instant) return "";
+  const date = new Date(instant);
+  const shifted = new Date(date.getTime() - date.getTimezoneOffset() * 60_000);
+  return shifted.toISOString().slice(0, 16);
+}
+
+function fieldsOf(form) {
+  const data = new FormData(form);
+  const notes = data.get("notes").trim();
+  return {
+    title: data.get("title").trim(),
+    tags: parseTags(data.get("tags")),
+    due_at: toInstant(data.get("due_at")),
+    priority: Number(data.get("priority")),
+    notes: notes || null,
+  };
+}
+
+function filterQuery() {
+  const data = new FormData($("#filters"));
+  const query = {};
+  for (const name of ["q", "tag", "completed", "sort"]) {
+    const value = data.get(name).trim();
+    if (value) query[name] = value;
+  }
+  return query;
+}
+
+function renderTodo(todo) {
+  const item = $("#todo-item").content.firstElementChild.cloneNode(true);
+  item.dataset.id = todo.id;
+  item.classList.toggle("completed", todo.completed);
+  $(".title", item).textContent = todo.title;
+  const due = $(".due", item);
+  if (todo.due_at) {
+    const when = new Date(todo.due_at);
+    due.textContent = `due ${when.toLocaleString()}`;
+    due.classList.toggle("overdue", !todo.completed && when < new Date());
+  }
+  $(".priority", item).textContent = PRIORITY[todo.priority] ?? "";
+  const tags = $(".tags", item);
+  for (const tag of todo.tags) {
+    const chip = document.createElement("button");
+    chip.type = "button";
+    chip.className = "tag";
+    chip.textContent = tag;
+    chip.title = `Show only #${tag}`;
+    chip.addEventListener("click", () => {
+      $("#filters").elements.tag.value = tag;
+      reload();
+    });
+    tags.append(chip);
+  }
+  $(".notes", item).textContent = todo.notes ?? "";
+  const done = $(".done", item);
+  done.checked = todo.completed;
+  done.addEventListener("change", () =>
+    update(item, todo, { completed: done.checked }).catch((err) => {
+      done.checked = todo.completed;
+      fail(err);
+    }),
+  );
+  $(".edit", item).addEventListener("click", () => edit(item, todo));
+  $(".delete", item).addEventListener("click", () => remove(item, todo).catch(fail));
+  return item;
+}
+
+async function update(item, todo, fields) {
+  const { body, headers } = await client.updateTodo(todo, fields);
+  const updated = { ...body, etag: headers.get("etag") };
+  item.replaceWith(renderTodo(updated));
+  setStatus(`Saved “${updated.title}”.`);
+}
+
+async function remove(item, todo) {
+  await client.deleteTodo(todo);
+  item.remove();
+  $("#empty").hidden = $("#todo-list").children.length > 0;
+  setStatus(`Deleted “${todo.title}”.`);
+}
+
+function edit(item, todo) {
+  const form = $("#todo-editor").content.firstElementChild.cloneNode(true);
+  form.elements.title.value = todo.title;
+  form.elements.tags.value = todo.tags.join(", ");
+  form.elements.due_at.value = toLocalInput(todo.due_at);
+  form.elements.priority.value = String(todo.priority);
+  form.elements.notes.value = todo.notes ?? "";
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    update(item, todo, fieldsOf(form)).catch(fail);
+  });
+  $(".cancel", form).addEventListener("click", () => form.remove());
+  item.append(form);
+  form.elements.title.focus();
+}
+
+async function loadPage() {
+  const query = { ...filterQuery(), limit: 20 };
+  if (nextCursor) query.cursor = nextCursor;
+  const { body } = await client.listTodos(query);
+  $("#todo-list").append(...body.items.map(renderTodo));
+  nextCursor = body.next_cursor;
+  $("#more").hidden = !nextCursor;
+  $("#empty").hidden = $("#todo-list").children.length > 0;
+}
+
+function reload() {
+  nextCursor = null;
+  $("#todo-list").replaceChildren();
+  return loadPage().catch(fail);
+}
+
+function onSubmit(selector, action) {
+  const form = $(selector);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const button = $("button[type=submit]", form);
+    button.disabled = true;
+    try {
+      await action(form);
+    } catch (err) {
+      fail(err);
+    } finally {
+      button.disabled = false;
+    }
+  });
+}
+
+onSubmit("#login-form", async (form) => {
+  const data = new FormData(form);
+  await client.login(data.get("username").trim(), data.get("password"));
+  form.reset();
+  await showSignedIn();
+});
+
+onSubmit("#register-form", async (form) => {
+  const data = new FormData(form);
+  await client.register(data.get("username").trim(), data.get("email").trim(), data.get("password"));
+  form.reset();
+  await showSignedIn();
+  setStatus(`Welcome, ${client.session.username}! A welcome e-mail is on its way.`);
+});
+
+onSubmit("#new-todo", async (form) => {
+  const fields = fieldsOf(form);
+  for (const name of ["notes", "due_at"]) if (fields[name] === null) delete fields[name];
+  const { body } = await client.createTodo(fields);
+  form.reset();
+  // Newest first is the default order; other orders and filters are re-read.
+  const query = filterQuery();
+  if (Object.keys(query).some((name) => name !== "sort" || query.sort !== "created")) await reload();
+  else $("#todo-list").prepend(renderTodo(body));
+  $("#empty").hidden = $("#todo-list").children.length > 0;
+  setStatus(`Added “${body.title}”.`);
+});
+
+onSubmit("#filters", () => reload());
+
+$("#more").addEventListener("click", () => loadPage().catch(fail));
+$("#logout").addEventListener("click", async () => {
+  await client.logout();
+  showSignedOut("You are logged out.");
+  setStatus("You are logged out.");
+});
+
+if (client.signedIn) showSignedIn();
+else showSignedOut();
