@@ -143,6 +143,26 @@ export class Client {
     return this.call("GET", "/todos", { query });
   }
 
+  /** One todo with its current `etag` (for a conditional update). */
+  async getTodo(id) {
+    const { body, headers } = await this.call("GET", `/todos/${id}`);
+    return { ...body, etag: headers.get("etag") };
+  }
+
+  /** The changes after `since`: `{ items, deleted }` over every page (oldest first). */
+  async changesSince(since) {
+    const items = [];
+    const deleted = [];
+    let cursor;
+    do {
+      const { body } = await this.listTodos({ updated_since: since, limit: 100, cursor });
+      items.push(...body.items);
+      deleted.push(...(body.deleted ?? []));
+      cursor = body.next_cursor;
+    } while (cursor);
+    return { items, deleted };
+  }
+
   createTodo(fields) {
     // A retried create (a lost answer, a double click) makes one todo, not two.
     return this.call("POST", "/todos", {

@@ -1,13 +1,19 @@
 // The todo web app: sign up or log in, then add, filter, search, edit, complete and delete
-// todos through the API. Everything the page shows from the API is set as text
-// (`textContent`), never parsed as HTML.
+// todos through the API, and stay in sync with changes made elsewhere (another tab, another
+// device) through the API's incremental sync (`updated_since`). Everything the page shows
+// from the API is set as text (`textContent`), never parsed as HTML.
 import "./style.css";
 import { ApiProblem, Client } from "./api.js";
 
 const $ = (selector, root = document) => root.querySelector(selector);
 const client = new Client(() => showSignedOut("Your session ended; please log in again."));
 const PRIORITY = ["", "low priority", "medium priority", "high priority"];
+/** How often a visible page asks for changes made elsewhere. */
+const SYNC_INTERVAL_MS = 4000;
 let nextCursor = null;
+/** The latest `updated_at`/`deleted_at` seen: the next sync asks for what came after it. */
+let syncSince = null;
+let syncing = false;
 
 function setStatus(message, kind = "info") {
   const status = $("#status");
@@ -33,6 +39,7 @@ function showSignedOut(message = "") {
   $("#logout").hidden = true;
   $("#whoami").hidden = true;
   $("#todo-list").replaceChildren();
+  syncSince = null;
   setStatus(message, message ? "error" : "info");
 }
 
@@ -93,6 +100,7 @@ function filterQuery() {
 function renderTodo(todo) {
   const item = $("#todo-item").content.firstElementChild.cloneNode(true);
   item.dataset.id = todo.id;
+  item.dataset.created = todo.created_at;
   item.classList.toggle("completed", todo.completed);
   $(".title", item).textContent = todo.title;
   const due = $(".due", item);
@@ -124,14 +132,14 @@ function renderTodo(todo) {
       fail(err);
     }),
   );
-  $(".edit", item).addEventListener("click", () => edit(item, todo));
+  $(".edit", item).addEventListener("click", () => edit(item, todo).catch(fail));
   $(".delete", item).addEventListener("click", () => remove(item, todo).catch(fail));
   return item;
 }
 
 async function update(item, todo, fields) {
-  const { body, headers } = await client.updateTodo(todo, fields);
-  const updated = { ...body, etag: headers.get("etag") };
+  const { body } = await client.updateTodo(todo, fields);
+  const updated = body;
   item.replaceWith(renderTodo(updated));
   setStatus(`Saved “${updated.title}”.`);
 }
@@ -143,27 +151,94 @@ async function remove(item, todo) {
   setStatus(`Deleted “${todo.title}”.`);
 }
 
-function edit(item, todo) {
+/** Opens the editor on the todo as the server has it now, and saves conditionally
+ *  (`If-Match`): a change made elsewhere meanwhile is shown, never overwritten. */
+async function edit(item, todo) {
+  if ($(".editor", item)) return;
+  const current = await client.getTodo(todo.id);
   const form = $("#todo-editor").content.firstElementChild.cloneNode(true);
-  form.elements.title.value = todo.title;
-  form.elements.tags.value = todo.tags.join(", ");
-  form.elements.due_at.value = toLocalInput(todo.due_at);
-  form.elements.priority.value = String(todo.priority);
-  form.elements.notes.value = todo.notes ?? "";
-  form.addEventListener("submit", (event) => {
+  const fill = (fresh) => {
+    form.elements.title.value = fresh.title;
+    form.elements.tags.value = fresh.tags.join(", ");
+    form.elements.due_at.value = toLocalInput(fresh.due_at);
+    form.elements.priority.value = String(fresh.priority);
+    form.elements.notes.value = fresh.notes ?? "";
+  };
+  let base = current;
+  fill(base);
+  form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    update(item, todo, fieldsOf(form)).catch(fail);
+    try {
+      await update(item, base, fieldsOf(form));
+    } catch (err) {
+      if (!(err instanceof ApiProblem) || err.status !== 412) return fail(err);
+      base = await client.getTodo(todo.id);
+      fill(base);
+      setStatus("This todo was changed elsewhere meanwhile; the form now shows that version. Save again to replace it.", "error");
+    }
   });
   $(".cancel", form).addEventListener("click", () => form.remove());
   item.append(form);
   form.elements.title.focus();
 }
 
+/** Newest first: before the first todo created earlier; past the last one only when no
+ *  page is left to load (it would belong to one of those). */
+function insertByCreation(list, item, createdAt) {
+  const later = [...list.children].find((shown) => Date.parse(shown.dataset.created) < Date.parse(createdAt));
+  if (later) later.before(item);
+  else if (!nextCursor) list.append(item);
+}
+
+function see(instant) {
+  if (!instant) return;
+  const [next, last] = [Date.parse(instant), Date.parse(syncSince)];
+  if (!syncSince || next > last || (next === last && instant > syncSince)) syncSince = instant;
+}
+
+function filtered() {
+  const query = filterQuery();
+  return Object.keys(query).some((name) => name !== "sort" || query.sort !== "created");
+}
+
+/** Applies the changes made elsewhere since the last sync. Unfiltered, newest first: in
+ *  place. Filtered or sorted otherwise: the server decides what belongs, so re-query. */
+async function sync() {
+  if (syncing || !client.signedIn || !syncSince || document.hidden) return;
+  syncing = true;
+  try {
+    const { items, deleted } = await client.changesSince(syncSince);
+    for (const change of items) see(change.updated_at);
+    for (const gone of deleted) see(gone.deleted_at);
+    if (!items.length && !deleted.length) return;
+    if (filtered()) return void (await reload());
+    const list = $("#todo-list");
+    for (const gone of deleted) list.querySelector(`[data-id="${CSS.escape(gone.id)}"]`)?.remove();
+    for (const todo of items) {
+      const shown = list.querySelector(`[data-id="${CSS.escape(todo.id)}"]`);
+      if (shown && $(".editor", shown)) continue; // the editor's save is conditional
+      if (shown) shown.replaceWith(renderTodo(todo));
+      else insertByCreation(list, renderTodo(todo), todo.created_at);
+    }
+    $("#empty").hidden = list.children.length > 0;
+  } catch (err) {
+    // 410: the last sync is older than the API keeps deletions; read everything again.
+    if (err instanceof ApiProblem && err.status === 410) await reload();
+    else if (!(err instanceof ApiProblem && err.status === 401)) fail(err);
+  } finally {
+    syncing = false;
+  }
+}
+
 async function loadPage() {
   const query = { ...filterQuery(), limit: 20 };
   if (nextCursor) query.cursor = nextCursor;
-  const { body } = await client.listTodos(query);
+  const { body, headers } = await client.listTodos(query);
   $("#todo-list").append(...body.items.map(renderTodo));
+  // Where sync starts: the newest change listed, or (nothing listed) the server's time
+  // of this answer, less a margin for the database's clock.
+  for (const todo of body.items) see(todo.updated_at);
+  if (!syncSince) see(new Date(Date.parse(headers.get("date") ?? new Date().toUTCString()) - 5000).toISOString());
   nextCursor = body.next_cursor;
   $("#more").hidden = !nextCursor;
   $("#empty").hidden = $("#todo-list").children.length > 0;
@@ -171,6 +246,7 @@ async function loadPage() {
 
 function reload() {
   nextCursor = null;
+  syncSince = null;
   $("#todo-list").replaceChildren();
   return loadPage().catch(fail);
 }
@@ -212,8 +288,7 @@ onSubmit("#new-todo", async (form) => {
   const { body } = await client.createTodo(fields);
   form.reset();
   // Newest first is the default order; other orders and filters are re-read.
-  const query = filterQuery();
-  if (Object.keys(query).some((name) => name !== "sort" || query.sort !== "created")) await reload();
+  if (filtered()) await reload();
   else $("#todo-list").prepend(renderTodo(body));
   $("#empty").hidden = $("#todo-list").children.length > 0;
   setStatus(`Added “${body.title}”.`);
@@ -227,6 +302,9 @@ $("#logout").addEventListener("click", async () => {
   showSignedOut("You are logged out.");
   setStatus("You are logged out.");
 });
+
+setInterval(sync, SYNC_INTERVAL_MS);
+document.addEventListener("visibilitychange", sync);
 
 if (client.signedIn) showSignedIn();
 else showSignedOut();
