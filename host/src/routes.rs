@@ -89,8 +89,9 @@ impl RoutePattern {
             .collect()
     }
 
-    /// Matches a request path; `None` if it does not match.
-    fn matches(&self, path_segments: &[&str]) -> Option<RouteMatch> {
+    /// Matches a request path (its non-empty segments, and whether it ends with `/`);
+    /// `None` if it does not match.
+    fn matches(&self, path_segments: &[&str], trailing_slash: bool) -> Option<RouteMatch> {
         if path_segments.len() < self.segments.len()
             || (!self.wildcard && path_segments.len() != self.segments.len())
         {
@@ -105,7 +106,13 @@ impl RoutePattern {
             }
         }
         let rest = &path_segments[self.segments.len()..];
-        let path_info = rest.iter().map(|part| format!("/{part}")).collect();
+        let mut path_info: String = rest.iter().map(|part| format!("/{part}")).collect();
+        // Spin keeps a trailing slash in a wildcard's path info (`/foo/...`: `/foo/` gives
+        // `/`, `/foo/bar/` gives `/bar/`; spin-http's `RouteMatch::trailing_wildcard`); an
+        // exact route's path info is always empty.
+        if self.wildcard && trailing_slash {
+            path_info.push('/');
+        }
         Some(RouteMatch { params, path_info })
     }
 
@@ -154,7 +161,8 @@ impl fmt::Display for RoutePattern {
 pub struct RouteMatch {
     /// Named parameters (`spin-path-match-<name>`), in route order.
     pub params: Vec<(String, String)>,
-    /// The path after the matched route (`spin-path-info`), `""` for an exact match.
+    /// The path after the matched route (`spin-path-info`), `""` for an exact match; a
+    /// trailing slash is kept, as Spin keeps it.
     pub path_info: String,
 }
 
@@ -183,9 +191,10 @@ impl<T> Router<T> {
     /// The most specific route matching `path` (no query string), if any.
     pub fn route(&self, path: &str) -> Option<(&RoutePattern, &T, RouteMatch)> {
         let segments: Vec<&str> = path.split('/').filter(|part| !part.is_empty()).collect();
+        let trailing_slash = path.ends_with('/');
         self.routes.iter().find_map(|(pattern, target)| {
             pattern
-                .matches(&segments)
+                .matches(&segments, trailing_slash)
                 .map(|found| (pattern, target, found))
         })
     }
@@ -226,11 +235,12 @@ mod tests {
             "/users/:user/todos/:id",
         ]);
         let cases: &[Case] = &[
-            ("/", "/...", &[], ""),
+            ("/", "/...", &[], "/"),
             ("/anything/else", "/...", &[], "/anything/else"),
             ("/health", "/health", &[], ""),
             ("/health/", "/health", &[], ""),
             ("/health/ready", "/health/...", &[], "/ready"),
+            ("/health/ready/", "/health/...", &[], "/ready/"),
             ("/todos", "/todos", &[], ""),
             ("/todos/", "/todos", &[], ""),
             ("/todos/42", "/todos/:id", &[("id", "42")], ""),
@@ -274,6 +284,8 @@ mod tests {
         let table = router(&["/api/..."]);
         let (_, _, found) = table.route("/api").unwrap();
         assert_eq!(found.path_info, "");
+        let (_, _, found) = table.route("/api/").unwrap();
+        assert_eq!(found.path_info, "/", "Spin keeps the trailing slash");
     }
 
     #[test]

@@ -597,10 +597,12 @@ fn with_spin_headers<B>(
     set("spin-base-path", "/")?;
     set("spin-client-addr", &client.to_string())?;
     for (name, value) in &found.params {
-        set(
-            &format!("spin-path-match-{}", name.to_ascii_lowercase()),
-            value,
-        )?;
+        // Spin's header key for `:item_id` is `spin-path-match-item-id`: `_` becomes `-`
+        // (spin-trigger-http's `prepare_header_key`).
+        let key = format!("spin-path-match-{name}")
+            .replace('_', "-")
+            .to_ascii_lowercase();
+        set(&key, value)?;
     }
     if request.uri().authority().is_none() {
         // wasi-http wants an authority; give it the Host header's.

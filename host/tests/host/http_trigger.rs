@@ -37,6 +37,23 @@ fn spin_headers_describe_the_match() {
 }
 
 #[test]
+fn spin_headers_use_spins_names_and_keep_a_trailing_slash() {
+    let host = Host::start(&[], &[]);
+    let (status, body) = host.get("/things/7/headers/");
+    assert_eq!(status, 200, "{body}");
+    let headers = json(&body);
+    // spin-trigger-http turns `_` in a parameter's header name into `-`, and keeps a
+    // trailing slash in the wildcard's path info (see host/src/routes.rs).
+    assert_eq!(headers["spin-path-match-item-id"], "7", "{headers}");
+    assert!(
+        headers.get("spin-path-match-item_id").is_none(),
+        "{headers}"
+    );
+    assert_eq!(headers["spin-path-info"], "/headers/");
+    assert_eq!(headers["spin-component-route"], "/things/:item_id");
+}
+
+#[test]
 fn unrouted_path_is_404() {
     let host = Host::start(&[], &[]);
     assert_eq!(host.get("/nothing/here").0, 404);
