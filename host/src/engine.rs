@@ -175,9 +175,15 @@ impl ComponentCompiler {
         Ok(component)
     }
 
+    /// Compiles a component, or a core module after adapting it ([`crate::componentize`]).
     fn compile(&self, path: &Path, bytes: &[u8]) -> anyhow::Result<Component> {
         let started = std::time::Instant::now();
-        let component = Component::new(&self.engine, bytes)
+        let bytes = crate::componentize::componentize_if_module(bytes)
+            .with_context(|| format!("loading {}", path.display()))?;
+        if matches!(bytes, std::borrow::Cow::Owned(_)) {
+            tracing::info!(path = %path.display(), elapsed_ms = started.elapsed().as_millis() as u64, "adapted a core module to a component");
+        }
+        let component = Component::new(&self.engine, &bytes)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("compiling component {}", path.display()))?;
         tracing::info!(path = %path.display(), elapsed_ms = started.elapsed().as_millis() as u64, "compiled component");

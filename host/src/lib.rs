@@ -4,7 +4,7 @@
 //! Imports run one way (see host/README.md, "Architecture"):
 //!
 //! ```text
-//! main ─▶ triggers ─▶ app ─▶ engine
+//! main ─▶ triggers ─▶ app ─▶ engine ─▶ componentize
 //!                      │  ─▶ capabilities ─▶ variables ─▶ manifest ─▶ {template, routes, files}
 //!                      └──────────────────────────────────▶ runtime_config, logs, metrics
 //! ```
@@ -14,7 +14,8 @@
 //!   yields typed trigger specs;
 //! - [`files`]: a component's `files` mounts, staged at load (a leaf the manifest types
 //!   its entries with);
-//! - [`engine`]: wasmtime, the pooling allocator and the compile cache;
+//! - [`engine`]: wasmtime, the pooling allocator and the compile cache, which adapts core
+//!   modules to components first ([`componentize`], a leaf);
 //! - [`capabilities`]: the Spin host interfaces, one module each, and the per-instance
 //!   state a `Store` holds;
 //! - [`app`]: components compiled, linked and pre-instantiated, and the one instance
@@ -28,6 +29,7 @@ pub mod admission;
 pub mod app;
 pub mod bindings;
 pub mod capabilities;
+pub mod componentize;
 pub mod engine;
 pub mod files;
 pub mod logs;

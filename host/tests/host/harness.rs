@@ -12,13 +12,21 @@ pub use test_support::repo_root;
 
 /// Builds a fixture component (a no-op when it is up to date).
 pub fn build_fixture(name: &str) {
+    build_fixture_for(name, "wasm32-wasip2");
+}
+
+/// Builds a fixture for a target: `wasm32-wasip1` makes a core module.
+pub fn build_fixture_for(name: &str, target: &str) {
     let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--target", "wasm32-wasip2", "--release"])
+        .args(["build", "--quiet", "--target", target, "--release"])
         .args(["-p", name])
         .current_dir(repo_root())
         .status()
         .expect("running cargo to build a fixture");
-    assert!(status.success(), "building the {name} fixture failed");
+    assert!(
+        status.success(),
+        "building the {name} fixture for {target} failed"
+    );
 }
 
 /// Builds the probe fixture once per test run.

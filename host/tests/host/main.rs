@@ -3,6 +3,7 @@
 
 mod admission;
 mod broken_clients;
+mod core_modules;
 mod deadlines;
 mod drain;
 mod harness;
