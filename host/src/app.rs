@@ -72,7 +72,13 @@ impl App {
         let linker = build_linker(&engine)?;
         let compiler = ComponentCompiler::new(&engine, options.cache_dir.clone());
         let variables = Arc::new(options.variables);
-        let capabilities = Arc::new(AppCapabilities::new(&options.runtime_config.edge_host)?);
+        // Spin's state directory: `.spin` beside the manifest (the `default` key-value
+        // store's file).
+        let state_dir = options.manifest.base_dir().join(".spin");
+        let capabilities = Arc::new(AppCapabilities::with_state_dir(
+            &options.runtime_config.edge_host,
+            Some(&state_dir),
+        )?);
         let manifest = &options.manifest.manifest;
         let overrides = &options.runtime_config.edge_host.component;
         for (id, found) in overrides {
@@ -329,11 +335,17 @@ fn load_component(
             "staged the component's files"
         );
     }
+    let key_value_stores = component
+        .key_value_stores
+        .as_ref()
+        .map_or(&[][..], |labels| labels.get_ref());
+    app_capabilities.key_value.prepare(id, key_value_stores)?;
     let capabilities = Arc::new(ComponentCapabilities {
         id: id.to_owned(),
         allowed_hosts,
         variables: component_variables,
         app_variables: variables.clone(),
+        key_value_stores: key_value_stores.iter().cloned().collect(),
     });
     Ok(AppComponent {
         id: id.to_owned(),

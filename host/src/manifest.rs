@@ -540,7 +540,6 @@ impl Checker<'_> {
             })?;
         }
         let unsupported_lists = [
-            ("key_value_stores", body.key_value_stores.as_ref()),
             ("sqlite_databases", body.sqlite_databases.as_ref()),
             ("ai_models", body.ai_models.as_ref()),
         ];

@@ -1,18 +1,21 @@
 //! The runtime configuration file (`--runtime-config-file`).
 //!
 //! Spin's runtime configuration binds platform resources (key-value stores, SQLite
-//! databases, LLMs, variable providers) to an app. edge-host reads the same file but
-//! implements none of those bindings yet, so such a table is an error that names it;
+//! databases, LLMs, variable providers) to an app. edge-host reads the same file; of those
+//! bindings it implements `[key_value_store.*]` (`crate::capabilities::key_value`), and
+//! any other such table is an error that names it;
 //! its own tuning lives under `[edge_host.*]`, which real Spin would reject, so keep it
 //! out of files shared with Spin. Unknown fields are errors with file and line.
 //!
 //! Spin 4.1's `[outbound_pg]` and `[outbound_redis]` tables (`max_connections`) are read
 //! as Spin reads them and handed to their capabilities inside [`EdgeHostConfig`].
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use crate::capabilities::key_value::{KeyValueConfig, KeyValueStoreConfig};
 pub use crate::capabilities::postgres::{OutboundPgConfig, PostgresConfig};
 pub use crate::capabilities::redis::{OutboundRedisConfig, RedisConfig};
 pub use crate::capabilities::EdgeHostConfig;
@@ -41,8 +44,9 @@ pub struct RuntimeConfig {
     /// Spin 4.1's `[outbound_redis]`; moved into `edge_host.redis.outbound` on load.
     #[serde(default)]
     outbound_redis: Option<OutboundRedisConfig>,
+    /// Spin's `[key_value_store.<label>]`; moved into `edge_host.key_value` on load.
     #[serde(default)]
-    key_value_store: Option<toml::Value>,
+    key_value_store: BTreeMap<String, KeyValueStoreConfig>,
     #[serde(default)]
     sqlite_database: Option<toml::Value>,
     #[serde(default)]
@@ -79,7 +83,6 @@ impl RuntimeConfig {
         let mut config: Self =
             toml::from_str(text).map_err(|err| invalid(err.to_string().trim_end().to_owned()))?;
         let unsupported = [
-            ("key_value_store", config.key_value_store.is_some()),
             ("sqlite_database", config.sqlite_database.is_some()),
             ("llm_compute", config.llm_compute.is_some()),
             ("variables_provider", config.variables_provider.is_some()),
@@ -92,6 +95,10 @@ impl RuntimeConfig {
                 "table `{table}` is not supported by edge-host yet"
             )));
         }
+        config.edge_host.key_value = KeyValueConfig {
+            stores: std::mem::take(&mut config.key_value_store),
+            base_dir: path.parent().map(Path::to_owned),
+        };
         if let Some(outbound) = config.outbound_pg.take() {
             config.edge_host.postgres.outbound = outbound;
         }
@@ -161,12 +168,48 @@ mod tests {
 
     #[test]
     fn spin_tables_we_do_not_implement_are_named() {
-        let err = parse("[key_value_store.default]\ntype = \"redis\"\n")
+        let err = parse("[sqlite_database.default]\ntype = \"spin\"\n")
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("key_value_store") && err.contains("not supported"),
+            err.contains("sqlite_database") && err.contains("not supported"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn key_value_stores_are_read_with_paths_from_the_files_directory() {
+        let config = RuntimeConfig::parse(
+            Path::new("/srv/app/runtime-config.toml"),
+            "[key_value_store.default]\ntype = \"spin\"\npath = \"data/kv.db\"\n\
+             [key_value_store.cache]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\n",
+        )
+        .unwrap();
+        let kv = &config.edge_host.key_value;
+        assert_eq!(kv.base_dir.as_deref(), Some(Path::new("/srv/app")));
+        assert_eq!(
+            kv.stores["default"],
+            KeyValueStoreConfig::Spin {
+                path: Some("data/kv.db".into())
+            }
+        );
+        assert_eq!(
+            kv.stores["cache"],
+            KeyValueStoreConfig::Redis {
+                url: "redis://127.0.0.1:6379".into()
+            }
+        );
+        // Spin's cloud stores and typos are named, with the line.
+        let err = parse("[key_value_store.x]\ntype = \"azure_cosmos\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("azure_cosmos") && err.contains("line 2"),
+            "{err}"
+        );
+        let err = parse("[key_value_store.x]\ntype = \"redis\"\nurll = \"redis://h\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("urll"), "{err}");
     }
 }

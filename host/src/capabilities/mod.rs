@@ -18,12 +18,13 @@
 //! - `runtime_config.rs`: its runtime-config table (or why it has none);
 //! - `tests.rs`: its tests, against the real service where there is one.
 //!
-//! The folders: `postgres`, `redis`, `variables`, `outbound_http`, `outbound_hosts` (the
+//! The folders: `postgres`, `redis`, `key_value`, `variables`, `outbound_http`, `outbound_hosts` (the
 //! `allowed_outbound_hosts` check the others ask before connecting) and `unsupported`.
 //!
 //! The guest only ever sees WIT errors (for example `error::connection-failed` or
 //! `access-denied`); host-side problems are logged with the component id.
 
+pub mod key_value;
 pub mod outbound_hosts;
 pub mod outbound_http;
 pub mod postgres;
@@ -109,6 +110,9 @@ pub struct EdgeHostConfig {
     /// capability, but it lives under `[edge_host]` like all of edge-host's own tuning).
     #[serde(default)]
     pub component: std::collections::BTreeMap<String, ComponentOverrides>,
+    /// Spin's `[key_value_store.*]`, put here by the runtime-config loader.
+    #[serde(skip)]
+    pub key_value: key_value::KeyValueConfig,
 }
 
 /// `[edge_host.component.<id>]` in the runtime config. Spin has no per-component request
@@ -181,17 +185,30 @@ pub struct AppCapabilities {
     pub postgres: postgres::PostgresPools,
     /// Redis multiplexed connections, one per address.
     pub redis: redis::RedisConnections,
+    /// Key-value stores by label.
+    pub key_value: key_value::KeyValueStores,
     /// `(component id, interface)` pairs already warned about, so an unsupported
     /// interface is logged once per component instead of once per call.
     warned_unsupported: Mutex<HashSet<(String, &'static str)>>,
 }
 
 impl AppCapabilities {
-    /// Builds the shared state; connections are opened lazily, on first use.
+    /// Builds the shared state; connections are opened lazily, on first use. Without a
+    /// state directory the `default` key-value store is in memory ([`Self::with_state_dir`]).
     pub fn new(config: &EdgeHostConfig) -> anyhow::Result<Self> {
+        Self::with_state_dir(config, None)
+    }
+
+    /// The shared state of an app whose state (the `default` key-value store's file)
+    /// lives in `state_dir`.
+    pub fn with_state_dir(
+        config: &EdgeHostConfig,
+        state_dir: Option<&std::path::Path>,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
             postgres: postgres::PostgresPools::new(&config.postgres),
             redis: redis::RedisConnections::new(&config.redis),
+            key_value: key_value::KeyValueStores::new(&config.key_value, state_dir),
             warned_unsupported: Mutex::new(HashSet::new()),
         })
     }
@@ -240,6 +257,8 @@ pub struct ComponentCapabilities {
     pub variables: std::collections::HashMap<String, Template>,
     /// The application's variables, for template expansion.
     pub app_variables: Arc<ResolvedVariables>,
+    /// `key_value_stores`: the labels the component may open.
+    pub key_value_stores: HashSet<String>,
 }
 
 /// Per-instance state: what one request's guest holds. Resource handles (connections)
@@ -250,6 +269,8 @@ pub struct CapabilityState {
     pub component: Arc<ComponentCapabilities>,
     /// PostgreSQL connections the guest opened (each holds a pooled connection).
     pub postgres_sessions: postgres::OpenedSessions,
+    /// Key-value store handles the guest holds (at most `key_value::MAX_OPEN_STORES`).
+    pub key_value_open: usize,
 }
 
 impl CapabilityState {
@@ -259,6 +280,7 @@ impl CapabilityState {
             app,
             component,
             postgres_sessions: postgres::OpenedSessions::default(),
+            key_value_open: 0,
         }
     }
 }
@@ -333,6 +355,7 @@ fn view(state: &mut InstanceState) -> CapabilityView<'_> {
 pub fn add_to_linker(linker: &mut Linker<InstanceState>) -> anyhow::Result<()> {
     postgres::add_to_linker(linker, view)?;
     redis::add_to_linker(linker, view)?;
+    key_value::add_to_linker(linker, view)?;
     variables::add_to_linker(linker, view)?;
     unsupported::add_to_linker(linker, view)?;
     Ok(())
@@ -369,6 +392,7 @@ pub(crate) mod test_support {
                 .map(|(name, template)| (name, Template::parse(&template).unwrap()))
                 .collect(),
             app_variables: Arc::new(ResolvedVariables::from_pairs(app_variables)),
+            key_value_stores: Default::default(),
         })
     }
 

@@ -152,10 +152,10 @@ fn files_are_mounted_read_only_where_the_manifest_puts_them() {
 #[test]
 fn unimplemented_interfaces_answer_with_their_own_error() {
     let host = Host::start(&[], &[]);
-    let (status, body) = host.get("/probe/kv");
+    let (status, body) = host.get("/probe/sqlite");
     assert_eq!(
         status, 503,
-        "key-value must answer with a WIT error, not trap: {body}"
+        "SQLite must answer with a WIT error, not trap: {body}"
     );
     assert_eq!(host.get("/probe/headers").0, 200);
 }

@@ -9,6 +9,7 @@ mod drain;
 mod harness;
 mod http_trigger;
 mod instance_reuse;
+mod key_value;
 mod manifest_errors;
 mod memory_cap;
 mod metrics;

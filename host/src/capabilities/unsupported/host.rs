@@ -161,62 +161,6 @@ impl sqlite3::HostConnection for CapabilityView<'_> {
     }
 }
 
-impl key_value::Host for CapabilityView<'_> {}
-
-impl key_value::HostStore for CapabilityView<'_> {
-    async fn open(
-        &mut self,
-        _label: String,
-    ) -> Outcome<Resource<key_value::Store>, key_value::Error> {
-        self.unsupported("fermyon:spin/key-value");
-        Ok(Err(key_value::Error::NoSuchStore))
-    }
-
-    async fn get(
-        &mut self,
-        _store: Resource<key_value::Store>,
-        _key: String,
-    ) -> Outcome<Option<Vec<u8>>, key_value::Error> {
-        Ok(Err(key_value::Error::NoSuchStore))
-    }
-
-    async fn set(
-        &mut self,
-        _store: Resource<key_value::Store>,
-        _key: String,
-        _value: Vec<u8>,
-    ) -> Outcome<(), key_value::Error> {
-        Ok(Err(key_value::Error::NoSuchStore))
-    }
-
-    async fn delete(
-        &mut self,
-        _store: Resource<key_value::Store>,
-        _key: String,
-    ) -> Outcome<(), key_value::Error> {
-        Ok(Err(key_value::Error::NoSuchStore))
-    }
-
-    async fn exists(
-        &mut self,
-        _store: Resource<key_value::Store>,
-        _key: String,
-    ) -> Outcome<bool, key_value::Error> {
-        Ok(Err(key_value::Error::NoSuchStore))
-    }
-
-    async fn get_keys(
-        &mut self,
-        _store: Resource<key_value::Store>,
-    ) -> Outcome<Vec<String>, key_value::Error> {
-        Ok(Err(key_value::Error::NoSuchStore))
-    }
-
-    async fn drop(&mut self, _store: Resource<key_value::Store>) -> wasmtime::Result<()> {
-        Ok(())
-    }
-}
-
 impl wasi_kv::Host for CapabilityView<'_> {
     async fn open(
         &mut self,
@@ -352,7 +296,6 @@ pub(crate) fn add_to_linker(
     mysql::add_to_linker::<InstanceState, HasCapabilities>(linker, view)?;
     sqlite::add_to_linker::<InstanceState, HasCapabilities>(linker, view)?;
     sqlite3::add_to_linker::<InstanceState, HasCapabilities>(linker, view)?;
-    key_value::add_to_linker::<InstanceState, HasCapabilities>(linker, view)?;
     wasi_kv::add_to_linker::<InstanceState, HasCapabilities>(linker, view)?;
     atomics::add_to_linker::<InstanceState, HasCapabilities>(linker, view)?;
     batch::add_to_linker::<InstanceState, HasCapabilities>(linker, view)?;

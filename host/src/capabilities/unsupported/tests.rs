@@ -20,10 +20,6 @@ async fn unsupported_interfaces_answer_with_their_own_errors() {
         .await
         .unwrap();
     assert!(matches!(llm, Err(llm::Error::ModelNotSupported)));
-    let kv = key_value::HostStore::open(&mut view, "default".into())
-        .await
-        .unwrap();
-    assert!(matches!(kv, Err(key_value::Error::NoSuchStore)));
     let wasi = wasi_kv::Host::open(&mut view, "default".into())
         .await
         .unwrap();
@@ -51,10 +47,10 @@ async fn unsupported_interfaces_answer_with_their_own_errors() {
     .unwrap();
     assert!(matches!(mq, Err(mqtt::Error::ConnectionFailed(m)) if m == NOT_SUPPORTED));
     let warned = view.state.app.warned_unsupported.lock().unwrap().len();
-    assert_eq!(warned, 7, "one warning per component and interface");
+    assert_eq!(warned, 6, "one warning per component and interface");
     // A second call does not warn again.
     let _ = llm::Host::infer(&mut view, "m".into(), "p".into(), None)
         .await
         .unwrap();
-    assert_eq!(view.state.app.warned_unsupported.lock().unwrap().len(), 7);
+    assert_eq!(view.state.app.warned_unsupported.lock().unwrap().len(), 6);
 }
