@@ -484,6 +484,7 @@ impl MetricsServer {
 
     /// Serves scrapes; each connection in a task of its own, HTTP/1 only.
     pub async fn serve(self, readiness: Readiness) {
+        tokio::spawn(upkeep(self.handle.clone()));
         loop {
             let Ok((stream, _)) = self.listener.accept().await else {
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -503,6 +504,22 @@ impl MetricsServer {
                     .await;
             });
         }
+    }
+}
+
+/// How often histogram samples are folded into their buckets between scrapes.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Folds histogram samples into buckets every [`UPKEEP_INTERVAL`]. The exporter keeps
+/// every recorded sample until an upkeep, and without this only a scrape ran one: with
+/// nobody scraping, memory grew by two samples per request without bound (16 MB per
+/// million requests) and the growing sample blocks cost page faults on the hot path.
+async fn upkeep(handle: PrometheusHandle) {
+    let mut tick = tokio::time::interval(UPKEEP_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        handle.run_upkeep();
     }
 }
 

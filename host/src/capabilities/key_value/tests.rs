@@ -47,13 +47,15 @@ impl Guest {
 }
 
 fn app_with(stores: &[(&str, KeyValueStoreConfig)], state_dir: Option<&Path>) -> AppCapabilities {
-    let mut config = EdgeHostConfig::default();
-    config.key_value = KeyValueConfig {
-        stores: stores
-            .iter()
-            .map(|(label, store)| ((*label).to_owned(), store.clone()))
-            .collect::<BTreeMap<_, _>>(),
-        base_dir: None,
+    let config = EdgeHostConfig {
+        key_value: KeyValueConfig {
+            stores: stores
+                .iter()
+                .map(|(label, store)| ((*label).to_owned(), store.clone()))
+                .collect::<BTreeMap<_, _>>(),
+            base_dir: None,
+        },
+        ..EdgeHostConfig::default()
     };
     AppCapabilities::with_state_dir(&config, state_dir).unwrap()
 }
