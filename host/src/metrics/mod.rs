@@ -19,7 +19,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -206,6 +206,98 @@ pub fn http_request(
         .increment(1);
 }
 
+/// The HTTP series of one route, resolved once per method and status and kept: without
+/// this every request built two label keys (route, component, method, status: four
+/// string copies) and looked both up in the registry.
+pub struct RouteSeries {
+    route: String,
+    component: String,
+    resolved: RwLock<Vec<ResolvedHttp>>,
+}
+
+/// (method label, status, duration histogram, request counter)
+type ResolvedHttp = (&'static str, u16, metrics::Histogram, metrics::Counter);
+
+/// Method and status pairs a route keeps resolved; more are recorded through the registry
+/// (a client cannot mint methods, only the component's statuses vary).
+const MAX_RESOLVED: usize = 64;
+
+impl RouteSeries {
+    pub fn new(route: &str, component: &str) -> Self {
+        Self {
+            route: route.to_owned(),
+            component: component.to_owned(),
+            resolved: RwLock::new(Vec::new()),
+        }
+    }
+
+    /// The manifest route, as the `route` label has it.
+    pub fn route(&self) -> &str {
+        &self.route
+    }
+
+    /// The component id, as the `component` label has it.
+    pub fn component(&self) -> &str {
+        &self.component
+    }
+
+    /// A request of this route answered ([`http_request`] for one that matched none).
+    pub fn record(&self, method: &http::Method, status: u16, started: Instant) {
+        if !recording() {
+            return;
+        }
+        let elapsed = started.elapsed();
+        let method = method_label(method);
+        if let Ok(resolved) = self.resolved.read() {
+            if let Some((.., duration, requests)) = resolved
+                .iter()
+                .find(|(m, s, ..)| *m == method && *s == status)
+            {
+                duration.record(elapsed);
+                requests.increment(1);
+                return;
+            }
+        }
+        let (route, component) = (self.route.clone(), self.component.clone());
+        let duration = histogram!(HTTP_DURATION, "route" => route.clone(), "component" => component.clone(), "method" => method);
+        let requests = counter!(HTTP_REQUESTS, "route" => route, "component" => component, "method" => method, "status" => status_label(status));
+        duration.record(elapsed);
+        requests.increment(1);
+        if let Ok(mut resolved) = self.resolved.write() {
+            if resolved.len() < MAX_RESOLVED {
+                resolved.push((method, status, duration, requests));
+            }
+        }
+    }
+}
+
+/// The instance series of one component, resolved on its first instance (three label
+/// keys and lookups per instance otherwise).
+#[derive(Default)]
+pub struct ComponentSeries {
+    handles: OnceLock<ComponentHandles>,
+}
+
+struct ComponentHandles {
+    created: metrics::Counter,
+    in_flight: metrics::Gauge,
+    instantiation: metrics::Histogram,
+}
+
+impl ComponentSeries {
+    /// Only called while recording, so the handles are the installed recorder's.
+    fn handles(&self, component: &str) -> &ComponentHandles {
+        self.handles.get_or_init(|| {
+            let component = component.to_owned();
+            ComponentHandles {
+                created: counter!(INSTANCES_CREATED, "component" => component.clone()),
+                in_flight: gauge!(INSTANCES_IN_FLIGHT, "component" => component.clone()),
+                instantiation: histogram!(INSTANTIATION, "component" => component),
+            }
+        })
+    }
+}
+
 /// Standard methods as static strings (no allocation); anything else is `other`, so a
 /// client cannot mint label values.
 fn method_label(method: &http::Method) -> &'static str {
@@ -233,15 +325,14 @@ fn status_label(status: u16) -> metrics::SharedString {
 }
 
 /// An instance of `component` exists from now until the guard drops.
-pub fn instance_started(component: &str) -> InstanceGuard {
+pub fn instance_started(series: &ComponentSeries, component: &str) -> InstanceGuard {
     if !recording() {
         return InstanceGuard(None);
     }
-    let component = component.to_owned();
-    counter!(INSTANCES_CREATED, "component" => component.clone()).increment(1);
-    let in_flight = gauge!(INSTANCES_IN_FLIGHT, "component" => component);
-    in_flight.increment(1.0);
-    InstanceGuard(Some(in_flight))
+    let handles = series.handles(component);
+    handles.created.increment(1);
+    handles.in_flight.increment(1.0);
+    InstanceGuard(Some(handles.in_flight.clone()))
 }
 
 /// Keeps an instance counted in [`INSTANCES_IN_FLIGHT`] while it lives.
@@ -257,6 +348,7 @@ impl Drop for InstanceGuard {
 
 /// Times `instantiation` (a component's `instantiate_async`) for `component`.
 pub async fn instantiation<T>(
+    series: &ComponentSeries,
     component: &str,
     instantiation: impl std::future::Future<Output = T>,
 ) -> T {
@@ -265,7 +357,10 @@ pub async fn instantiation<T>(
     }
     let started = Instant::now();
     let instance = instantiation.await;
-    histogram!(INSTANTIATION, "component" => component.to_owned()).record(started.elapsed());
+    series
+        .handles(component)
+        .instantiation
+        .record(started.elapsed());
     instance
 }
 

@@ -38,7 +38,12 @@ fn recorded_metrics_render_as_prometheus_text_with_their_labels() {
             404,
             Instant::now(),
         );
-        drop(instance_started("todos"));
+        drop(instance_started(&ComponentSeries::default(), "todos"));
+        // A route's kept series record into the same series as the registry path.
+        let series = RouteSeries::new("/todos/:id", "todos");
+        for _ in 0..2 {
+            series.record(&http::Method::GET, 200, Instant::now());
+        }
         instance_failed("todos", &wasmtime::Error::new(wasmtime::Trap::Interrupt));
         instance_failed(
             "todos",
@@ -75,7 +80,8 @@ fn recorded_metrics_render_as_prometheus_text_with_their_labels() {
         ("method", "GET"),
         ("status", "200"),
     ];
-    assert_eq!(value(HTTP_REQUESTS, &route), 1.0);
+    // One through the registry, two through the route's kept series: one series.
+    assert_eq!(value(HTTP_REQUESTS, &route), 3.0);
     assert_eq!(
         value(HTTP_REQUESTS, &[("method", "other"), ("status", "404")]),
         1.0
@@ -131,10 +137,12 @@ fn recording_one_request_is_cheap() {
     let recorder = recorder();
     let rounds = 20_000;
     let elapsed = metrics::with_local_recorder(&recorder, || {
+        let component = ComponentSeries::default();
+        let route = RouteSeries::new("/todos/:id", "todos");
         let started = Instant::now();
         for _ in 0..rounds {
-            let guard = instance_started("todos");
-            http_request("/todos/:id", "todos", &http::Method::GET, 200, started);
+            let guard = instance_started(&component, "todos");
+            route.record(&http::Method::GET, 200, started);
             drop(guard);
         }
         started.elapsed()

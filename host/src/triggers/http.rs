@@ -38,6 +38,8 @@ use crate::triggers::reuse::{InstancePool, Lease, ReuseConfig};
 struct RouteTarget {
     component: Arc<AppComponent>,
     proxy: ProxyPre<InstanceState>,
+    /// The route's request series (its `route` and `component` labels, for logs too).
+    metrics: crate::metrics::RouteSeries,
 }
 
 /// How long and how much a client may take to send its request, so that a slow or broken
@@ -119,7 +121,15 @@ impl HttpTrigger {
                         component.id
                     )
                 })?;
-            routes.push((route.clone(), RouteTarget { component, proxy }));
+            let metrics = crate::metrics::RouteSeries::new(route.raw(), &component.id);
+            routes.push((
+                route.clone(),
+                RouteTarget {
+                    component,
+                    proxy,
+                    metrics,
+                },
+            ));
         }
         let admission = Admission::new(
             AdmissionLimits::default(),
@@ -288,14 +298,20 @@ impl HttpTrigger {
     {
         let started = std::time::Instant::now();
         let method = request.method().clone();
-        let (response, route, component) = self.respond(request, client).await;
+        let (response, target) = self.respond(request, client).await;
         let status = response.status().as_u16();
+        let series = target.map(|target| &target.metrics);
         tracing::debug!(
-            component, %method, route, status,
+            component = series.map_or("", |s| s.component()),
+            route = series.map_or("", |s| s.route()),
+            %method, status,
             elapsed_us = started.elapsed().as_micros() as u64,
             "handled"
         );
-        crate::metrics::http_request(route, component, &method, status, started);
+        match series {
+            Some(series) => series.record(&method, status, started),
+            None => crate::metrics::http_request("", "", &method, status, started),
+        }
         response
     }
 
@@ -305,7 +321,7 @@ impl HttpTrigger {
         &self,
         request: Request<B>,
         client: SocketAddr,
-    ) -> (Response<HyperOutgoingBody>, &str, &str)
+    ) -> (Response<HyperOutgoingBody>, Option<&RouteTarget>)
     where
         B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
@@ -313,9 +329,8 @@ impl HttpTrigger {
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
         let Some((pattern, target, found)) = self.router.route(&path) else {
-            return (HostProblem::NotFound.response(), "", "");
+            return (HostProblem::NotFound.response(), None);
         };
-        let route = pattern.raw();
         let component = &target.component;
         let id = component.id.as_str();
         let declared = request
@@ -324,18 +339,18 @@ impl HttpTrigger {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|length| length > self.max_request_body) {
-            return (HostProblem::BodyTooLarge.response(), route, id);
+            return (HostProblem::BodyTooLarge.response(), Some(target));
         }
         // Counted from here to its answer, body buffering included.
         let Ok(_client_pass) = self.admission.client(client.ip()) else {
             tracing::debug!(%client, %method, %path, "refused: client has too many requests in flight");
-            return (HostProblem::ClientBusy.response(), route, id);
+            return (HostProblem::ClientBusy.response(), Some(target));
         };
         let request = match with_spin_headers(request, pattern, &found, client) {
             Ok(request) => request,
             Err(err) => {
                 tracing::debug!("bad request: {err:#}");
-                return (HostProblem::BadRequest.response(), route, id);
+                return (HostProblem::BadRequest.response(), Some(target));
             }
         };
         // The whole body first, holding no instance slot: a client that sends its head
@@ -346,20 +361,20 @@ impl HttpTrigger {
             Ok(body) => body,
             Err(broken) => {
                 tracing::debug!(component = id, %method, %path, ?broken, "request body failed");
-                return (broken.problem().response(), route, id);
+                return (broken.problem().response(), Some(target));
             }
         };
         let request = Request::from_parts(parts, body);
         let deadline = self.admission.deadline(id);
         let turn = match self.admission.component(id, deadline).await {
             Ok(turn) => turn,
-            Err(refusal) => return (overloaded(refusal, component, &method, &path), route, id),
+            Err(refusal) => return (overloaded(refusal, component, &method, &path), Some(target)),
         };
         let response = match self.run(target, request, turn, deadline).await {
             Ok(Some(response)) => response,
             Ok(None) => {
                 let refused = overloaded(Refusal::Overloaded, component, &method, &path);
-                return (refused, route, id);
+                return (refused, Some(target));
             }
             Err(err) if err.downcast_ref::<DeadlineExceeded>().is_some() => {
                 tracing::warn!(component = id, %method, %path, "request cut off: {err:#}");
@@ -374,7 +389,7 @@ impl HttpTrigger {
                 HostProblem::Internal.response()
             }
         };
-        (response, route, id)
+        (response, Some(target))
     }
 
     /// Reads the whole request body, at most `--max-request-body-mb` of it and with no
@@ -449,6 +464,7 @@ impl HttpTrigger {
                             Some(export) => export,
                             None => {
                                 crate::metrics::instantiation(
+                                    &counted.metrics,
                                     &counted.id,
                                     proxy.instantiate_async(&mut *store),
                                 )

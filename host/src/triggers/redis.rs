@@ -280,9 +280,12 @@ async fn handle_message(
     let handled = instance
         .run(move |store| {
             Box::pin(async move {
-                let instance =
-                    crate::metrics::instantiation(&counted.id, pre.instantiate_async(&mut *store))
-                        .await?;
+                let instance = crate::metrics::instantiation(
+                    &counted.metrics,
+                    &counted.id,
+                    pre.instantiate_async(&mut *store),
+                )
+                .await?;
                 instance
                     .fermyon_spin_inbound_redis()
                     .call_handle_message(store, &payload)
