@@ -62,7 +62,7 @@ pub struct AppComponent {
     request_timeout: Option<Duration>,
     /// The component's `files`, preopened read-only at `/` in every instance.
     files: Option<crate::files::StagedFiles>,
-    /// Its instance metrics, resolved on first use.
+    /// Its instance metrics (`component` label), resolved on first use.
     pub(crate) metrics: crate::metrics::ComponentSeries,
 }
 
@@ -168,7 +168,7 @@ impl App {
             _slot: slot,
             timeout: component.request_timeout.unwrap_or(self.execution_timeout),
             component_id: component.id.clone(),
-            _counted: crate::metrics::instance_started(&component.metrics, &component.id),
+            _counted: crate::metrics::instance_started(&component.metrics),
         }
     }
 }
@@ -365,7 +365,7 @@ fn load_component(
         max_memory: limits.max_instance_memory,
         request_timeout: None,
         files,
-        metrics: Default::default(),
+        metrics: crate::metrics::ComponentSeries::new(id),
     })
 }
 

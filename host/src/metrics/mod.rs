@@ -185,30 +185,10 @@ fn process_collector() -> &'static metrics_process::Collector {
 
 // ---- recording: one call per call site -------------------------------------------------
 
-/// An HTTP request answered: `route` is the manifest pattern (`""` when nothing matched),
-/// `started` when it arrived.
-pub fn http_request(
-    route: &str,
-    component: &str,
-    method: &http::Method,
-    status: u16,
-    started: Instant,
-) {
-    if !recording() {
-        return;
-    }
-    let route = route.to_owned();
-    let component = component.to_owned();
-    let method = method_label(method);
-    histogram!(HTTP_DURATION, "route" => route.clone(), "component" => component.clone(), "method" => method)
-        .record(started.elapsed());
-    counter!(HTTP_REQUESTS, "route" => route, "component" => component, "method" => method, "status" => status_label(status))
-        .increment(1);
-}
-
-/// The HTTP series of one route, resolved once per method and status and kept: without
-/// this every request built two label keys (route, component, method, status: four
-/// string copies) and looked both up in the registry.
+/// The HTTP series of one route (`""` and `""` for requests that matched none), resolved
+/// once per method and status and kept: without this every request built two label keys
+/// (route, component, method, status: four string copies) and looked both up in the
+/// registry.
 pub struct RouteSeries {
     route: String,
     component: String,
@@ -241,7 +221,7 @@ impl RouteSeries {
         &self.component
     }
 
-    /// A request of this route answered ([`http_request`] for one that matched none).
+    /// A request of this route answered; `started` is when it arrived.
     pub fn record(&self, method: &http::Method, status: u16, started: Instant) {
         if !recording() {
             return;
@@ -273,8 +253,8 @@ impl RouteSeries {
 
 /// The instance series of one component, resolved on its first instance (three label
 /// keys and lookups per instance otherwise).
-#[derive(Default)]
 pub struct ComponentSeries {
+    component: String,
     handles: OnceLock<ComponentHandles>,
 }
 
@@ -285,10 +265,17 @@ struct ComponentHandles {
 }
 
 impl ComponentSeries {
+    pub fn new(component: &str) -> Self {
+        Self {
+            component: component.to_owned(),
+            handles: OnceLock::new(),
+        }
+    }
+
     /// Only called while recording, so the handles are the installed recorder's.
-    fn handles(&self, component: &str) -> &ComponentHandles {
+    fn handles(&self) -> &ComponentHandles {
         self.handles.get_or_init(|| {
-            let component = component.to_owned();
+            let component = self.component.clone();
             ComponentHandles {
                 created: counter!(INSTANCES_CREATED, "component" => component.clone()),
                 in_flight: gauge!(INSTANCES_IN_FLIGHT, "component" => component.clone()),
@@ -324,12 +311,12 @@ fn status_label(status: u16) -> metrics::SharedString {
     }
 }
 
-/// An instance of `component` exists from now until the guard drops.
-pub fn instance_started(series: &ComponentSeries, component: &str) -> InstanceGuard {
+/// An instance of the series' component exists from now until the guard drops.
+pub fn instance_started(series: &ComponentSeries) -> InstanceGuard {
     if !recording() {
         return InstanceGuard(None);
     }
-    let handles = series.handles(component);
+    let handles = series.handles();
     handles.created.increment(1);
     handles.in_flight.increment(1.0);
     InstanceGuard(Some(handles.in_flight.clone()))
@@ -346,10 +333,9 @@ impl Drop for InstanceGuard {
     }
 }
 
-/// Times `instantiation` (a component's `instantiate_async`) for `component`.
+/// Times `instantiation` (a component's `instantiate_async`) for the series' component.
 pub async fn instantiation<T>(
     series: &ComponentSeries,
-    component: &str,
     instantiation: impl std::future::Future<Output = T>,
 ) -> T {
     if !recording() {
@@ -357,10 +343,7 @@ pub async fn instantiation<T>(
     }
     let started = Instant::now();
     let instance = instantiation.await;
-    series
-        .handles(component)
-        .instantiation
-        .record(started.elapsed());
+    series.handles().instantiation.record(started.elapsed());
     instance
 }
 

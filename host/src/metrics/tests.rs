@@ -24,26 +24,18 @@ fn recorded_metrics_render_as_prometheus_text_with_their_labels() {
     let handle = recorder.handle();
     metrics::with_local_recorder(&recorder, || {
         describe();
-        http_request(
-            "/todos/:id",
-            "todos",
-            &http::Method::GET,
-            200,
-            Instant::now(),
-        );
-        http_request(
-            "/todos/:id",
-            "todos",
+        let series = RouteSeries::new("/todos/:id", "todos");
+        series.record(&http::Method::GET, 200, Instant::now());
+        series.record(
             &http::Method::from_bytes(b"BREW").unwrap(),
             404,
             Instant::now(),
         );
-        drop(instance_started(&ComponentSeries::default(), "todos"));
-        // A route's kept series record into the same series as the registry path.
-        let series = RouteSeries::new("/todos/:id", "todos");
-        for _ in 0..2 {
-            series.record(&http::Method::GET, 200, Instant::now());
-        }
+        drop(instance_started(&ComponentSeries::new("todos")));
+        // The kept handles of a series and a second series of the same labels record
+        // into one Prometheus series.
+        series.record(&http::Method::GET, 200, Instant::now());
+        RouteSeries::new("/todos/:id", "todos").record(&http::Method::GET, 200, Instant::now());
         instance_failed("todos", &wasmtime::Error::new(wasmtime::Trap::Interrupt));
         instance_failed(
             "todos",
@@ -80,7 +72,7 @@ fn recorded_metrics_render_as_prometheus_text_with_their_labels() {
         ("method", "GET"),
         ("status", "200"),
     ];
-    // One through the registry, two through the route's kept series: one series.
+    // Two through one series' kept handles, one through a second series: one series.
     assert_eq!(value(HTTP_REQUESTS, &route), 3.0);
     assert_eq!(
         value(HTTP_REQUESTS, &[("method", "other"), ("status", "404")]),
@@ -137,11 +129,11 @@ fn recording_one_request_is_cheap() {
     let recorder = recorder();
     let rounds = 20_000;
     let elapsed = metrics::with_local_recorder(&recorder, || {
-        let component = ComponentSeries::default();
+        let component = ComponentSeries::new("todos");
         let route = RouteSeries::new("/todos/:id", "todos");
         let started = Instant::now();
         for _ in 0..rounds {
-            let guard = instance_started(&component, "todos");
+            let guard = instance_started(&component);
             route.record(&http::Method::GET, 200, started);
             drop(guard);
         }

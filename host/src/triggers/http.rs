@@ -72,6 +72,8 @@ impl Default for ClientLimits {
 pub struct HttpTrigger {
     app: Arc<App>,
     router: Router<RouteTarget>,
+    /// The request series of requests no route matched (empty `route` and `component`).
+    unrouted: crate::metrics::RouteSeries,
     max_request_body: u64,
     limits: ClientLimits,
     /// Idle instances kept for reuse; `None` when every request gets a fresh instance
@@ -143,6 +145,7 @@ impl HttpTrigger {
             app,
             admission,
             router: Router::new(routes)?,
+            unrouted: crate::metrics::RouteSeries::new("", ""),
             max_request_body,
             limits: ClientLimits::default(),
             reuse: reuse.reuses().then(|| InstancePool::new(reuse)),
@@ -308,10 +311,9 @@ impl HttpTrigger {
             elapsed_us = started.elapsed().as_micros() as u64,
             "handled"
         );
-        match series {
-            Some(series) => series.record(&method, status, started),
-            None => crate::metrics::http_request("", "", &method, status, started),
-        }
+        series
+            .unwrap_or(&self.unrouted)
+            .record(&method, status, started);
         response
     }
 
@@ -465,7 +467,6 @@ impl HttpTrigger {
                             None => {
                                 crate::metrics::instantiation(
                                     &counted.metrics,
-                                    &counted.id,
                                     proxy.instantiate_async(&mut *store),
                                 )
                                 .await?

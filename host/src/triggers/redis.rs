@@ -282,7 +282,6 @@ async fn handle_message(
             Box::pin(async move {
                 let instance = crate::metrics::instantiation(
                     &counted.metrics,
-                    &counted.id,
                     pre.instantiate_async(&mut *store),
                 )
                 .await?;
