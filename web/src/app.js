@@ -6,6 +6,9 @@ import "./style.css";
 import { ApiProblem, Client } from "./api.js";
 
 const $ = (selector, root = document) => root.querySelector(selector);
+/** A fresh copy of a todo's fields (title, tags, due, priority, notes) for a form. */
+const todoFields = () => $("#todo-fields").content.cloneNode(true);
+$("#new-todo").prepend(todoFields());
 const client = new Client(() => showSignedOut("Your session ended; please log in again."));
 const PRIORITY = ["", "low priority", "medium priority", "high priority"];
 /** How often a visible page asks for changes made elsewhere. */
@@ -157,6 +160,7 @@ async function edit(item, todo) {
   if ($(".editor", item)) return;
   const current = await client.getTodo(todo.id);
   const form = $("#todo-editor").content.firstElementChild.cloneNode(true);
+  form.prepend(todoFields());
   const fill = (fresh) => {
     form.elements.title.value = fresh.title;
     form.elements.tags.value = fresh.tags.join(", ");
