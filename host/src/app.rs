@@ -342,12 +342,18 @@ fn load_component(
         .as_ref()
         .map_or(&[][..], |labels| labels.get_ref());
     app_capabilities.key_value.prepare(id, key_value_stores)?;
+    let sqlite_databases = component
+        .sqlite_databases
+        .as_ref()
+        .map_or(&[][..], |labels| labels.get_ref());
+    app_capabilities.sqlite.prepare(id, sqlite_databases)?;
     let capabilities = Arc::new(ComponentCapabilities {
         id: id.to_owned(),
         allowed_hosts,
         variables: component_variables,
         app_variables: variables.clone(),
         key_value_stores: key_value_stores.iter().cloned().collect(),
+        sqlite_databases: sqlite_databases.iter().cloned().collect(),
     });
     Ok(AppComponent {
         id: id.to_owned(),

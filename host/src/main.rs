@@ -60,6 +60,11 @@ struct UpArgs {
     /// Set an application variable (repeatable); overrides SPIN_VARIABLE_<NAME>.
     #[arg(long = "variable", value_name = "NAME=VALUE")]
     variables: Vec<String>,
+    /// SQL to run before serving, as Spin's `--sqlite` (repeatable, in order): a statement
+    /// runs on the `default` database, `@FILE` runs a file's statements on it and
+    /// `@FILE:LABEL` on that label's.
+    #[arg(long = "sqlite", value_name = "STATEMENT|@FILE[:LABEL]")]
+    sqlite_statements: Vec<String>,
     /// Host log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: logs::LogFormat,
@@ -248,7 +253,11 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
             Some(addr) => Some(edge_host::metrics::bind(addr).await?),
             None => None,
         };
-        let app = Arc::new(tokio::task::block_in_place(|| app::App::load(options))?);
+        let app = Arc::new(tokio::task::block_in_place(|| {
+            let app = app::App::load(options)?;
+            (app.capabilities.sqlite).run_startup_statements(&args.sqlite_statements)?;
+            anyhow::Ok(app)
+        })?);
         let reuse = ReuseConfig {
             max_instance_reuse_count: args.max_instance_reuse_count,
             max_instance_concurrent_reuse_count: args.max_instance_concurrent_reuse_count,

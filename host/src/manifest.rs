@@ -3,7 +3,7 @@
 //! Parsing is strict on purpose: every table rejects unknown fields, so a typo such as
 //! `sorce = ...` fails at start-up with the file, line and field named instead of being
 //! silently ignored. Fields that Spin knows but this host does not implement yet
-//! (`files`, `key_value_stores`, ...) are accepted by the parser only so that the error
+//! (`ai_models`, ...) are accepted by the parser only so that the error
 //! can say "not supported" rather than "unknown".
 
 use std::collections::BTreeMap;
@@ -539,14 +539,8 @@ impl Checker<'_> {
                 self.error(files.span(), format!("field `{prefix}.files`: {err}"))
             })?;
         }
-        let unsupported_lists = [
-            ("sqlite_databases", body.sqlite_databases.as_ref()),
-            ("ai_models", body.ai_models.as_ref()),
-        ];
-        for (field, list) in unsupported_lists {
-            if let Some(list) = list.filter(|list| !list.get_ref().is_empty()) {
-                return Err(self.unsupported(list.span(), &format!("{prefix}.{field}")));
-            }
+        if let Some(list) = body.ai_models.as_ref().filter(|l| !l.get_ref().is_empty()) {
+            return Err(self.unsupported(list.span(), &format!("{prefix}.ai_models")));
         }
         let templates = body
             .variables

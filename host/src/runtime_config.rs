@@ -2,8 +2,9 @@
 //!
 //! Spin's runtime configuration binds platform resources (key-value stores, SQLite
 //! databases, LLMs, variable providers) to an app. edge-host reads the same file; of those
-//! bindings it implements `[key_value_store.*]` (`crate::capabilities::key_value`), and
-//! any other such table is an error that names it;
+//! bindings it implements `[key_value_store.*]` (`crate::capabilities::key_value`) and
+//! `[sqlite_database.*]` (`crate::capabilities::sqlite`), and any other such table is an
+//! error that names it;
 //! its own tuning lives under `[edge_host.*]`, which real Spin would reject, so keep it
 //! out of files shared with Spin. Unknown fields are errors with file and line.
 //!
@@ -18,6 +19,7 @@ use serde::Deserialize;
 pub use crate::capabilities::key_value::{KeyValueConfig, KeyValueStoreConfig};
 pub use crate::capabilities::postgres::{OutboundPgConfig, PostgresConfig};
 pub use crate::capabilities::redis::{OutboundRedisConfig, RedisConfig};
+pub use crate::capabilities::sqlite::{SqliteConfig, SqliteDatabaseConfig};
 pub use crate::capabilities::EdgeHostConfig;
 
 /// A runtime configuration that could not be loaded.
@@ -47,8 +49,9 @@ pub struct RuntimeConfig {
     /// Spin's `[key_value_store.<label>]`; moved into `edge_host.key_value` on load.
     #[serde(default)]
     key_value_store: BTreeMap<String, KeyValueStoreConfig>,
+    /// Spin's `[sqlite_database.<label>]`; moved into `edge_host.sqlite` on load.
     #[serde(default)]
-    sqlite_database: Option<toml::Value>,
+    sqlite_database: BTreeMap<String, SqliteDatabaseConfig>,
     #[serde(default)]
     llm_compute: Option<toml::Value>,
     #[serde(default)]
@@ -83,7 +86,6 @@ impl RuntimeConfig {
         let mut config: Self =
             toml::from_str(text).map_err(|err| invalid(err.to_string().trim_end().to_owned()))?;
         let unsupported = [
-            ("sqlite_database", config.sqlite_database.is_some()),
             ("llm_compute", config.llm_compute.is_some()),
             ("variables_provider", config.variables_provider.is_some()),
             ("config_provider", config.config_provider.is_some()),
@@ -95,9 +97,14 @@ impl RuntimeConfig {
                 "table `{table}` is not supported by edge-host yet"
             )));
         }
+        let base_dir = path.parent().map(Path::to_owned);
         config.edge_host.key_value = KeyValueConfig {
             stores: std::mem::take(&mut config.key_value_store),
-            base_dir: path.parent().map(Path::to_owned),
+            base_dir: base_dir.clone(),
+        };
+        config.edge_host.sqlite = SqliteConfig {
+            databases: std::mem::take(&mut config.sqlite_database),
+            base_dir,
         };
         if let Some(outbound) = config.outbound_pg.take() {
             config.edge_host.postgres.outbound = outbound;
@@ -168,13 +175,39 @@ mod tests {
 
     #[test]
     fn spin_tables_we_do_not_implement_are_named() {
-        let err = parse("[sqlite_database.default]\ntype = \"spin\"\n")
+        let err = parse("[llm_compute]\ntype = \"spin\"\n")
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("sqlite_database") && err.contains("not supported"),
+            err.contains("llm_compute") && err.contains("not supported"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn sqlite_databases_are_read_and_libsql_is_refused_by_name() {
+        let config = RuntimeConfig::parse(
+            Path::new("/srv/app/runtime-config.toml"),
+            "[sqlite_database.default]\ntype = \"spin\"\npath = \"data/app.db\"\n\
+             [sqlite_database.scratch]\ntype = \"spin\"\n",
+        )
+        .unwrap();
+        let sqlite = &config.edge_host.sqlite;
+        assert_eq!(sqlite.base_dir.as_deref(), Some(Path::new("/srv/app")));
+        assert_eq!(
+            sqlite.databases["default"],
+            SqliteDatabaseConfig::Spin {
+                path: Some("data/app.db".into())
+            }
+        );
+        assert_eq!(
+            sqlite.databases["scratch"],
+            SqliteDatabaseConfig::Spin { path: None }
+        );
+        let err = parse("[sqlite_database.remote]\ntype = \"libsql\"\nurl = \"https://db\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("libsql") && err.contains("line 2"), "{err}");
     }
 
     #[test]

@@ -18,7 +18,7 @@
 //! - `runtime_config.rs`: its runtime-config table (or why it has none);
 //! - `tests.rs`: its tests, against the real service where there is one.
 //!
-//! The folders: `postgres`, `redis`, `key_value`, `variables`, `outbound_http`, `outbound_hosts` (the
+//! The folders: `postgres`, `redis`, `key_value`, `sqlite`, `variables`, `outbound_http`, `outbound_hosts` (the
 //! `allowed_outbound_hosts` check the others ask before connecting) and `unsupported`.
 //!
 //! The guest only ever sees WIT errors (for example `error::connection-failed` or
@@ -29,6 +29,7 @@ pub mod outbound_hosts;
 pub mod outbound_http;
 pub mod postgres;
 pub mod redis;
+pub mod sqlite;
 pub mod unsupported;
 pub mod variables;
 
@@ -113,6 +114,9 @@ pub struct EdgeHostConfig {
     /// Spin's `[key_value_store.*]`, put here by the runtime-config loader.
     #[serde(skip)]
     pub key_value: key_value::KeyValueConfig,
+    /// Spin's `[sqlite_database.*]`, put here by the runtime-config loader.
+    #[serde(skip)]
+    pub sqlite: sqlite::SqliteConfig,
 }
 
 /// `[edge_host.component.<id>]` in the runtime config. Spin has no per-component request
@@ -187,6 +191,8 @@ pub struct AppCapabilities {
     pub redis: redis::RedisConnections,
     /// Key-value stores by label.
     pub key_value: key_value::KeyValueStores,
+    /// SQLite databases by label.
+    pub sqlite: sqlite::SqliteDatabases,
     /// `(component id, interface)` pairs already warned about, so an unsupported
     /// interface is logged once per component instead of once per call.
     warned_unsupported: Mutex<HashSet<(String, &'static str)>>,
@@ -199,8 +205,8 @@ impl AppCapabilities {
         Self::with_state_dir(config, None)
     }
 
-    /// The shared state of an app whose state (the `default` key-value store's file)
-    /// lives in `state_dir`.
+    /// The shared state of an app whose state (the `default` key-value store's and SQLite
+    /// database's files) lives in `state_dir`.
     pub fn with_state_dir(
         config: &EdgeHostConfig,
         state_dir: Option<&std::path::Path>,
@@ -209,6 +215,7 @@ impl AppCapabilities {
             postgres: postgres::PostgresPools::new(&config.postgres),
             redis: redis::RedisConnections::new(&config.redis),
             key_value: key_value::KeyValueStores::new(&config.key_value, state_dir),
+            sqlite: sqlite::SqliteDatabases::new(&config.sqlite, state_dir),
             warned_unsupported: Mutex::new(HashSet::new()),
         })
     }
@@ -259,6 +266,8 @@ pub struct ComponentCapabilities {
     pub app_variables: Arc<ResolvedVariables>,
     /// `key_value_stores`: the labels the component may open.
     pub key_value_stores: HashSet<String>,
+    /// `sqlite_databases`: the labels the component may open.
+    pub sqlite_databases: HashSet<String>,
 }
 
 /// Per-instance state: what one request's guest holds. Resource handles (connections)
@@ -271,6 +280,8 @@ pub struct CapabilityState {
     pub postgres_sessions: postgres::OpenedSessions,
     /// Key-value store handles the guest holds (at most `key_value::MAX_OPEN_STORES`).
     pub key_value_open: usize,
+    /// SQLite connections the guest holds (at most `sqlite::MAX_OPEN_CONNECTIONS`).
+    pub sqlite_open: usize,
 }
 
 impl CapabilityState {
@@ -281,6 +292,7 @@ impl CapabilityState {
             component,
             postgres_sessions: postgres::OpenedSessions::default(),
             key_value_open: 0,
+            sqlite_open: 0,
         }
     }
 }
@@ -356,6 +368,7 @@ pub fn add_to_linker(linker: &mut Linker<InstanceState>) -> anyhow::Result<()> {
     postgres::add_to_linker(linker, view)?;
     redis::add_to_linker(linker, view)?;
     key_value::add_to_linker(linker, view)?;
+    sqlite::add_to_linker(linker, view)?;
     variables::add_to_linker(linker, view)?;
     unsupported::add_to_linker(linker, view)?;
     Ok(())
@@ -393,6 +406,7 @@ pub(crate) mod test_support {
                 .collect(),
             app_variables: Arc::new(ResolvedVariables::from_pairs(app_variables)),
             key_value_stores: Default::default(),
+            sqlite_databases: Default::default(),
         })
     }
 

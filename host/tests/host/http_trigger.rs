@@ -152,10 +152,11 @@ fn files_are_mounted_read_only_where_the_manifest_puts_them() {
 #[test]
 fn unimplemented_interfaces_answer_with_their_own_error() {
     let host = Host::start(&[], &[]);
-    let (status, body) = host.get("/probe/sqlite");
+    let (status, body) = host.get("/probe/llm");
     assert_eq!(
-        status, 503,
-        "SQLite must answer with a WIT error, not trap: {body}"
+        (status, json(&body)["error"].as_str()),
+        (503, Some("Error::ModelNotSupported")),
+        "the LLM interface must answer with its WIT error, not trap: {body}"
     );
     assert_eq!(host.get("/probe/headers").0, 200);
 }

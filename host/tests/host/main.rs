@@ -14,4 +14,5 @@ mod manifest_errors;
 mod memory_cap;
 mod metrics;
 mod redis_trigger;
+mod sqlite;
 mod tls;

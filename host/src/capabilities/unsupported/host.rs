@@ -97,70 +97,6 @@ impl mysql::HostConnection for CapabilityView<'_> {
     }
 }
 
-impl sqlite::Host for CapabilityView<'_> {}
-
-impl sqlite::HostConnection for CapabilityView<'_> {
-    async fn open(
-        &mut self,
-        _database: String,
-    ) -> Outcome<Resource<sqlite::Connection>, sqlite::Error> {
-        self.unsupported("fermyon:spin/sqlite");
-        Ok(Err(sqlite::Error::NoSuchDatabase))
-    }
-
-    async fn execute(
-        &mut self,
-        _connection: Resource<sqlite::Connection>,
-        _statement: String,
-        _parameters: Vec<sqlite::Value>,
-    ) -> Outcome<sqlite::QueryResult, sqlite::Error> {
-        Ok(Err(sqlite::Error::InvalidConnection))
-    }
-
-    async fn drop(&mut self, _connection: Resource<sqlite::Connection>) -> wasmtime::Result<()> {
-        Ok(())
-    }
-}
-
-impl sqlite3::Host for CapabilityView<'_> {}
-
-impl sqlite3::HostConnection for CapabilityView<'_> {
-    async fn open(
-        &mut self,
-        _database: String,
-    ) -> Outcome<Resource<sqlite3::Connection>, sqlite3::Error> {
-        self.unsupported("spin:sqlite/sqlite@3.0.0");
-        Ok(Err(sqlite3::Error::NoSuchDatabase))
-    }
-
-    async fn execute(
-        &mut self,
-        _connection: Resource<sqlite3::Connection>,
-        _statement: String,
-        _parameters: Vec<sqlite3::Value>,
-    ) -> Outcome<sqlite3::QueryResult, sqlite3::Error> {
-        Ok(Err(sqlite3::Error::InvalidConnection))
-    }
-
-    async fn last_insert_rowid(
-        &mut self,
-        _connection: Resource<sqlite3::Connection>,
-    ) -> wasmtime::Result<i64> {
-        Ok(0)
-    }
-
-    async fn changes(
-        &mut self,
-        _connection: Resource<sqlite3::Connection>,
-    ) -> wasmtime::Result<u64> {
-        Ok(0)
-    }
-
-    async fn drop(&mut self, _connection: Resource<sqlite3::Connection>) -> wasmtime::Result<()> {
-        Ok(())
-    }
-}
-
 impl wasi_kv::Host for CapabilityView<'_> {
     async fn open(
         &mut self,
@@ -294,8 +230,6 @@ pub(crate) fn add_to_linker(
     llm::add_to_linker::<InstanceState, HasCapabilities>(linker, view)?;
     mqtt::add_to_linker::<InstanceState, HasCapabilities>(linker, view)?;
     mysql::add_to_linker::<InstanceState, HasCapabilities>(linker, view)?;
-    sqlite::add_to_linker::<InstanceState, HasCapabilities>(linker, view)?;
-    sqlite3::add_to_linker::<InstanceState, HasCapabilities>(linker, view)?;
     wasi_kv::add_to_linker::<InstanceState, HasCapabilities>(linker, view)?;
     atomics::add_to_linker::<InstanceState, HasCapabilities>(linker, view)?;
     batch::add_to_linker::<InstanceState, HasCapabilities>(linker, view)?;

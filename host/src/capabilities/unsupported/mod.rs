@@ -1,6 +1,6 @@
-//! The Spin platform interfaces edge-host links but does not serve yet: LLM, MQTT, MySQL,
-//! SQLite (2.0 and 3.0) and `wasi:keyvalue` (draft2). (Spin key-value 2.0 is served by
-//! `key_value`.)
+//! The Spin platform interfaces edge-host links but does not serve yet: LLM, MQTT, MySQL
+//! and `wasi:keyvalue` (draft2). (Spin key-value 2.0 is served by `key_value`, SQLite 2.0
+//! and 3.0 by `sqlite`.)
 //!
 //! Components built against Spin's full platform world import all of them, so they must
 //! link; a call answers with the interface's own error (never a trap), and the first call
@@ -18,7 +18,6 @@ pub(crate) use host::add_to_linker;
 use wasmtime::component::{Linker, Resource};
 
 use super::{CapabilityView, HasCapabilities, ViewGetter};
-use crate::bindings::fermyon::spin2_0_0::{llm, mqtt, mysql, rdbms_types, sqlite};
-use crate::bindings::spin::sqlite::sqlite as sqlite3;
+use crate::bindings::fermyon::spin2_0_0::{llm, mqtt, mysql, rdbms_types};
 use crate::bindings::wasi::keyvalue::{atomics, batch, store as wasi_kv};
 use crate::capabilities::InstanceState;

@@ -1,3 +1,2 @@
-//! These interfaces take no runtime-config table. Spin's tables for them
-//! (`[sqlite_database.*]`, `[llm_compute]`) are refused by name in
-//! `crate::runtime_config`.
+//! These interfaces take no runtime-config table. Spin's table for them (`[llm_compute]`)
+//! is refused by name in `crate::runtime_config`.
